@@ -1,0 +1,3 @@
+"""intento: intent-driven orchestration."""
+
+__version__ = "0.1.0"

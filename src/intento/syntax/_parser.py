@@ -1,0 +1,483 @@
+"""Step one: text to lark tree; step two: lark tree to AST.
+
+Input: a `Source`. Output: an `ast.File`, or diagnostics (never a lark exception and never a
+Python traceback). Bounds from LANGUAGE.md "Limits" are enforced here, before anything recursive
+runs: file size before lexing, nesting depth on the lark tree with an explicit stack before the
+(recursive) transformer, number-literal digits before any conversion.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from functools import lru_cache
+from importlib import resources
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+
+from intento.diagnostics import Diagnostic, Severity, Source, Span
+from intento.syntax import ast
+from intento.values import MAX_NUMBER_DIGITS, parse_duration, parse_money, parse_number
+
+#: Largest source file, in characters.
+MAX_FILE_CHARS = 1_000_000
+#: Deepest nesting of formulas, predicates, guards and lists (parentheses, `not`, `and`/`or`).
+MAX_NESTING = 50
+
+KEYWORDS = frozenset(
+    """provider action intent policy test requires achieves undo timeout external idempotent via
+    given goal deadline budget minimize then owner when soft forbid where require for before limit
+    distinct plan observe expect feasible infeasible because no step broken and or not in true false
+    secret""".split()
+)
+
+_EXPR_RULES = frozenset({"or_", "and_", "not_", "compare", "in_", "list"})
+
+_TERMINAL_WORDS = {
+    "IDENT": "a name",
+    "STRING": "a string",
+    "NUMBER": "a number",
+    "MONEY": "an amount of money like `4 USD`",
+    "DURATION": "a duration like `30s`",
+    "CMP": "a comparison (`==`, `!=`, `<`, `<=`, `>`, `>=`)",
+    "$END": "the end of the file",
+}
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    grammar = resources.files("intento.syntax").joinpath("intento.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=False)
+
+
+@lru_cache(maxsize=None)
+def _describe_terminal(name: str) -> str:
+    if name in _TERMINAL_WORDS:
+        return _TERMINAL_WORDS[name]
+    try:
+        term = _lark().get_terminal(name)
+    except KeyError:
+        return name.lower()
+    if term.pattern.type == "str":
+        return f"`{term.pattern.value}`"
+    return name.lower()
+
+
+def _expected_text(expected: set[str]) -> str:
+    words = sorted({_describe_terminal(t) for t in expected})
+    # Names and literals read better first, punctuation and keywords after.
+    words.sort(key=lambda w: (w.startswith("`"), w))
+    if len(words) == 1:
+        return f"expected {words[0]}"
+    return "expected one of: " + ", ".join(words)
+
+
+_COMMENT_OR_STRING = re.compile(r'"(?:\\.|[^"\\\n])*"|//[^\n]*')
+
+
+def scan_comments(text: str) -> tuple[tuple[int, str], ...]:
+    """Every ``//`` comment with its offset, skipping ``//`` inside string literals."""
+    return tuple((m.start(), m.group()) for m in _COMMENT_OR_STRING.finditer(text) if m.group().startswith("//"))
+
+
+class _Located(Exception):
+    def __init__(self, diag: Diagnostic):
+        self.diag = diag
+
+
+def parse(source: Source) -> tuple[ast.File | None, list[Diagnostic]]:
+    """Parse one source; on failure the file is None and the diagnostics say why and where."""
+    if len(source.text) > MAX_FILE_CHARS:
+        return None, [
+            Diagnostic(
+                "E004",
+                Severity.error,
+                f"file is too large ({len(source.text):,} characters; the limit is {MAX_FILE_CHARS:,})",
+                Span.whole_file(source),
+                help="split the project into several files",
+            )
+        ]
+    try:
+        tree = _lark().parse(source.text)
+    except UnexpectedInput as e:
+        return None, [_syntax_diagnostic(source, e)]
+    deep = _too_deep(tree, source)
+    if deep:
+        return None, [deep]
+    builder = _Builder(source)
+    try:
+        decls = builder.transform(tree)
+    except VisitError as e:  # lark wraps exceptions raised inside the transformer
+        if isinstance(e.orig_exc, _Located):
+            return None, [e.orig_exc.diag]
+        raise
+    if builder.errors:
+        return None, builder.errors
+    return ast.File(decls, comments=scan_comments(source.text), span=Span.at_offset(source, 0, len(source.text))), []
+
+
+def _syntax_diagnostic(source: Source, e: UnexpectedInput) -> Diagnostic:
+    if isinstance(e, UnexpectedToken):
+        tok = e.token
+        expected = set(e.expected) if e.expected else set()
+        if tok.type == "$END":
+            span = Span.at_offset(source, len(source.text))
+            return Diagnostic("E003", Severity.error, "unexpected end of file", span, help=_expected_text(expected) or "")
+        span = Span.at_offset(source, tok.start_pos, tok.end_pos)
+        text = str(tok)
+        if text in KEYWORDS and "IDENT" in expected:
+            return Diagnostic(
+                "E008",
+                Severity.error,
+                f"`{text}` is a reserved keyword and cannot be used as a name",
+                span,
+                label="keyword",
+                help=f"choose another name, for example `{text}_1`",
+            )
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        return Diagnostic("E001", Severity.error, f"unexpected `{shown}`", span, label="not expected here", help=_expected_text(expected))
+    if isinstance(e, UnexpectedCharacters):
+        pos = e.pos_in_stream
+        ch = source.text[pos] if pos < len(source.text) else ""
+        span = Span.at_offset(source, pos, pos + 1)
+        if ch == '"':
+            return Diagnostic("E002", Severity.error, "unterminated string", span, help='close the string with `"` on the same line')
+        if ch.isdigit() or (ch == "-" and source.text[pos + 1 : pos + 2].isdigit()):
+            return Diagnostic(
+                "E002",
+                Severity.error,
+                "malformed number, money or duration literal",
+                span,
+                help="write numbers like `12` or `0.997`, money like `4.50 USD`, durations like `50ms`, `1.2s`, `5m`, `2h`, `1d`",
+            )
+        shown = ch if ch.isprintable() else repr(ch)[1:-1]
+        hint = "comparisons are written `==`; `=` only binds a value inside `given { ... }`" if ch == "=" else (
+            "comments start with `//`" if ch in "#/" else "names are ASCII letters, digits and `_`; see docs/language.md"
+        )
+        return Diagnostic("E002", Severity.error, f"unexpected character `{shown}`", span, help=hint)
+    span = Span.at_offset(source, getattr(e, "pos_in_stream", 0) or 0)
+    return Diagnostic("E001", Severity.error, "syntax error", span)
+
+
+def _too_deep(tree: Tree, source: Source) -> Diagnostic | None:
+    # Explicit stack: a hostile file must not blow Python's recursion limit here.
+    stack: list[tuple[Tree, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node.data in _EXPR_RULES:
+            depth += 1
+            if depth > MAX_NESTING:
+                meta = node.meta
+                span = Span.at_offset(source, getattr(meta, "start_pos", 0), getattr(meta, "end_pos", 0))
+                return Diagnostic(
+                    "E005",
+                    Severity.error,
+                    f"expression is nested too deeply (more than {MAX_NESTING} levels)",
+                    Span.at_offset(source, span.start, span.start + 1),
+                    help="split the formula, or name an intermediate fact",
+                )
+        for child in node.children:
+            if isinstance(child, Tree):
+                stack.append((child, depth))
+    return None
+
+
+_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
+
+
+@v_args(meta=True)
+class _Builder(Transformer):
+    """Lark tree -> AST nodes (one method per grammar rule)."""
+
+    def __init__(self, source: Source):
+        super().__init__()
+        self.source = source
+        self.errors: list[Diagnostic] = []
+
+    # -- helpers --
+    def _span(self, meta) -> Span:
+        if getattr(meta, "empty", True):
+            return Span.at_offset(self.source, 0)
+        return Span(self.source, meta.start_pos, meta.end_pos, meta.line, meta.column, meta.end_line, meta.end_column)
+
+    def _tspan(self, tok: Token) -> Span:
+        return Span(self.source, tok.start_pos, tok.end_pos, tok.line, tok.column, tok.end_line, tok.end_column)
+
+    def _ident(self, tok: Token) -> ast.Ident:
+        return ast.Ident(str(tok), span=self._tspan(tok))
+
+    def _idents(self, items) -> tuple[ast.Ident, ...]:
+        return tuple(self._ident(t) for t in items if isinstance(t, Token) and t.type == "IDENT")
+
+    def _error(self, code: str, message: str, span: Span, help: str = "") -> None:
+        self.errors.append(Diagnostic(code, Severity.error, message, span, help=help))
+
+    def _digits_ok(self, tok: Token) -> bool:
+        digits = sum(c.isdigit() for c in tok)
+        if digits > MAX_NUMBER_DIGITS:
+            self._error(
+                "E006",
+                f"number literal has {digits} digits; the limit is {MAX_NUMBER_DIGITS}",
+                self._tspan(tok),
+                help="use fewer digits",
+            )
+            return False
+        return True
+
+    # -- values --
+    def string(self, meta, ch):
+        tok = ch[0]
+        body, out, i = tok[1:-1], [], 0
+        while i < len(body):
+            c = body[i]
+            if c == "\\":
+                nxt = body[i + 1]
+                if nxt not in _ESCAPES:
+                    self._error(
+                        "E009",
+                        f"unknown escape `\\{nxt}` in string",
+                        Span.at_offset(self.source, tok.start_pos + 1 + i, tok.start_pos + 3 + i),
+                        help='the escapes are `\\"`, `\\\\`, `\\n` and `\\t`',
+                    )
+                out.append(_ESCAPES.get(nxt, nxt))
+                i += 2
+            else:
+                out.append(c)
+                i += 1
+        return ast.Literal("".join(out), span=self._tspan(tok))
+
+    def number(self, meta, ch):
+        tok = ch[0]
+        value = parse_number(str(tok)) if self._digits_ok(tok) else Decimal(0)
+        return ast.Literal(value, span=self._tspan(tok))
+
+    def money(self, meta, ch):
+        tok = ch[0]
+        value = parse_money(str(tok)) if self._digits_ok(tok) else None
+        return ast.Literal(value, span=self._tspan(tok))
+
+    def duration(self, meta, ch):
+        tok = ch[0]
+        value = parse_duration(str(tok)) if self._digits_ok(tok) else None
+        if value is None and not self.errors:
+            self._error(
+                "E006",
+                f"duration `{tok}` is not a whole number of milliseconds",
+                self._tspan(tok),
+                help="durations are stored in whole milliseconds: write `1ms` or more precisely",
+            )
+        return ast.Literal(value, span=self._tspan(tok))
+
+    def true(self, meta, ch):
+        return ast.Literal(True, span=self._span(meta))
+
+    def false(self, meta, ch):
+        return ast.Literal(False, span=self._span(meta))
+
+    def list(self, meta, ch):
+        return ast.Literal(tuple(c.value for c in ch), span=self._span(meta))
+
+    # -- expressions --
+    def ref(self, meta, ch):
+        return ast.Ref(str(ch[0]), span=self._tspan(ch[0]))
+
+    def _flat(self, cls, ch):
+        items = []
+        for c in ch:
+            items.extend(c.items if isinstance(c, cls) else (c,))
+        return tuple(items)
+
+    def or_(self, meta, ch):
+        return ast.Or(self._flat(ast.Or, ch), span=self._span(meta))
+
+    def and_(self, meta, ch):
+        return ast.And(self._flat(ast.And, ch), span=self._span(meta))
+
+    def not_(self, meta, ch):
+        return ast.Not(ch[0], span=self._span(meta))
+
+    def compare(self, meta, ch):
+        return ast.Compare(str(ch[1]), ch[0], ch[2], span=self._span(meta))
+
+    def in_(self, meta, ch):
+        return ast.In(ch[0], ch[1], span=self._span(meta))
+
+    # -- declarations --
+    def start(self, meta, ch):
+        return tuple(ch)
+
+    def attr(self, meta, ch):
+        return ast.Attr(self._ident(ch[0]), ch[1], span=self._span(meta))
+
+    def attr_block(self, meta, ch):
+        return tuple(ch)
+
+    def provider(self, meta, ch):
+        return ast.ProviderDecl(self._ident(ch[0]), tuple(ch[1:]), span=self._span(meta))
+
+    def action(self, meta, ch):
+        return ast.ActionDecl(self._ident(ch[0]), tuple(ch[1:]), span=self._span(meta))
+
+    def requires(self, meta, ch):
+        return ast.Requires(ch[0], span=self._span(meta))
+
+    def achieves(self, meta, ch):
+        return ast.Achieves(self._idents(ch), span=self._span(meta))
+
+    def undo(self, meta, ch):
+        return ast.Undo(self._ident(ch[0]), span=self._span(meta))
+
+    def timeout(self, meta, ch):
+        return ast.Timeout(ch[0], span=self._span(meta))
+
+    def external(self, meta, ch):
+        return ast.Flag("external", span=self._span(meta))
+
+    def idempotent(self, meta, ch):
+        return ast.Flag("idempotent", span=self._span(meta))
+
+    def via(self, meta, ch):
+        return ast.Via(self._ident(ch[0]), ch[1], span=self._span(meta))
+
+    def intent(self, meta, ch):
+        return ast.IntentDecl(self._ident(ch[0]), tuple(ch[1:]), span=self._span(meta))
+
+    def given(self, meta, ch):
+        return ast.Given(tuple(ch), span=self._span(meta))
+
+    def param(self, meta, ch):
+        secret = len(ch) > 2
+        return ast.Param(self._ident(ch[0]), self._ident(ch[1]), secret, span=self._span(meta))
+
+    def goal(self, meta, ch):
+        return ast.Goal(ch[0], span=self._span(meta))
+
+    def deadline(self, meta, ch):
+        return ast.Deadline(ch[0], span=self._span(meta))
+
+    def budget(self, meta, ch):
+        return ast.Budget(ch[0], span=self._span(meta))
+
+    def minimize(self, meta, ch):
+        terms = tuple(c for c in ch if isinstance(c, ast.ObjTerm))
+        seps = tuple(c for c in ch if isinstance(c, str) and not isinstance(c, ast.ObjTerm))
+        return ast.Minimize(terms, seps, span=self._span(meta))
+
+    def objterm(self, meta, ch):
+        weight = None
+        if len(ch) == 2:
+            weight = parse_number(str(ch[0])) if self._digits_ok(ch[0]) else Decimal(0)
+        return ast.ObjTerm(weight, self._ident(ch[-1]), span=self._span(meta))
+
+    def objsep(self, meta, ch):
+        return "then" if str(ch[0]) == "then" else "+"
+
+    def policy(self, meta, ch):
+        title = None
+        rest = ch[1:]
+        if rest and isinstance(rest[0], Token) and rest[0].type == "STRING":
+            title = self.string(None, [rest[0]]).value
+            rest = rest[1:]
+        return ast.PolicyDecl(self._ident(ch[0]), title, tuple(rest), span=self._span(meta))
+
+    def owner(self, meta, ch):
+        return ast.Owner(ch[0], span=self._span(meta))
+
+    def when(self, meta, ch):
+        return ast.When(ch[0], span=self._span(meta))
+
+    def soft(self, meta, ch):
+        return ast.Soft(ch[0], span=self._span(meta))
+
+    def action_list(self, meta, ch):
+        return self._idents(ch)
+
+    def forbid_via(self, meta, ch):
+        actions = ch[0] if len(ch) == 2 else None
+        return ast.ForbidVia(actions, ch[-1], span=self._span(meta))
+
+    def forbid_provider(self, meta, ch):
+        return ast.ForbidProvider(self._ident(ch[1]), span=self._span(meta))
+
+    def forbid_action(self, meta, ch):
+        return ast.ForbidAction(self._ident(ch[0]), span=self._span(meta))
+
+    def require_for(self, meta, ch):
+        return ast.RequireFor(ch[0], self._idents(ch[1:]), span=self._span(meta))
+
+    def require_before(self, meta, ch):
+        return ast.RequireBefore(ch[0], self._ident(ch[1]), span=self._span(meta))
+
+    def require_fact(self, meta, ch):
+        return ast.RequireFact(ch[0], span=self._span(meta))
+
+    def limit(self, meta, ch):
+        return ast.Limit(self._ident(ch[0]), str(ch[1]), ch[2], span=self._span(meta))
+
+    def limit_count(self, meta, ch):
+        func = self._ident(ch[0])
+        rest = ch[1:]
+        actions = None
+        if isinstance(rest[0], tuple):
+            actions, rest = rest[0], rest[1:]
+        pred, op, value = rest
+        return ast.LimitCount(func, actions, pred, str(op), value, span=self._span(meta))
+
+    def distinct(self, meta, ch):
+        return ast.Distinct(self._idents(ch[1:]), span=self._span(meta))
+
+    def test(self, meta, ch):
+        name = self.string(None, [ch[0]]).value
+        return ast.TestDecl(name, tuple(ch[1:]), span=self._span(meta))
+
+    def plan(self, meta, ch):
+        given = next((c for c in ch[1:] if isinstance(c, tuple) and c and c[0] == "given"), None)
+        observe = next((c for c in ch[1:] if isinstance(c, tuple) and c and c[0] == "observe"), None)
+        return ast.PlanStep(
+            self._ident(ch[0]),
+            given[1] if given else None,
+            observe[1] if observe else None,
+            span=self._span(meta),
+        )
+
+    def given_values(self, meta, ch):
+        return ("given", tuple(ch))
+
+    def given_value(self, meta, ch):
+        return ast.GivenValue(self._ident(ch[0]), ch[1], span=self._span(meta))
+
+    def observe(self, meta, ch):
+        return ("observe", tuple(ch))
+
+    def observation(self, meta, ch):
+        attrs = ch[2] if len(ch) > 2 else None
+        return ast.Observation(self._ident(ch[0]), self._ident(ch[1]), attrs, span=self._span(meta))
+
+    def expect(self, meta, ch):
+        return ch[0]
+
+    def exp_feasible(self, meta, ch):
+        return ast.ExpectFeasible(span=self._span(meta))
+
+    def exp_infeasible(self, meta, ch):
+        return ast.ExpectInfeasible(self._idents(ch), span=self._span(meta))
+
+    def exp_via(self, meta, ch):
+        return ast.ExpectVia(self._ident(ch[0]), self._ident(ch[1]), span=self._span(meta))
+
+    def exp_no_via(self, meta, ch):
+        actions = ch[0] if len(ch) == 2 else None
+        return ast.ExpectNoVia(actions, ch[-1], span=self._span(meta))
+
+    def exp_step(self, meta, ch):
+        return ast.ExpectStep(self._ident(ch[0]), True, span=self._span(meta))
+
+    def exp_no_step(self, meta, ch):
+        return ast.ExpectStep(self._ident(ch[0]), False, span=self._span(meta))
+
+    def exp_metric(self, meta, ch):
+        return ast.ExpectMetric(self._ident(ch[0]), str(ch[1]), ch[2], span=self._span(meta))
+
+    def exp_broken(self, meta, ch):
+        return ast.ExpectBroken(self._ident(ch[0]), span=self._span(meta))

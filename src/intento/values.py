@@ -1,0 +1,134 @@
+"""Typed values of the language: money, durations, numbers, strings, booleans and lists.
+
+Input: literal text (from the parser) or JSON values (from requests). Output: immutable Python
+values that compare exactly. Money is a `Decimal` with a currency (never a float); a duration is an
+integer number of milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+#: Most digits a number literal may have (LANGUAGE.md "Limits"); keeps Decimal/int conversions cheap.
+MAX_NUMBER_DIGITS = 30
+
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)\s*$")
+_MONEY = re.compile(r"^\s*(-?[0-9]+(?:\.[0-9]+)?)[ \t]*([A-Z]{3})\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An exact amount in one currency (ISO 4217 style code, e.g. ``USD``)."""
+
+    amount: Decimal
+    currency: str
+
+    def __str__(self) -> str:
+        return f"{format_decimal(self.amount)} {self.currency}"
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """A duration in whole milliseconds; ``text`` is how it was written (for formatting)."""
+
+    ms: int
+    text: str = ""
+
+    def __str__(self) -> str:
+        return self.text or format_ms(self.ms)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Duration) and other.ms == self.ms
+
+    def __hash__(self) -> int:
+        return hash(("Duration", self.ms))
+
+
+Value = str | Decimal | Money | Duration | bool | tuple
+
+
+def format_decimal(d: Decimal) -> str:
+    """A decimal without exponent notation, keeping its written precision."""
+    return format(d, "f")
+
+
+def format_ms(ms: int) -> str:
+    """A short duration literal that reads back as the same number of milliseconds."""
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_MS[unit]
+        if ms and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def parse_duration(text: str) -> Duration | None:
+    """``"1.2s"`` -> Duration(1200); ``None`` when the text is not a duration or not whole ms."""
+    m = _DURATION.match(text)
+    if not m or len(m.group(1)) > MAX_NUMBER_DIGITS:
+        return None
+    ms = Decimal(m.group(1)) * _UNIT_MS[m.group(2)]
+    if ms != ms.to_integral_value():
+        return None
+    return Duration(int(ms), text.strip())
+
+
+def parse_money(text: str) -> Money | None:
+    m = _MONEY.match(text)
+    if not m or len(m.group(1)) > MAX_NUMBER_DIGITS:
+        return None
+    return Money(Decimal(m.group(1)), m.group(2))
+
+
+def parse_number(text: str) -> Decimal | None:
+    if len(text) > MAX_NUMBER_DIGITS + 2:
+        return None
+    try:
+        d = Decimal(text)
+    except InvalidOperation:
+        return None
+    return d if d.is_finite() else None
+
+
+def type_name(v: object) -> str:
+    """The language's name for the type of a value, for messages."""
+    match v:
+        case bool():
+            return "bool"
+        case Money():
+            return "money"
+        case Duration():
+            return "duration"
+        case Decimal() | int():
+            return "number"
+        case str():
+            return "string"
+        case tuple() | list():
+            return "list"
+        case None:
+            return "nothing"
+    return type(v).__name__
+
+
+def render_value(v: object) -> str:
+    """A value as a literal of the language."""
+    match v:
+        case bool():
+            return "true" if v else "false"
+        case Money() | Duration():
+            return str(v)
+        case Decimal():
+            return format_decimal(v)
+        case int():
+            return str(v)
+        case str():
+            return quote(v)
+        case tuple() | list():
+            return "[" + ", ".join(render_value(x) for x in v) + "]"
+    return str(v)
+
+
+def quote(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
