@@ -309,9 +309,6 @@ def resolve_providers(c: _Checker) -> None:
             if name in attrs:
                 c.error("E034", f"attribute `{name}` is set twice in provider `{decl.name.name}`", a.name.span, help="keep one")
                 continue
-            if name == "provider":
-                c.error("E018", "`provider` cannot be set as an attribute", a.name.span, help="an option's `provider` is the name after `via`")
-                continue
             if name in OVERRIDABLE and _typed_option_attr(c, a, f"provider `{decl.name.name}`") is None:
                 continue
             if not _check_typed_provider_attr(c, name, a.value):
@@ -437,9 +434,6 @@ def _resolve_option(c: _Checker, action: str, via: ast.Via, index: int) -> Optio
         n = a.name.name
         if n in own:
             c.error("E034", f"attribute `{n}` is set twice in {owner}", a.name.span, help="keep one")
-            continue
-        if n == "provider":
-            c.error("E018", "`provider` cannot be set as an option attribute", a.name.span, help="the option's provider is the name after `via`")
             continue
         if n in OVERRIDABLE:
             v = _typed_option_attr(c, a, owner)
@@ -850,7 +844,7 @@ def _check_plan_step(c: _Checker, plan: ast.PlanStep) -> None:
             continue
         got = type_name(gv.value.value)
         if got != param.type:
-            c.error("E018", f"`{n}` is a {param.type}, found {got}", gv.value.span, help=f"give a {param.type} value")
+            c.error("E018", f"`{n}` takes a {param.type} value, found {got}", gv.value.span, help=f"give a {param.type} value, as declared at {param.span.location}")
         else:
             c.scan_money(gv.value)
     missing = [n for n in intent.given if n not in seen]

@@ -64,13 +64,31 @@ def _describe_terminal(name: str) -> str:
     return name.lower()
 
 
+#: Most alternatives an "expected ..." hint lists before it says "or another item".
+MAX_EXPECTED_SHOWN = 8
+
+
 def _expected_text(expected: set[str]) -> str:
     words = sorted({_describe_terminal(t) for t in expected})
     # Names and literals read better first, punctuation and keywords after.
     words.sort(key=lambda w: (w.startswith("`"), w))
     if len(words) == 1:
         return f"expected {words[0]}"
-    return "expected one of: " + ", ".join(words)
+    more = len(words) - MAX_EXPECTED_SHOWN
+    shown = ", ".join(words[:MAX_EXPECTED_SHOWN]) + (f", or one of {more} more" if more > 0 else "")
+    return "expected one of: " + shown
+
+
+def _unclosed_brace(text: str) -> int | None:
+    """Offset of the last `{` never closed (strings and comments skipped), if any."""
+    stack: list[int] = []
+    for m in re.finditer(r'"(?:\\.|[^"\\\n])*"|//[^\n]*|[{}]', text):
+        tok = m.group()
+        if tok == "{":
+            stack.append(m.start())
+        elif tok == "}" and stack:
+            stack.pop()
+    return stack[-1] if stack else None
 
 
 _COMMENT_OR_STRING = re.compile(r'"(?:\\.|[^"\\\n])*"|//[^\n]*')
@@ -122,6 +140,12 @@ def _syntax_diagnostic(source: Source, e: UnexpectedInput) -> Diagnostic:
         tok = e.token
         expected = set(e.expected) if e.expected else set()
         if tok.type == "$END":
+            opened = _unclosed_brace(source.text)
+            if opened is not None:
+                span = Span.at_offset(source, opened, opened + 1)
+                return Diagnostic(
+                    "E003", Severity.error, "unexpected end of file: this `{` is never closed", span, label="opened here", help="add the missing `}`"
+                )
             span = Span.at_offset(source, len(source.text))
             return Diagnostic("E003", Severity.error, "unexpected end of file", span, help=_expected_text(expected) or "")
         span = Span.at_offset(source, tok.start_pos, tok.end_pos)
@@ -136,7 +160,10 @@ def _syntax_diagnostic(source: Source, e: UnexpectedInput) -> Diagnostic:
                 help=f"choose another name, for example `{text}_1`",
             )
         shown = text if len(text) <= 40 else text[:37] + "..."
-        return Diagnostic("E001", Severity.error, f"unexpected `{shown}`", span, label="not expected here", help=_expected_text(expected))
+        hint = _expected_text(expected)
+        if text == "=":
+            hint = "attributes are written `name value`, without `=`; comparisons use `==`"
+        return Diagnostic("E001", Severity.error, f"unexpected `{shown}`", span, label="not expected here", help=hint)
     if isinstance(e, UnexpectedCharacters):
         pos = e.pos_in_stream
         ch = source.text[pos] if pos < len(source.text) else ""
@@ -351,13 +378,13 @@ class _Builder(Transformer):
         return ast.Param(self._ident(ch[0]), self._ident(ch[1]), secret, span=self._span(meta))
 
     def goal(self, meta, ch):
-        return ast.Goal(ch[0], span=self._span(meta))
+        return ast.Goal(ch[1], span=self._span(meta))
 
     def deadline(self, meta, ch):
-        return ast.Deadline(ch[0], span=self._span(meta))
+        return ast.Deadline(ch[1], span=self._span(meta))
 
     def budget(self, meta, ch):
-        return ast.Budget(ch[0], span=self._span(meta))
+        return ast.Budget(ch[1], span=self._span(meta))
 
     def minimize(self, meta, ch):
         terms = tuple(c for c in ch if isinstance(c, ast.ObjTerm))
@@ -461,7 +488,8 @@ class _Builder(Transformer):
         return ast.ExpectFeasible(span=self._span(meta))
 
     def exp_infeasible(self, meta, ch):
-        return ast.ExpectInfeasible(self._idents(ch), span=self._span(meta))
+        # `goal`, `budget` and `deadline` are keywords but may be named as members of a conflict.
+        return ast.ExpectInfeasible(tuple(self._ident(t) for t in ch), span=self._span(meta))
 
     def exp_via(self, meta, ch):
         return ast.ExpectVia(self._ident(ch[0]), self._ident(ch[1]), span=self._span(meta))
