@@ -1,0 +1,33 @@
+"""Planner back-ends behind one interface: `solve(problem, options) -> Solution`.
+
+* `cpsat` (default): OR-Tools CP-SAT, staged objectives and a deterministic tie-break.
+* `constraint`: python-constraint enumeration of every option assignment, evaluated exactly;
+  for small models only, used to cross-check CP-SAT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    """How hard and how reproducibly to search."""
+
+    time_limit_s: float = 10.0
+    num_workers: int = 1
+    seed: int = 0
+
+
+@dataclass
+class Solution:
+    """A back-end's answer: the chosen option per action and each step's start time."""
+
+    status: str  # optimal | feasible | infeasible | unknown
+    choice: dict[str, str] = field(default_factory=dict)
+    starts: dict[str, int] = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)
+
+
+class ModelTooLarge(Exception):
+    """The exhaustive back-end refuses a model it could not enumerate in reasonable time."""

@@ -1,0 +1,128 @@
+"""The exhaustive back-end: python-constraint enumerates every assignment of options to actions;
+each is scheduled and judged exactly by `semantics.evaluate_choice`.
+
+Input: a `Problem` and `SolveOptions`. Output: a `Solution` with the same optimum and the same
+tie-break as the CP-SAT back-end (fewer steps; then, action by action in declaration order, unused
+before used and earlier-declared options first; then earlier starts). For small models only:
+more than `MAX_ASSIGNMENTS` assignments is refused with `ModelTooLarge`.
+
+What the library decides: each action's domain (unused, or one of its allowed options), the hard
+`distinct provider` rules and the budget, which prune assignments before they are evaluated.
+Everything that needs a schedule (requirements, goal, deadline, latency limits) is evaluated per
+assignment.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+
+from constraint import FunctionConstraint
+from constraint import Problem as CSP
+
+from intento.backends import ModelTooLarge, Solution, SolveOptions
+from intento.problem import Problem, SoftStatement
+from intento.semantics import Evaluation, evaluate_choice
+
+#: Most assignments the exhaustive back-end will enumerate.
+MAX_ASSIGNMENTS = 200_000
+_UNUSED = "-"
+
+
+def objective_key(problem: Problem, ev: Evaluation) -> tuple:
+    """The objective as integers, in the order CP-SAT optimises it."""
+    metric = {"cost": problem.money_int(ev.cost), "latency": int(ev.latency_ms), "risk": ev.risk_int}
+    penalty = sum(int(s.penalty * problem.penalty_scale) for s in ev.violated_soft)
+    obj = problem.intent.objective
+    if obj.kind == "lex":
+        return ((penalty,) if problem.soft else ()) + tuple(metric[m] for m in obj.metrics)
+    scale, weight_scale = problem.weighted_scales()
+    units = problem.metric_units()
+    total = sum(int(w * weight_scale) * (scale // units[m]) * metric[m] for m, w in obj.terms)
+    total += (weight_scale // problem.penalty_scale) * scale * penalty
+    return (total,)
+
+
+def tiebreak_key(problem: Problem, ev: Evaluation) -> tuple:
+    ranks = []
+    for a in problem.actions:
+        p = ev.choice.get(a.name)
+        ranks.append(0 if p is None else 1 + next(o.index for o in a.options if o.provider == p))
+    starts = tuple(ev.starts.get(a.name, 0) for a in problem.actions)
+    return (len(ev.choice), tuple(ranks), starts)
+
+
+def solve(problem: Problem, options: SolveOptions = SolveOptions()) -> Solution:
+    t0 = time.perf_counter()
+    domains = {a.name: [_UNUSED] + [o.provider for o in a.options if not o.forbidden_by] for a in problem.actions}
+    domains = {k: v for k, v in domains.items() if len(v) > 1}
+    size = math.prod(len(v) for v in domains.values())
+    soft_befores = [owner for owner, _, _ in problem.befores if isinstance(owner, SoftStatement)]
+    size *= 2 ** len(soft_befores)
+    if size > MAX_ASSIGNMENTS:
+        raise ModelTooLarge(f"the exhaustive back-end enumerates at most {MAX_ASSIGNMENTS:,} assignments; this request has {size:,}")
+    assignments = _assignments(problem, domains)
+    best: tuple | None = None
+    best_ev: Evaluation | None = None
+    seen = 0
+    deadline = time.monotonic() + options.time_limit_s
+    timed_out = False
+    for assignment in assignments:
+        if time.monotonic() > deadline:
+            timed_out = True
+            break
+        choice = {k: v for k, v in assignment.items() if v != _UNUSED}
+        relevant = [s.id for s in soft_befores if any(t == _target(problem, s) for t in choice)]
+        for r in range(len(relevant) + 1):
+            for skipped in itertools.combinations(relevant, r):
+                seen += 1
+                ev = evaluate_choice(problem, choice, skipped=frozenset(skipped))
+                if not ev.valid:
+                    continue
+                key = objective_key(problem, ev) + tiebreak_key(problem, ev)
+                if best is None or key < best:
+                    best, best_ev = key, ev
+    stats = {
+        "backend": "constraint",
+        "variables": seen,
+        "constraints": len(problem.rules) + len(problem.soft_rules),
+        "stages": 1,
+        "solve_s": time.perf_counter() - t0,
+        "build_s": 0.0,
+    }
+    if best_ev is None:
+        return Solution("unknown" if timed_out else "infeasible", stats=stats)
+    starts = {a: int(s) for a, s in best_ev.starts.items()}
+    return Solution("feasible" if timed_out else "optimal", dict(best_ev.choice), starts, stats)
+
+
+def _target(problem: Problem, owner) -> str:
+    return next(t for o, _, t in problem.befores if o is owner)
+
+
+def _assignments(problem: Problem, domains: dict[str, list[str]]):
+    if not domains:
+        return iter([{}])
+    csp = CSP()
+    for name, dom in domains.items():
+        csp.addVariable(name, dom)
+    for member, rule in problem.rules:
+        if rule[0] == "distinct":
+            names = [n for n in rule[1] if n in domains]
+            if len(names) > 1:
+                csp.addConstraint(FunctionConstraint(_distinct), names)
+        elif rule[0] == "budget":
+            names = list(domains)
+            costs = {n: {o.provider: o.cost for a in problem.actions if a.name == n for o in a.options} for n in names}
+            budget = rule[1]
+            csp.addConstraint(
+                FunctionConstraint(lambda *vals, names=names, costs=costs, budget=budget: sum(costs[n][v] for n, v in zip(names, vals) if v != _UNUSED) <= budget),
+                names,
+            )
+    return csp.getSolutionIter()
+
+
+def _distinct(*vals) -> bool:
+    used = [v for v in vals if v != _UNUSED]
+    return len(used) == len(set(used))

@@ -1,0 +1,172 @@
+"""The CP-SAT back-end: staged optimisation over a compiled model.
+
+Input: a `Problem` and `SolveOptions`. Output: a `Solution`.
+
+Stages, each minimising one expression and then fixing it at its optimum:
+1. the total soft penalty (when any soft statement applies);
+2. the objective: each term of a lexicographic objective in order, or one weighted sum (with the
+   soft penalty added to it instead of stage 1);
+3. the tie-break, which makes the optimal plan unique (docs/planning.md): fewer steps; then, action
+   by action in declaration order, not using it before using it, and an earlier-declared option
+   before a later one; then (only where a capacity can bind) earlier starts, action by action.
+
+The tie-break is part of the model, not a property of the search, so no seed or worker count can
+change the answer when the search completes.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ortools.sat.python import cp_model
+
+from intento.backends import Solution, SolveOptions
+from intento.compile import Compiled, compile_problem
+from intento.problem import Problem
+
+_STATUS = {
+    cp_model.OPTIMAL: "optimal",
+    cp_model.FEASIBLE: "feasible",
+    cp_model.INFEASIBLE: "infeasible",
+    cp_model.UNKNOWN: "unknown",
+}
+
+
+class _Stager:
+    def __init__(self, c: Compiled, options: SolveOptions):
+        self.c = c
+        self.options = options
+        self.deadline = time.monotonic() + options.time_limit_s
+        self.proven = True
+        self.last: dict | None = None
+        self.stats = {"stages": 0, "branches": 0, "conflicts": 0, "wall_s": 0.0}
+
+    def _vars(self):
+        c = self.c
+        return list(c.x.values()) + list(c.start.values())
+
+    def minimize(self, expr, name: str) -> str:
+        """Minimise ``expr``, then fix it; returns the solver status of this stage."""
+        c, m = self.c, self.c.model
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.proven = False
+            return "timeout"
+        m.ClearHints()
+        if self.last is not None:
+            for v in self._vars():
+                m.AddHint(v, self.last[v.Index()])
+        m.Minimize(expr)
+        solver = cp_model.CpSolver()
+        solver.parameters.max_time_in_seconds = left
+        solver.parameters.num_workers = self.options.num_workers
+        solver.parameters.random_seed = self.options.seed
+        status = solver.Solve(m)
+        self.stats["stages"] += 1
+        self.stats["branches"] += solver.NumBranches()
+        self.stats["conflicts"] += solver.NumConflicts()
+        self.stats["wall_s"] += solver.WallTime()
+        if status == cp_model.MODEL_INVALID:  # pragma: no cover - a compiler bug, never user input
+            raise RuntimeError(f"intento built an invalid CP-SAT model at stage {name}: {m.Validate()}")
+        if status not in _STATUS:  # pragma: no cover
+            raise RuntimeError(f"unexpected CP-SAT status {status} at stage {name}")
+        result = _STATUS[status]
+        if result in ("optimal", "feasible"):
+            value = int(round(solver.ObjectiveValue()))
+            self.last = {v.Index(): solver.Value(v) for v in self._vars()}
+            if result == "optimal":
+                m.Add(expr == value)
+            else:
+                self.proven = False
+                m.Add(expr <= value)
+        elif result == "unknown":
+            self.proven = False
+        return result
+
+
+def objective_stages(c: Compiled) -> list[tuple[str, object]]:
+    """The optimisation stages of the request's objective, soft penalty included."""
+    p = c.problem
+    obj = p.intent.objective
+    metric = {"cost": c.cost, "latency": c.makespan, "risk": c.risk}
+    if obj.kind == "lex":
+        stages = [("penalty", c.penalty)] if p.soft else []
+        return stages + [(name, metric[name]) for name in obj.metrics]
+    scale, weight_scale = p.weighted_scales()
+    units = p.metric_units()
+    expr = 0
+    for name, w in obj.terms:
+        expr += int(w * weight_scale) * (scale // units[name]) * metric[name]
+    if p.soft:
+        expr += (weight_scale // p.penalty_scale) * scale * c.penalty
+    return [("weighted", expr)]
+
+
+def solve(problem: Problem, options: SolveOptions = SolveOptions()) -> Solution:
+    t0 = time.perf_counter()
+    c = compile_problem(problem)
+    build_s = time.perf_counter() - t0
+    st = _Stager(c, options)
+    status = "optimal"
+    for i, (name, expr) in enumerate(objective_stages(c) + [("steps", sum(c.use.values()))]):
+        r = st.minimize(expr, name)
+        if i == 0 and r in ("infeasible", "unknown", "timeout"):
+            return Solution("infeasible" if r == "infeasible" else "unknown", stats=_stats(c, st, build_s))
+        if r in ("unknown", "timeout"):
+            break
+    else:
+        _canonical_choice(c, st)
+        _canonical_schedule(c, st)
+    if not st.proven:
+        status = "feasible"
+    assert st.last is not None
+    choice = {an: p for (an, p), v in c.x.items() if st.last[v.Index()]}
+    starts = {an: st.last[c.start[an].Index()] for an in choice}
+    return Solution(status, choice, starts, _stats(c, st, build_s))
+
+
+def _rank(c: Compiled, action: str):
+    """0 when the action is unused, else 1 + the chosen option's declaration index."""
+    return sum((o.index + 1) * c.x[(action, o.provider)] for a in c.problem.actions if a.name == action for o in a.options if (action, o.provider) in c.x)
+
+
+def _canonical_choice(c: Compiled, st: _Stager) -> None:
+    names = [a.name for a in c.problem.actions if any((a.name, o.provider) in c.x for o in a.options)]
+    if not names:
+        return
+    base = 1 + max(o.index + 1 for a in c.problem.actions for o in a.options if (a.name, o.provider) in c.x)
+    if base ** len(names) < 2**53:
+        # One stage: the ranks read as the digits of a number, first action most significant.
+        expr = sum(_rank(c, n) * base ** (len(names) - 1 - i) for i, n in enumerate(names))
+        st.minimize(expr, "tie-break")
+        return
+    for n in names:
+        current = sum((o.index + 1) * st.last[c.x[(n, o.provider)].Index()] for a in c.problem.actions if a.name == n for o in a.options if (n, o.provider) in c.x)
+        if current == 0:
+            c.model.Add(_rank(c, n) == 0)
+            continue
+        if st.minimize(_rank(c, n), f"tie-break {n}") in ("unknown", "timeout"):
+            return
+
+
+def _canonical_schedule(c: Compiled, st: _Stager) -> None:
+    for a in c.problem.actions:
+        if a.name in c.waiting and st.last and any(st.last[c.x[k].Index()] for k in c.x if k[0] == a.name):
+            if st.minimize(c.start[a.name], f"start {a.name}") in ("unknown", "timeout"):
+                return
+
+
+def _stats(c: Compiled, st: _Stager, build_s: float) -> dict:
+    proto = c.model.Proto()
+    return {
+        "backend": "cpsat",
+        "variables": len(proto.variables),
+        "constraints": len(proto.constraints),
+        "stages": st.stats["stages"],
+        "branches": st.stats["branches"],
+        "conflicts": st.stats["conflicts"],
+        "build_s": build_s,
+        "solve_s": st.stats["wall_s"],
+        "workers": st.options.num_workers,
+        "seed": st.options.seed,
+    }

@@ -1,0 +1,330 @@
+"""Lowering, part two: `Problem` to a CP-SAT model.
+
+Input: a `Problem` (see problem.py). Output: `Compiled`: the CP-SAT model, its variables by name,
+the metric expressions (cost, latency, risk, soft penalty), and one enforcement literal per
+`Member` when asked for (explanations use them as assumptions; plain planning fixes them true).
+
+The encoding (docs/planning.md has the long form):
+
+* ``x[a, p]`` — action `a` is done through provider `p`; ``use[a] = sum_p x[a, p] <= 1``.
+* ``end[a] = start[a] + sum_p latency(a, p) * x[a, p]``; an unused action has start = end = 0.
+* A fact's time ``t[f]`` is 0 when observed, else the earliest end among the chosen actions that
+  achieve it (``H + 1``, "never", when none is chosen): a min-equality over "end if used else
+  H + 1". A formula's time is the max (`and`) / min (`or`) of its parts.
+* A used step starts exactly when its `requires` holds (``start = t[requires] <= H``), so steps
+  start as early as their requirements allow and the makespan is exact; only a step that may run
+  on a provider whose `capacity` can bind may wait longer (``start >= t[requires]``).
+* The goal and every ``require F`` hold at the end: ``t[F] <= H``; ``require F before A``:
+  ``t[F] <= start[A]`` when A is used.
+* Makespan ``M = max end[a]``; deadline and latency limits bound M.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ortools.sat.python import cp_model
+
+from intento.problem import Member, Problem
+from intento.syntax import ast
+
+_OPS = {
+    "<=": lambda a, b: a <= b,
+    "<": lambda a, b: a < b,
+    ">=": lambda a, b: a >= b,
+    ">": lambda a, b: a > b,
+    "==": lambda a, b: a == b,
+}
+_FLIP = {"<=": ">=", "<": ">", ">=": "<=", ">": "<", "==": "=="}
+
+
+@dataclass
+class Compiled:
+    model: cp_model.CpModel
+    problem: Problem
+    horizon: int
+    x: dict[tuple[str, str], cp_model.IntVar] = field(default_factory=dict)
+    use: dict[str, cp_model.IntVar] = field(default_factory=dict)
+    start: dict[str, cp_model.IntVar] = field(default_factory=dict)
+    end: dict[str, cp_model.IntVar] = field(default_factory=dict)
+    makespan: cp_model.IntVar | None = None
+    cost: cp_model.LinearExpr | int = 0
+    risk: cp_model.LinearExpr | int = 0
+    penalty: cp_model.LinearExpr | int = 0
+    penalty_scale: int = 1
+    violated: dict[str, cp_model.IntVar] = field(default_factory=dict)
+    #: Enforcement literal of each member (only when compiled with ``literals=True``).
+    literals: dict[str, cp_model.IntVar] = field(default_factory=dict)
+    #: Actions that may wait past their requirement because of a capacity that can bind.
+    waiting: set[str] = field(default_factory=set)
+    #: Which member each group of constraints came from (member id -> number of constraints).
+    origin: dict[str, int] = field(default_factory=dict)
+
+
+def compile_problem(
+    problem: Problem,
+    *,
+    literals: bool = False,
+    relax: frozenset[str] = frozenset(),
+    force: dict[str, str] | None = None,
+) -> Compiled:
+    """Build the model. ``relax``: member ids left out; ``force``: action -> provider fixed;
+    ``literals``: every member gets an enforcement literal (for assumptions) instead of being
+    enforced outright, and statically forbidden options stay in the model behind it."""
+    m = cp_model.CpModel()
+    force = force or {}
+
+    def active(member: Member) -> bool:
+        return member.id not in relax
+
+    def lit_of(member: Member):
+        if not literals:
+            return []
+        if member.id not in c.literals:
+            c.literals[member.id] = m.NewBoolVar(f"member[{member.id}]")
+        return [c.literals[member.id]]
+
+    allowed: dict[str, list] = {}
+    for a in problem.actions:
+        opts = []
+        for o in a.options:
+            blockers = [b for b in o.forbidden_by if active(b)]
+            if blockers and not literals:
+                continue
+            if a.name in force and force[a.name] != o.provider:
+                continue
+            opts.append((o, blockers))
+        allowed[a.name] = opts
+    horizon = sum(max((o.latency_ms for o, _ in allowed[a.name]), default=0) for a in problem.actions)
+    deadline = problem.intent.deadline_ms
+    if deadline is not None and "deadline" not in relax and not literals:
+        horizon = min(horizon, deadline)
+    horizon = max(horizon, 0)
+    never = horizon + 1
+    c = Compiled(m, problem, horizon)
+
+    capacity_binding = _binding_capacities(problem, allowed)
+    for a in problem.actions:
+        opts = allowed[a.name]
+        use = m.NewBoolVar(f"use[{a.name}]")
+        c.use[a.name] = use
+        xs = []
+        for o, blockers in opts:
+            xv = m.NewBoolVar(f"x[{a.name},{o.provider}]")
+            c.x[(a.name, o.provider)] = xv
+            xs.append((o, xv))
+            for b in blockers:
+                m.AddImplication(xv, lit_of(b)[0].Not())
+            if o.provider in capacity_binding:
+                c.waiting.add(a.name)
+        m.Add(sum(xv for _, xv in xs) == use)
+        if a.name in force:
+            m.Add(use == 1)
+        start = m.NewIntVar(0, horizon, f"start[{a.name}]")
+        end = m.NewIntVar(0, horizon, f"end[{a.name}]")
+        m.Add(end == start + sum(o.latency_ms * xv for o, xv in xs))
+        m.Add(start == 0).OnlyEnforceIf(use.Not())
+        c.start[a.name], c.end[a.name] = start, end
+        if not xs:
+            m.Add(use == 0)
+
+    # -- fact and formula times --
+    achievers: dict[str, list[str]] = {}
+    for a in problem.actions:
+        if allowed[a.name]:
+            for f in a.achieves:
+                achievers.setdefault(f, []).append(a.name)
+    end_or_never: dict[str, cp_model.IntVar] = {}
+
+    def eon(name: str):
+        if name not in end_or_never:
+            v = m.NewIntVar(0, never, f"end_or_never[{name}]")
+            m.Add(v == c.end[name]).OnlyEnforceIf(c.use[name])
+            m.Add(v == never).OnlyEnforceIf(c.use[name].Not())
+            end_or_never[name] = v
+        return end_or_never[name]
+
+    fact_time: dict[str, object] = {}
+
+    def t_fact(f: str):
+        if f in problem.state.facts:
+            return 0
+        if f not in fact_time:
+            srcs = achievers.get(f, [])
+            if not srcs:
+                fact_time[f] = never
+            else:
+                v = m.NewIntVar(0, never, f"t[{f}]")
+                m.AddMinEquality(v, [eon(s) for s in srcs])
+                fact_time[f] = v
+        return fact_time[f]
+
+    formula_cache: dict[str, object] = {}
+
+    def t_formula(e: ast.Expr):
+        match e:
+            case ast.Ref():
+                return t_fact(e.name)
+            case ast.And() | ast.Or():
+                key = repr(e)
+                if key not in formula_cache:
+                    parts = [t_formula(x) for x in e.items]
+                    v = m.NewIntVar(0, never, f"t[{type(e).__name__.lower()}#{len(formula_cache)}]")
+                    if isinstance(e, ast.And):
+                        m.AddMaxEquality(v, parts)
+                    else:
+                        m.AddMinEquality(v, parts)
+                    formula_cache[key] = v
+                return formula_cache[key]
+        raise AssertionError(f"not a fact formula: {e!r}")
+
+    # -- soft statements get a violation literal each (priced below) --
+    for s in problem.soft:
+        c.violated[s.id] = m.NewBoolVar(f"violated[{s.id}]")
+
+    # -- when each used step starts: its `requires` and every `require F before` it honours --
+    for a in problem.actions:
+        if not allowed[a.name]:
+            continue
+        use, start = c.use[a.name], c.start[a.name]
+        parts = [t_formula(a.requires)] if a.requires is not None else []
+        for owner, formula, target in problem.befores:
+            if target != a.name:
+                continue
+            if isinstance(owner, Member):
+                if not active(owner):
+                    continue
+                enforce = lit_of(owner)
+            else:
+                enforce = [c.violated[owner.id].Not()]
+            if not enforce:
+                parts.append(t_formula(formula))
+                continue
+            g = m.NewIntVar(0, never, f"before[{owner.id}]")
+            m.Add(g == t_formula(formula)).OnlyEnforceIf(enforce)
+            m.Add(g == 0).OnlyEnforceIf(enforce[0].Not())
+            parts.append(g)
+            if not isinstance(owner, Member):
+                # Breaking a soft `before` means the step did not wait for F, which the
+                # violation literal stands for only when F was in fact late.
+                m.Add(t_formula(formula) > start).OnlyEnforceIf([enforce[0].Not(), use])
+        if not parts:
+            if a.name not in c.waiting:
+                m.Add(start == 0)
+            continue
+        if len(parts) == 1:
+            t = parts[0]
+        else:
+            t = m.NewIntVar(0, never, f"ready[{a.name}]")
+            m.AddMaxEquality(t, parts)
+        if a.name in c.waiting:
+            m.Add(start >= t).OnlyEnforceIf(use)
+        else:
+            m.Add(start == t).OnlyEnforceIf(use)
+
+    # -- makespan and metrics --
+    c.makespan = m.NewIntVar(0, horizon, "makespan")
+    if problem.actions:
+        m.AddMaxEquality(c.makespan, [c.end[a.name] for a in problem.actions])
+    else:
+        m.Add(c.makespan == 0)
+    c.cost = sum(problem.money_int(o.cost) * xv for (an, p), xv in c.x.items() for o in [problem.option(an, p)])
+    c.risk = sum(o.risk * xv for (an, p), xv in c.x.items() for o in [problem.option(an, p)] if o.risk)
+
+    # -- capacity: steps running at once on one provider --
+    for pname in sorted(capacity_binding):
+        cap = problem.spec.providers[pname].capacity
+        intervals = []
+        for (an, p), xv in c.x.items():
+            if p == pname:
+                o = problem.option(an, p)
+                intervals.append(m.NewOptionalFixedSizeIntervalVar(c.start[an], o.latency_ms, xv, f"run[{an},{p}]"))
+        m.AddCumulative(intervals, [1] * len(intervals), cap)
+
+    # -- hard rules --
+    for member, rule in problem.rules:
+        if not active(member):
+            continue
+        enforce = lit_of(member)
+        n_before = len(m.Proto().constraints)
+        _add_rule(c, rule, t_formula, enforce, never)
+        c.origin[member.id] = len(m.Proto().constraints) - n_before
+    if literals:
+        # Every member needs its literal even when it holds no constraint of its own (static forbids).
+        for member in problem.members:
+            if active(member):
+                lit_of(member)
+
+    # -- soft statements: a violation literal each, priced by its penalty --
+    c.penalty_scale = problem.penalty_scale
+    terms = [int(s.penalty * c.penalty_scale) * c.violated[s.id] for s in problem.soft]
+    for a in problem.actions:
+        for o in a.options:
+            xv = c.x.get((a.name, o.provider))
+            if xv is not None:
+                for s in o.soft_violations:
+                    m.AddImplication(xv, c.violated[s.id])
+    for s, rule in problem.soft_rules:
+        _add_rule(c, rule, t_formula, [c.violated[s.id].Not()], never)
+    c.penalty = sum(terms)
+    return c
+
+
+def _add_rule(c: Compiled, rule: tuple, t_formula, enforce: list, never: int) -> None:
+    m, p = c.model, c.problem
+    kind = rule[0]
+    if kind in ("goal", "require"):
+        m.Add(t_formula(rule[1]) <= c.horizon).OnlyEnforceIf(enforce)
+    elif kind == "budget":
+        m.Add(c.cost <= p.money_int(rule[1])).OnlyEnforceIf(enforce)
+    elif kind == "deadline":
+        m.Add(c.makespan <= rule[1]).OnlyEnforceIf(enforce)
+    elif kind == "limit":
+        _, metric, op, value = rule
+        if metric == "cost":
+            m.Add(_OPS[op](c.cost, p.money_int(value))).OnlyEnforceIf(enforce)
+        elif metric == "latency":
+            m.Add(_OPS[op](c.makespan, int(value))).OnlyEnforceIf(enforce)
+        elif metric == "reliability":
+            _reliability_limit(c, op, value, enforce)
+    elif kind == "count":
+        _, matching, op, n = rule
+        total = sum(c.x[k] for k in matching if k in c.x)
+        m.Add(_OPS[op](total, n)).OnlyEnforceIf(enforce)
+    elif kind == "distinct":
+        names = rule[1]
+        providers = {pv for (an, pv) in c.x if an in names}
+        for pv in sorted(providers):
+            group = [c.x[(an, pv)] for an in names if (an, pv) in c.x]
+            if len(group) > 1:
+                m.Add(sum(group) <= 1).OnlyEnforceIf(enforce)
+    else:  # pragma: no cover - a new rule kind without an encoding is a bug
+        raise AssertionError(f"no encoding for rule {rule!r}")
+
+
+def _reliability_limit(c: Compiled, op: str, value, enforce: list) -> None:
+    """reliability OP v  <=>  sum(-ln r) FLIP(OP) -ln v, on the integer risk scale."""
+    from intento.problem import risk_int
+
+    m = c.model
+    if value <= 0:
+        # The product of reliabilities is always above 0.
+        if op in (">=", ">"):
+            return
+        m.AddBoolOr([]).OnlyEnforceIf(enforce)  # never satisfiable
+        return
+    bound = risk_int(value)
+    m.Add(_OPS[_FLIP[op]](c.risk, bound)).OnlyEnforceIf(enforce)
+
+
+def _binding_capacities(problem: Problem, allowed) -> set[str]:
+    """Providers whose capacity is below the number of steps that could run on them at once."""
+    counts: dict[str, int] = {}
+    for a in problem.actions:
+        for o, _ in allowed[a.name]:
+            counts[o.provider] = counts.get(o.provider, 0) + 1
+    return {
+        p
+        for p, n in counts.items()
+        if problem.spec.providers[p].capacity is not None and problem.spec.providers[p].capacity < n
+    }

@@ -1,0 +1,135 @@
+"""The Plan: what the planner answers (JSON shape ``plan/v1``).
+
+Input: built by `intento.solve`. Output: pydantic models with a JSON schema; every field is
+documented. Everything in a plan is a deterministic function of the request, except the
+solver's wall-clock and search counters, which are included only when asked for
+(``include_timings``) so that the same request gives byte-identical JSON on every run.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Step(_Model):
+    action: str = Field(description="the action")
+    provider: str = Field(description="the provider it runs through (the chosen option)")
+    start_ms: int = Field(description="start, in ms from the plan's start: as early as its `requires` allows")
+    end_ms: int = Field(description="start_ms + latency_ms")
+    cost: str = Field(description="the option's cost, an exact decimal in the project currency")
+    latency_ms: int = Field(description="the option's latency (after degraded-provider overrides)")
+    reliability: float = Field(description="the option's reliability")
+    achieves: list[str] = Field(description="facts true when the step ends")
+
+
+class Broken(_Model):
+    policy: str = Field(description="the soft policy")
+    statement: str = Field(description="the statement broken, as written")
+    penalty: str = Field(description="its penalty, in objective units")
+
+
+class Objective(_Model):
+    kind: Literal["lexicographic", "weighted"] = Field(description="how the terms combine")
+    order: list[str] = Field(description="the optimisation stages, first is most important (`penalty` when soft policies apply)")
+    penalty: str = Field(description="total soft penalty of broken statements")
+    cost: str = Field(description="total cost")
+    latency_ms: int = Field(description="makespan")
+    risk: float = Field(description="1 - product of reliabilities")
+    risk_ln: float = Field(description="sum of -ln(reliability), the risk term used inside weighted sums and reliability limits")
+    value: str | None = Field(None, description="weighted objectives: the weighted sum (cost in currency units, latency in seconds, risk as sum of -ln) plus penalties")
+
+
+class SolverInfo(_Model):
+    backend: Literal["cpsat", "constraint"] = Field(description="which back-end answered")
+    status: str = Field(description="the back-end's final status")
+    variables: int = Field(description="variables in the model (cpsat), or assignments enumerated (constraint)")
+    constraints: int = Field(description="constraints in the model (cpsat) or checked per assignment (constraint)")
+    stages: int = Field(description="optimisation stages solved")
+    workers: int | None = Field(None, description="CP-SAT workers")
+    seed: int | None = Field(None, description="CP-SAT random seed")
+    time_limit_s: float = Field(description="the per-request time limit")
+    wall_ms: float | None = Field(None, description="solve wall time (only with include_timings)")
+    build_ms: float | None = Field(None, description="model build time (only with include_timings)")
+    branches: int | None = Field(None, description="search branches (only with include_timings)")
+    conflicts: int | None = Field(None, description="search conflicts (only with include_timings)")
+
+
+class PolicyRef(_Model):
+    policy: str = Field(description="the policy (or `goal`, `budget`, `deadline`, a provider observed down)")
+    statement: str = Field(description="the statement or rule, as written")
+    kind: str = Field(description="policy | require | goal | budget | deadline | down")
+    location: str | None = Field(None, description="file:line:col of the rule")
+
+
+class Alternative(_Model):
+    provider: str = Field(description="an option of the same action that was not chosen")
+    reason: Literal["forbidden", "unavailable", "worse", "not_needed"] = Field(
+        description="forbidden: by hard policies; unavailable: provider down; worse: allowed but no better under the objective and tie-break"
+    )
+    by: list[PolicyRef] = Field(default_factory=list, description="the rules that forbid it, or the down observation")
+    observed_at: str | None = Field(None, description="for `unavailable`: when the provider was observed down")
+    delta: dict[str, str] | None = Field(None, description="for `worse` (full explanations): objective terms if this option were forced, minus the plan's")
+
+
+class StepExplanation(_Model):
+    action: str
+    provider: str
+    alternatives: list[Alternative]
+
+
+class UnusedAction(_Model):
+    action: str = Field(description="a plannable action not in the plan")
+    reason: Literal["forbidden", "unavailable", "not_needed"] = Field(description="why")
+    by: list[PolicyRef] = Field(default_factory=list)
+
+
+class PolicyPrice(_Model):
+    policy: str
+    statement: str
+    price: dict[str, str] | None = Field(description="objective without the rule minus with it (None: the plan is infeasible without it too)")
+
+
+class Explanation(_Model):
+    level: Literal["none", "basic", "full"] = Field(description="how much was computed")
+    steps: list[StepExplanation] = Field(default_factory=list, description="per chosen step, every other option and why it lost")
+    unused: list[UnusedAction] = Field(default_factory=list, description="plannable actions left out and why")
+    down: list[str] = Field(default_factory=list, description="providers observed down")
+    applied_policies: list[str] = Field(default_factory=list, description="policies that applied to this request")
+    skipped_policies: list[str] = Field(default_factory=list, description="policies whose `when` guard excluded this request")
+    conflict: list[PolicyRef] | None = Field(None, description="infeasible requests: a minimal set of rules and observations that admit no plan")
+    summary: str | None = Field(None, description="one sentence a reviewer can act on")
+    prices: list[PolicyPrice] = Field(default_factory=list, description="full explanations: what each binding hard policy costs")
+
+
+class Plan(_Model):
+    version: Literal["plan/v1"] = "plan/v1"
+    status: Literal["optimal", "feasible", "infeasible", "unknown"] = Field(
+        description="optimal: proven; feasible: a time limit stopped the search, best plan found; infeasible: no plan exists; unknown: no plan found in time"
+    )
+    intent: str
+    steps: list[Step] = Field(default_factory=list, description="chosen steps, by start time then declaration order")
+    cost: str | None = Field(None, description="sum of the steps' cost, exact decimal")
+    currency: str = Field(description="the project currency")
+    latency_ms: int | None = Field(None, description="makespan: the latest end time")
+    reliability: float | None = Field(None, description="product of the steps' reliability")
+    risk: float | None = Field(None, description="1 - reliability")
+    objective: Objective | None = None
+    broken: list[Broken] = Field(default_factory=list, description="soft policy statements the plan breaks")
+    solver: SolverInfo
+    explanation: Explanation
+
+    @property
+    def feasible(self) -> bool:
+        return self.status in ("optimal", "feasible")
+
+    def step(self, action: str) -> Step | None:
+        return next((s for s in self.steps if s.action == action), None)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)

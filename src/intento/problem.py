@@ -1,0 +1,284 @@
+"""Lowering, part one: a request made static and exact, the same for every back-end.
+
+Input: `Spec`, an intent, a typed context and a `ResolvedState`. Output: `Problem`: the plannable
+actions with their *effective* options (degraded overrides applied), every hard rule as a
+`Member` (the things a conflict explanation can name: goal, each `require`, each hard policy
+statement, budget, deadline, each provider observed down), soft statements with their penalty,
+and integer scales that keep money exact and risk within 1e-6.
+
+Which options a member forbids is decided here, once, by evaluating predicates on option
+attributes; `when` guards are decided here from the context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Mapping
+
+from intento.diagnostics import Span
+from intento.evaluate import attr_lookup, evaluate, reads
+from intento.request import ResolvedState
+from intento.spec import ActionSpec, IntentSpec, PolicySpec, Spec
+from intento.syntax import ast
+from intento.syntax._format import expr as render_expr
+from intento.syntax._format import _policy_item as render_statement
+from intento.values import Duration, Money, Value
+
+#: Risk terms are sums of -ln(reliability), scaled to integers by this factor (contract: >= 1e6).
+RISK_SCALE = 10**6
+
+
+@dataclass(frozen=True)
+class Member:
+    """One rule or observation that a plan must respect; what a conflict explanation names."""
+
+    id: str
+    kind: str  # goal | require | policy | budget | deadline | down
+    name: str  # the user's name for it: a policy, a provider, "goal", "budget", "deadline"
+    text: str  # the rule as written
+    span: Span | None = field(default=None, compare=False, repr=False)
+    observed_at: object = field(default=None, compare=False)
+
+
+@dataclass
+class Option:
+    action: str
+    provider: str
+    index: int
+    cost: Decimal
+    latency_ms: int
+    reliability: Decimal
+    attrs: Mapping[str, Value]
+    risk: int  # round(-ln(reliability) * RISK_SCALE)
+    #: Members that forbid this option whatever else is chosen (down provider, hard forbids).
+    forbidden_by: list[Member] = field(default_factory=list)
+    #: Soft statements this option violates when chosen.
+    soft_violations: list["SoftStatement"] = field(default_factory=list)
+
+
+@dataclass
+class Act:
+    name: str
+    index: int
+    spec: ActionSpec
+    requires: ast.Expr | None
+    achieves: tuple[str, ...]
+    options: list[Option]
+
+
+@dataclass
+class Rule:
+    """A rule that is not a static forbid: decided by the solver over the whole plan."""
+
+    member: Member | None  # None for the soft ones (see `SoftStatement`)
+    statement: object  # the AST statement, or a synthetic tuple for goal/budget/deadline
+
+
+@dataclass
+class SoftStatement:
+    id: str
+    policy: str
+    text: str
+    penalty: Decimal
+    statement: ast.Statement
+    span: Span | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass
+class Problem:
+    spec: Spec
+    intent: IntentSpec
+    context: Mapping[str, Value]
+    state: ResolvedState
+    actions: list[Act]
+    members: list[Member]
+    #: Solver-decided hard rules: ("goal", formula), ("require", formula),
+    #: ("limit", metric, op, value), ("count", options, op, n), ("distinct", actions),
+    #: ("budget", amount), ("deadline", ms) - each tied to a member.
+    rules: list[tuple[Member, tuple]]
+    soft: list[SoftStatement]
+    #: Soft rules decided by the solver, same shapes as `rules`.
+    soft_rules: list[tuple[SoftStatement, tuple]]
+    #: `require F before A` statements, hard (a Member) or soft (a SoftStatement): they delay A
+    #: until F holds, so they are part of A's requirement rather than a check after scheduling.
+    befores: list[tuple[Member | SoftStatement, ast.Expr, str]]
+    money_scale: int
+    applicable: list[PolicySpec]
+
+    def option(self, action: str, provider: str) -> Option | None:
+        for a in self.actions:
+            if a.name == action:
+                return next((o for o in a.options if o.provider == provider), None)
+        return None
+
+    def money_int(self, d: Decimal) -> int:
+        v = d * self.money_scale
+        # INVARIANT: money_scale covers every decimal place of every amount in the problem.
+        assert v == v.to_integral_value(), d
+        return int(v)
+
+    @property
+    def currency(self) -> str:
+        return self.spec.currency or ""
+
+    @property
+    def penalty_scale(self) -> int:
+        """10^(decimal places of the soft penalties): penalties as integers."""
+        return 10 ** max([0] + [max(0, -s.penalty.as_tuple().exponent) for s in self.soft])
+
+    def weighted_scales(self) -> tuple[int, int]:
+        """(S, D) such that the integer weighted objective is D * S * (its value in natural units)."""
+        scale = max(self.money_scale, 1000, RISK_SCALE)
+        places = max([0] + [max(0, -w.as_tuple().exponent) for _, w in self.intent.objective.terms])
+        return scale, max(10**places, self.penalty_scale)
+
+    def metric_units(self) -> dict[str, int]:
+        """How many integer units make one natural unit of each metric."""
+        return {"cost": self.money_scale, "latency": 1000, "risk": RISK_SCALE}
+
+
+def risk_int(reliability: Decimal) -> int:
+    """round(-ln(r) * RISK_SCALE), computed in decimal arithmetic so it is the same everywhere."""
+    if reliability >= 1:
+        return 0
+    return int((-reliability.ln() * RISK_SCALE).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def policy_applies(policy: PolicySpec, intent: IntentSpec, context: Mapping[str, Value]) -> bool:
+    """A policy applies unless its `when` is false, or reads a name the intent does not declare."""
+    if policy.when is None:
+        return True
+    if not reads(policy.when) <= set(intent.given):
+        return False
+    return evaluate(policy.when, lambda n: context.get(n))
+
+
+def statement_text(st: ast.Statement) -> str:
+    return render_statement(st)
+
+
+def build_problem(spec: Spec, intent: IntentSpec, context: Mapping[str, Value], state: ResolvedState) -> Problem:
+    members: list[Member] = []
+    rules: list[tuple[Member, tuple]] = []
+    soft: list[SoftStatement] = []
+    soft_rules: list[tuple[SoftStatement, tuple]] = []
+    befores: list[tuple[Member | SoftStatement, ast.Expr, str]] = []
+
+    # -- options with observed overrides --
+    actions: list[Act] = []
+    down_members: dict[str, Member] = {}
+    for pname, since in state.down.items():
+        m = Member(f"down:{pname}", "down", pname, f"{pname} observed down", spec.providers[pname].span, since)
+        down_members[pname] = m
+    for a in spec.plannable_actions():
+        opts = []
+        for o in a.options:
+            ov = state.overrides.get(o.provider)
+            cost, lat, rel = o.cost, o.latency_ms, o.reliability
+            attrs = dict(o.attrs)
+            if ov is not None:
+                if ov.cost is not None:
+                    cost = ov.cost
+                    attrs["cost"] = Money(cost, spec.currency or "")
+                if ov.latency_ms is not None:
+                    lat = ov.latency_ms
+                    attrs["latency"] = Duration(lat)
+                if ov.reliability is not None:
+                    rel = ov.reliability
+                    attrs["reliability"] = rel
+            opt = Option(a.name, o.provider, o.index, cost, lat, rel, attrs, risk_int(rel))
+            if o.provider in down_members:
+                opt.forbidden_by.append(down_members[o.provider])
+            opts.append(opt)
+        actions.append(Act(a.name, a.index, a, a.requires, a.achieves, opts))
+    by_name = {a.name: a for a in actions}
+
+    # -- the intent's own rules --
+    goal = Member("goal", "goal", "goal", f"goal {render_expr(intent.goal)}", intent.goal_span)
+    members.append(goal)
+    rules.append((goal, ("goal", intent.goal)))
+    if intent.budget is not None:
+        m = Member("budget", "budget", "budget", f"budget {intent.budget} {spec.currency}", intent.budget_span)
+        members.append(m)
+        rules.append((m, ("budget", intent.budget)))
+    if intent.deadline_ms is not None:
+        m = Member("deadline", "deadline", "deadline", f"deadline {Duration(intent.deadline_ms)}", intent.deadline_span)
+        members.append(m)
+        rules.append((m, ("deadline", intent.deadline_ms)))
+    members.extend(down_members.values())
+
+    # -- policies --
+    applicable = [p for p in spec.policies.values() if policy_applies(p, intent, context)]
+    for p in applicable:
+        for i, st in enumerate(p.statements):
+            text = statement_text(st)
+            sid = f"policy:{p.name}#{i}"
+            if p.soft is not None:
+                s = SoftStatement(sid, p.name, text, p.soft, st, st.span)
+                soft.append(s)
+                forbidden = _static_forbids(st, actions)
+                if forbidden is not None:
+                    for o in forbidden:
+                        o.soft_violations.append(s)
+                elif isinstance(st, ast.RequireBefore):
+                    befores.append((s, st.formula, st.action.name))
+                else:
+                    soft_rules.append((s, _dynamic(st, actions, by_name)))
+                continue
+            m = Member(sid, "require" if isinstance(st, ast.RequireFact) else "policy", p.name, text, st.span)
+            members.append(m)
+            forbidden = _static_forbids(st, actions)
+            if forbidden is not None:
+                for o in forbidden:
+                    o.forbidden_by.append(m)
+            elif isinstance(st, ast.RequireBefore):
+                befores.append((m, st.formula, st.action.name))
+            else:
+                rules.append((m, _dynamic(st, actions, by_name)))
+
+    amounts = [o.cost for a in actions for o in a.options]
+    if intent.budget is not None:
+        amounts.append(intent.budget)
+    for _, r in rules + [(None, r) for _, r in soft_rules]:
+        if r[0] == "limit" and r[1] == "cost":
+            amounts.append(r[3])
+    places = max([0] + [max(0, -d.as_tuple().exponent) for d in amounts if d.is_finite()])
+    return Problem(spec, intent, context, state, actions, members, rules, soft, soft_rules, befores, 10**places, applicable)
+
+
+def _scope(actions_idents, actions: list[Act]) -> list[Act]:
+    if actions_idents is None:
+        return actions
+    names = {i.name for i in actions_idents}
+    return [a for a in actions if a.name in names]
+
+
+def _static_forbids(st: ast.Statement, actions: list[Act]) -> list[Option] | None:
+    """The options a statement forbids on their own, or None if the solver must decide it."""
+    match st:
+        case ast.ForbidVia():
+            return [o for a in _scope(st.actions, actions) for o in a.options if evaluate(st.pred, attr_lookup(o.attrs))]
+        case ast.RequireFor():
+            return [o for a in _scope(st.actions, actions) for o in a.options if not evaluate(st.pred, attr_lookup(o.attrs))]
+        case ast.ForbidProvider():
+            return [o for a in actions for o in a.options if o.provider == st.provider.name]
+        case ast.ForbidAction():
+            return [o for a in actions if a.name == st.action.name for o in a.options]
+    return None
+
+
+def _dynamic(st: ast.Statement, actions: list[Act], by_name: dict[str, Act]) -> tuple:
+    match st:
+        case ast.RequireFact():
+            return ("require", st.formula)
+        case ast.Limit():
+            v = st.value.value
+            value = v.amount if isinstance(v, Money) else v.ms if isinstance(v, Duration) else v
+            return ("limit", st.metric.name, st.op, value)
+        case ast.LimitCount():
+            matching = [(o.action, o.provider) for a in _scope(st.actions, actions) for o in a.options if evaluate(st.pred, attr_lookup(o.attrs))]
+            return ("count", matching, st.op, int(st.value.value))
+        case ast.Distinct():
+            return ("distinct", [a.name for a in st.actions])
+    raise AssertionError(f"not a dynamic statement: {st!r}")

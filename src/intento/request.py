@@ -1,0 +1,238 @@
+"""Requests: the observed `State` and the context (``given`` values) of a planning request.
+
+Input: JSON text or Python values from a caller. Output: validated pydantic models and a typed
+context, or located diagnostics (codes E101-E110) naming what is wrong and where; nothing that is
+ill-typed reaches the planner.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from intento.diagnostics import Diagnostic, Severity, Source, Span, did_you_mean
+from intento.spec import IntentSpec, Spec
+from intento.values import MAX_NUMBER_DIGITS, Duration, Money, Value, parse_duration, parse_money
+
+
+class ProviderState(BaseModel):
+    """What is observed of one provider."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["up", "degraded", "down"] = Field("up", description="`down` options are never chosen")
+    latency: str | int | None = Field(None, description='replaces every option\'s latency: "2s" or milliseconds')
+    cost: str | int | Decimal | None = Field(None, description='replaces every option\'s cost: "0.50 USD" or a number')
+    reliability: Decimal | str | None = Field(None, description="replaces every option's reliability, in (0, 1]")
+    since: datetime | None = Field(None, description="when this status was first observed")
+
+
+class State(BaseModel):
+    """The observed state of the world a plan starts from (LANGUAGE.md "Observed state")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    facts: list[str] = Field(default_factory=list, description="facts observed true")
+    providers: dict[str, ProviderState] = Field(default_factory=dict, description="observed provider health")
+    at: datetime | None = Field(None, description="when the state was observed")
+
+
+@dataclass(frozen=True)
+class Override:
+    """A degraded provider's attribute replacements, typed."""
+
+    latency_ms: int | None = None
+    cost: Decimal | None = None
+    reliability: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedState:
+    facts: frozenset[str]
+    down: Mapping[str, datetime | None]
+    overrides: Mapping[str, Override]
+    at: datetime | None
+    model: State
+
+
+def _diag(code: str, message: str, source: Source | None, needle: str | None = None, help: str = "") -> Diagnostic:
+    span = None
+    if source is not None:
+        pos = source.text.find(f'"{needle}"') if needle else -1
+        span = Span.at_offset(source, max(pos, 0), max(pos, 0) + (len(needle) + 2 if pos >= 0 else 0))
+    return Diagnostic(code, Severity.error, message, span, help=help)
+
+
+def load_json(text: str, name: str) -> tuple[Any, Source, list[Diagnostic]]:
+    """Parse JSON text; a syntax error is located at its line and column."""
+    src = Source(name, text)
+    try:
+        # Exact numbers: a JSON 0.1 is the decimal 0.1, never a binary float.
+        return json.loads(text, parse_float=Decimal), src, []
+    except json.JSONDecodeError as e:
+        span = Span.at_offset(src, e.pos, e.pos + 1)
+        return None, src, [Diagnostic("E101", Severity.error, f"invalid JSON: {e.msg.lower()}", span, help="check the JSON syntax")]
+    except RecursionError:
+        return None, src, [Diagnostic("E101", Severity.error, "invalid JSON: nested too deeply", Span.whole_file(src))]
+
+
+def resolve_state(spec: Spec, raw: Any, source: Source | None = None) -> tuple[ResolvedState | None, list[Diagnostic]]:
+    """Validate an observed state against the project: known providers, typed overrides."""
+    if isinstance(raw, State):
+        model = raw
+    else:
+        try:
+            model = State.model_validate(raw if raw is not None else {})
+        except ValidationError as e:
+            diags = []
+            for err in e.errors()[:20]:
+                loc = ".".join(str(x) for x in err["loc"])
+                needle = str(err["loc"][-1]) if err["loc"] else None
+                diags.append(_diag("E106", f"state `{loc}`: {err['msg'].lower()}", source, needle, help="see LANGUAGE.md \"Observed state\""))
+            return None, diags
+    diags: list[Diagnostic] = []
+    down: dict[str, datetime | None] = {}
+    overrides: dict[str, Override] = {}
+    for name, ps in model.providers.items():
+        if name not in spec.providers:
+            diags.append(_diag("E107", f"state names unknown provider `{name}`", source, name, help=did_you_mean(name, spec.providers)))
+            continue
+        if ps.status == "down":
+            down[name] = ps.since or model.at
+            continue
+        ov, d = _override(spec, name, ps, source)
+        diags.extend(d)
+        if ov is not None and ps.status == "degraded":
+            overrides[name] = ov
+        elif ov is not None and (ov.latency_ms or ov.cost is not None or ov.reliability is not None):
+            diags.append(_diag("E108", f"provider `{name}` is `up`, so its attributes cannot be replaced", source, name, help='set `"status": "degraded"`'))
+    if diags:
+        return None, diags
+    return ResolvedState(frozenset(model.facts), MappingProxyType(down), MappingProxyType(overrides), model.at, model), []
+
+
+def _override(spec: Spec, name: str, ps: ProviderState, source) -> tuple[Override | None, list[Diagnostic]]:
+    diags = []
+    latency = cost = rel = None
+    if ps.latency is not None:
+        latency = _duration_value(ps.latency)
+        if latency is None or latency.ms < 1:
+            diags.append(_diag("E108", f"state: latency of `{name}` is not a duration of at least 1ms: `{ps.latency}`", source, "latency", help='write "2s" or a number of milliseconds'))
+    if ps.cost is not None:
+        m = _money_value(ps.cost, spec.currency)
+        if m is None or m.amount < 0 or (spec.currency and m.currency != spec.currency):
+            diags.append(_diag("E108", f"state: cost of `{name}` is not an amount of zero or more in {spec.currency or 'the project currency'}: `{ps.cost}`", source, "cost"))
+        else:
+            cost = m.amount
+    if ps.reliability is not None:
+        r = _decimal(ps.reliability)
+        if r is None or not (0 < r <= 1):
+            diags.append(_diag("E108", f"state: reliability of `{name}` must be above 0 and at most 1: `{ps.reliability}`", source, "reliability"))
+        else:
+            rel = r
+    if diags:
+        return None, diags
+    return Override(latency.ms if latency else None, cost, rel), []
+
+
+def _decimal(v: Any) -> Decimal | None:
+    if isinstance(v, bool):
+        return None
+    text = str(v).strip()
+    if len(text) > MAX_NUMBER_DIGITS + 2:
+        return None
+    try:
+        d = Decimal(text)
+    except InvalidOperation:
+        return None
+    return d if d.is_finite() else None
+
+
+def _duration_value(v: Any) -> Duration | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return Duration(v) if 0 <= v < 10**MAX_NUMBER_DIGITS else None
+    return parse_duration(str(v)) if isinstance(v, str) else None
+
+
+def _money_value(v: Any, currency: str | None) -> Money | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, str):
+        return parse_money(v)
+    if isinstance(v, (int, Decimal, float)):
+        d = _decimal(v)
+        return Money(d, currency or "") if d is not None else None
+    return None
+
+
+# ---- context ----------------------------------------------------------------------------------
+
+
+def resolve_context(spec: Spec, intent: IntentSpec, raw: Any, source: Source | None = None) -> tuple[Mapping[str, Value] | None, list[Diagnostic]]:
+    """Type every ``given`` value; missing, unknown and ill-typed values are errors."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        return None, [_diag("E104", "`given` must be a JSON object of name -> value", source)]
+    diags: list[Diagnostic] = []
+    ctx: dict[str, Value] = {}
+    for name, param in intent.given.items():
+        if name not in raw:
+            diags.append(_diag("E103", f"missing given value `{name}` ({param.type})", source, help=f"intent `{intent.name}` needs every `given` value"))
+            continue
+        v = coerce_given(param.type, raw[name], spec.currency)
+        if v is None:
+            shown = "<secret>" if param.secret else _short(raw[name])
+            diags.append(_diag("E104", f"given `{name}` must be {_article(param.type)}, found `{shown}`", source, name, help=_example(param.type)))
+        else:
+            ctx[name] = v
+    for name in raw:
+        if name not in intent.given:
+            diags.append(_diag("E105", f"intent `{intent.name}` has no given `{name}`", source, name, help=did_you_mean(name, intent.given) or "remove it"))
+    if diags:
+        return None, diags
+    return MappingProxyType(ctx), []
+
+
+def coerce_given(type_: str, v: Any, currency: str | None) -> Value | None:
+    if type_ == "string":
+        return v if isinstance(v, str) else None
+    if type_ == "bool":
+        return v if isinstance(v, bool) else None
+    if type_ == "number":
+        return _decimal(v) if isinstance(v, (int, Decimal, float)) and not isinstance(v, bool) else None
+    if type_ == "money":
+        m = _money_value(v, currency)
+        if m is None or (currency and m.currency != currency):
+            return None
+        return m
+    if type_ == "duration":
+        return _duration_value(v)
+    return None
+
+
+def _short(v: Any) -> str:
+    text = json.dumps(v) if not isinstance(v, str) else v
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _article(t: str) -> str:
+    return {"money": "money", "bool": "a bool"}.get(t, f"a {t}" if t != "duration" else "a duration")
+
+
+def _example(t: str) -> str:
+    return {
+        "string": 'e.g. "eu"',
+        "number": "e.g. 12 or 0.5",
+        "money": 'e.g. "120 USD" or 120',
+        "duration": 'e.g. "2s" or 2000 (milliseconds)',
+        "bool": "true or false",
+    }[t]

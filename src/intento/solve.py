@@ -1,0 +1,179 @@
+"""Planning, end to end: a request to a `Plan`.
+
+Input: a `Spec`, an intent name, ``given`` values and an observed state (JSON-like values or the
+pydantic `State`). Output: a `Plan` (plan.py). Bad input raises `IntentoError` carrying located
+diagnostics; an infeasible request is a Plan with status ``infeasible`` and an explanation, never
+an exception.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from intento.backends import ModelTooLarge, Solution, SolveOptions
+from intento.diagnostics import Diagnostic, IntentoError, Severity, Source, did_you_mean
+from intento.explain import basic, conflict_sentence, minimal_conflict, ref
+from intento.plan import Broken, Objective, Plan, SolverInfo, Step
+from intento.problem import RISK_SCALE, Problem, build_problem
+from intento.request import resolve_context, resolve_state
+from intento.semantics import evaluate_choice
+from intento.spec import Spec
+from intento.values import format_decimal
+
+Backend = Literal["cpsat", "constraint"]
+ExplainLevel = Literal["none", "basic", "full"]
+
+
+def prepare(spec: Spec, intent: str, given: Any = None, state: Any = None, *, given_source: Source | None = None, state_source: Source | None = None) -> Problem:
+    """Validate a request and make it static (problem.py); raises `IntentoError` on bad input."""
+    if intent not in spec.intents:
+        raise IntentoError(
+            [Diagnostic("E102", Severity.error, f"unknown intent `{intent}`", None, help=did_you_mean(intent, spec.intents) or "intents: " + ", ".join(spec.intents))]
+        )
+    ispec = spec.intents[intent]
+    rstate, d1 = resolve_state(spec, state, state_source)
+    ctx, d2 = resolve_context(spec, ispec, given, given_source)
+    if d1 or d2:
+        raise IntentoError(d1 + d2)
+    return build_problem(spec, ispec, ctx, rstate)
+
+
+def plan(
+    spec: Spec,
+    intent: str,
+    given: Any = None,
+    state: Any = None,
+    *,
+    backend: Backend = "cpsat",
+    time_limit_s: float = 10.0,
+    num_workers: int = 1,
+    seed: int = 0,
+    explain: ExplainLevel = "basic",
+    include_timings: bool = False,
+    given_source: Source | None = None,
+    state_source: Source | None = None,
+) -> Plan:
+    problem = prepare(spec, intent, given, state, given_source=given_source, state_source=state_source)
+    return plan_problem(problem, backend=backend, time_limit_s=time_limit_s, num_workers=num_workers, seed=seed, explain=explain, include_timings=include_timings)
+
+
+def solve_problem(problem: Problem, backend: Backend, options: SolveOptions) -> Solution:
+    if backend == "constraint":
+        from intento.backends import constraint
+
+        return constraint.solve(problem, options)
+    from intento.backends import cpsat
+
+    return cpsat.solve(problem, options)
+
+
+def plan_problem(
+    problem: Problem,
+    *,
+    backend: Backend = "cpsat",
+    time_limit_s: float = 10.0,
+    num_workers: int = 1,
+    seed: int = 0,
+    explain: ExplainLevel = "basic",
+    include_timings: bool = False,
+) -> Plan:
+    options = SolveOptions(time_limit_s=time_limit_s, num_workers=num_workers, seed=seed)
+    try:
+        sol = solve_problem(problem, backend, options)
+    except ModelTooLarge as e:
+        raise IntentoError([Diagnostic("E110", Severity.error, str(e), None, help="use the default `cpsat` back-end for models this size")]) from None
+    return to_plan(problem, sol, options, explain=explain, include_timings=include_timings)
+
+
+def to_plan(problem: Problem, sol: Solution, options: SolveOptions, *, explain: ExplainLevel = "basic", include_timings: bool = False) -> Plan:
+    st = sol.stats
+    solver = SolverInfo(
+        backend=st.get("backend", "cpsat"),
+        status=sol.status,
+        variables=st.get("variables", 0),
+        constraints=st.get("constraints", 0),
+        stages=st.get("stages", 0),
+        workers=st.get("workers"),
+        seed=st.get("seed"),
+        time_limit_s=options.time_limit_s,
+    )
+    if include_timings:
+        solver.wall_ms = round(st.get("solve_s", 0.0) * 1000, 3)
+        solver.build_ms = round(st.get("build_s", 0.0) * 1000, 3)
+        solver.branches = st.get("branches")
+        solver.conflicts = st.get("conflicts")
+    currency = problem.currency
+    if sol.status in ("infeasible", "unknown"):
+        expl = basic(problem, None) if explain != "none" else _no_explanation()
+        if sol.status == "infeasible" and explain != "none":
+            conflict = minimal_conflict(problem, options.time_limit_s)
+            if conflict is not None:
+                expl.conflict = [ref(m) for m in conflict]
+                expl.summary = conflict_sentence(conflict)
+        return Plan(status=sol.status, intent=problem.intent.name, currency=currency, solver=solver, explanation=expl)
+    ev = evaluate_choice(problem, sol.choice, {a: float(s) for a, s in sol.starts.items()})
+    # INVARIANT: the solver's choice satisfies every hard rule, read directly from the contract.
+    assert ev.valid, f"solver returned a plan that breaks {ev.broken_members}"
+    steps = []
+    by_action = {a.name: a for a in problem.actions}
+    for a in problem.actions:
+        if a.name not in sol.choice:
+            continue
+        o = next(o for o in a.options if o.provider == sol.choice[a.name])
+        start = int(ev.starts[a.name])
+        steps.append(
+            Step(
+                action=a.name,
+                provider=o.provider,
+                start_ms=start,
+                end_ms=start + o.latency_ms,
+                cost=format_decimal(o.cost),
+                latency_ms=o.latency_ms,
+                reliability=float(o.reliability),
+                achieves=list(a.achieves),
+            )
+        )
+    steps.sort(key=lambda s: (s.start_ms, by_action[s.action].index))
+    penalty = sum((s.penalty for s in ev.violated_soft), Decimal(0))
+    broken = [Broken(policy=s.policy, statement=s.text, penalty=format_decimal(s.penalty)) for s in ev.violated_soft]
+    obj = problem.intent.objective
+    order = (["penalty"] if problem.soft and obj.kind == "lex" else []) + list(obj.metrics)
+    value = None
+    if obj.kind == "weighted":
+        total = penalty
+        for name, w in obj.terms:
+            metric = {"cost": ev.cost, "latency": Decimal(int(ev.latency_ms)) / 1000, "risk": Decimal(ev.risk_int) / RISK_SCALE}[name]
+            total += w * metric
+        value = format_decimal(total.normalize()) if total else "0"
+    objective = Objective(
+        kind="lexicographic" if obj.kind == "lex" else "weighted",
+        order=order,
+        penalty=format_decimal(penalty),
+        cost=format_decimal(ev.cost),
+        latency_ms=int(ev.latency_ms),
+        risk=float(1 - ev.reliability),
+        risk_ln=ev.risk_int / RISK_SCALE,
+        value=value,
+    )
+    expl = basic(problem, sol.choice) if explain != "none" else _no_explanation()
+    return Plan(
+        status=sol.status,
+        intent=problem.intent.name,
+        steps=steps,
+        cost=format_decimal(ev.cost),
+        currency=currency,
+        latency_ms=int(ev.latency_ms),
+        reliability=float(ev.reliability),
+        risk=float(1 - ev.reliability),
+        objective=objective,
+        broken=broken,
+        solver=solver,
+        explanation=expl,
+    )
+
+
+def _no_explanation():
+    from intento.plan import Explanation
+
+    return Explanation(level="none")
