@@ -22,7 +22,7 @@ from rich.console import Console
 
 from intento import __version__
 from intento.check import check_paths, load_sources
-from intento.diagnostics import Diagnostic, sorted_capped
+from intento.diagnostics import Diagnostic, Severity, sorted_capped
 from intento.syntax import format_file, parse
 
 app = typer.Typer(
@@ -144,6 +144,108 @@ def fmt(
         raise typer.Exit(1 if changed else 0)
     if not changed:
         print(f"{len(sources)} file{'s' * (len(sources) != 1)} already formatted")
+
+
+class PlanFormat(str, Enum):
+    text = "text"
+    json = "json"
+    mermaid = "mermaid"
+
+
+class BackendName(str, Enum):
+    cpsat = "cpsat"
+    constraint = "constraint"
+
+
+class ExplainName(str, Enum):
+    none = "none"
+    basic = "basic"
+
+
+def _json_input(value: str | None, what: str):
+    """``--given`` / ``--state``: inline JSON (starting with `{`) or a path to a JSON file."""
+    from intento.request import load_json
+
+    if value is None:
+        return None, None
+    if value.lstrip().startswith("{"):
+        data, src, diags = load_json(value, f"--{what}")
+    else:
+        path = Path(value)
+        if not path.is_file():
+            raise _BadInput([Diagnostic("E101", Severity.error, f"`--{what}` is neither inline JSON nor a readable file: `{value}`", None, help='pass a JSON object like \'{"a": 1}\' or a path to one')])
+        data, src, diags = load_json(path.read_text(encoding="utf-8", errors="replace"), str(path))
+    if diags:
+        raise _BadInput(diags)
+    return data, src
+
+
+class _BadInput(Exception):
+    def __init__(self, diags):
+        self.diags = diags
+
+
+def _load_spec(paths: list[Path]):
+    result = check_paths(paths)
+    if result.spec is None:
+        print_diagnostics(result.diagnostics)
+        raise typer.Exit(1)
+    return result.spec
+
+
+@app.command()
+def plan(
+    paths: List[Path] = typer.Argument(..., help="The project: `.intent` files or folders."),
+    intent: str = typer.Option(..., "--intent", "-i", help="The intent to plan."),
+    given: Optional[str] = typer.Option(None, "--given", "-g", help="The `given` values: inline JSON or a JSON file. Money as \"120 USD\" or a number, durations as \"2s\" or ms."),
+    state: Optional[str] = typer.Option(None, "--state", "-s", help="The observed state: inline JSON or a JSON file (facts, providers, at)."),
+    format: PlanFormat = typer.Option(PlanFormat.text, "--format", "-f", help="text (timeline and why), json (the Plan model) or mermaid (a Gantt chart)."),
+    backend: BackendName = typer.Option(BackendName.cpsat, "--backend", help="cpsat (default) or constraint (exhaustive, small models)."),
+    time_limit: float = typer.Option(10.0, "--time-limit", help="Seconds the solver may take; past it the best plan so far is returned as `feasible`.", min=0.001),
+    workers: int = typer.Option(1, "--workers", help="CP-SAT worker threads.", min=1, max=64),
+    explain: ExplainName = typer.Option(ExplainName.basic, "--explain", help="none or basic (why each alternative lost; minimal conflict when infeasible)."),
+    verify: bool = typer.Option(False, "--verify", help="Also solve with the other back-end and fail (exit 5) if the optima differ."),
+    timings: bool = typer.Option(False, "--timings", help="Include wall-clock and search counters in the output (makes it vary between runs)."),
+) -> None:
+    """Plan an intent: the optimal steps, providers and schedule. Exit 0 with a plan, 3 when infeasible, 4 when no plan was found in time, 1 on bad input."""
+    from intento.diagnostics import IntentoError
+    from intento.solve import plan as make_plan
+    from intento.solve import prepare, plan_problem
+
+    spec = _load_spec(paths)
+    try:
+        given_data, given_src = _json_input(given, "given")
+        state_data, state_src = _json_input(state, "state")
+        problem = prepare(spec, intent, given_data, state_data, given_source=given_src, state_source=state_src)
+        result = plan_problem(problem, backend=backend.value, time_limit_s=time_limit, num_workers=workers, explain=explain.value, include_timings=timings)
+        other = None
+        if verify:
+            other_backend = "constraint" if backend is BackendName.cpsat else "cpsat"
+            other = plan_problem(problem, backend=other_backend, time_limit_s=time_limit, num_workers=workers, explain="none")
+    except _BadInput as e:
+        print_diagnostics(e.diags)
+        raise typer.Exit(1)
+    except IntentoError as e:
+        print_diagnostics(e.diagnostics)
+        raise typer.Exit(1)
+    if format is PlanFormat.json:
+        print(result.to_json())
+    elif format is PlanFormat.mermaid:
+        from intento.render import plan_mermaid
+
+        print(plan_mermaid(result))
+    else:
+        from intento.render import plan_text
+
+        out.print(plan_text(result), markup=False)
+    if other is not None:
+        from intento.render import same_optimum
+
+        ok, detail = same_optimum(result, other)
+        print(("verified: " if ok else "VERIFICATION FAILED: ") + detail, file=sys.stderr)
+        if not ok:
+            raise typer.Exit(5)
+    raise typer.Exit({"optimal": 0, "feasible": 0, "infeasible": 3, "unknown": 4}[result.status])
 
 
 def _atomic_write(path: Path, text: str) -> None:

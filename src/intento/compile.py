@@ -67,11 +67,18 @@ def compile_problem(
     literals: bool = False,
     relax: frozenset[str] = frozenset(),
     force: dict[str, str] | None = None,
+    model: cp_model.CpModel | None = None,
+    prefix: str = "",
+    shared_capacity: set[str] | None = None,
 ) -> Compiled:
     """Build the model. ``relax``: member ids left out; ``force``: action -> provider fixed;
     ``literals``: every member gets an enforcement literal (for assumptions) instead of being
-    enforced outright, and statically forbidden options stay in the model behind it."""
-    m = cp_model.CpModel()
+    enforced outright, and statically forbidden options stay in the model behind it.
+
+    Batches (batch.py) compile several problems into one ``model`` with distinct ``prefix``es and
+    pass ``shared_capacity``: the providers whose capacity the batch enforces across all of them
+    (this function then adds no capacity constraint of its own)."""
+    m = model if model is not None else cp_model.CpModel()
     force = force or {}
 
     def active(member: Member) -> bool:
@@ -81,7 +88,7 @@ def compile_problem(
         if not literals:
             return []
         if member.id not in c.literals:
-            c.literals[member.id] = m.NewBoolVar(f"member[{member.id}]")
+            c.literals[member.id] = m.NewBoolVar(f"{prefix}member[{member.id}]")
         return [c.literals[member.id]]
 
     allowed: dict[str, list] = {}
@@ -103,14 +110,14 @@ def compile_problem(
     never = horizon + 1
     c = Compiled(m, problem, horizon)
 
-    capacity_binding = _binding_capacities(problem, allowed)
+    capacity_binding = _binding_capacities(problem, allowed) if shared_capacity is None else shared_capacity
     for a in problem.actions:
         opts = allowed[a.name]
-        use = m.NewBoolVar(f"use[{a.name}]")
+        use = m.NewBoolVar(f"{prefix}use[{a.name}]")
         c.use[a.name] = use
         xs = []
         for o, blockers in opts:
-            xv = m.NewBoolVar(f"x[{a.name},{o.provider}]")
+            xv = m.NewBoolVar(f"{prefix}x[{a.name},{o.provider}]")
             c.x[(a.name, o.provider)] = xv
             xs.append((o, xv))
             for b in blockers:
@@ -120,8 +127,8 @@ def compile_problem(
         m.Add(sum(xv for _, xv in xs) == use)
         if a.name in force:
             m.Add(use == 1)
-        start = m.NewIntVar(0, horizon, f"start[{a.name}]")
-        end = m.NewIntVar(0, horizon, f"end[{a.name}]")
+        start = m.NewIntVar(0, horizon, f"{prefix}start[{a.name}]")
+        end = m.NewIntVar(0, horizon, f"{prefix}end[{a.name}]")
         m.Add(end == start + sum(o.latency_ms * xv for o, xv in xs))
         m.Add(start == 0).OnlyEnforceIf(use.Not())
         c.start[a.name], c.end[a.name] = start, end
@@ -180,7 +187,7 @@ def compile_problem(
 
     # -- soft statements get a violation literal each (priced below) --
     for s in problem.soft:
-        c.violated[s.id] = m.NewBoolVar(f"violated[{s.id}]")
+        c.violated[s.id] = m.NewBoolVar(f"{prefix}violated[{s.id}]")
 
     # -- when each used step starts: its `requires` and every `require F before` it honours --
     for a in problem.actions:
@@ -223,7 +230,7 @@ def compile_problem(
             m.Add(start == t).OnlyEnforceIf(use)
 
     # -- makespan and metrics --
-    c.makespan = m.NewIntVar(0, horizon, "makespan")
+    c.makespan = m.NewIntVar(0, horizon, f"{prefix}makespan")
     if problem.actions:
         m.AddMaxEquality(c.makespan, [c.end[a.name] for a in problem.actions])
     else:
@@ -232,7 +239,7 @@ def compile_problem(
     c.risk = sum(o.risk * xv for (an, p), xv in c.x.items() for o in [problem.option(an, p)] if o.risk)
 
     # -- capacity: steps running at once on one provider --
-    for pname in sorted(capacity_binding):
+    for pname in sorted(capacity_binding if shared_capacity is None else ()):
         cap = problem.spec.providers[pname].capacity
         intervals = []
         for (an, p), xv in c.x.items():
