@@ -20,7 +20,7 @@ from ortools.sat.python import cp_model
 
 from intento.backends import Solution, SolveOptions
 from intento.backends.cpsat import _STATUS, objective_stages
-from intento.compile import compile_problem
+from intento.compile import compile_problem, serial_horizon
 from intento.plan import Plan
 from intento.solve import prepare, to_plan
 from intento.spec import Spec
@@ -48,7 +48,8 @@ def plan_many(
                 if not o.forbidden_by:
                     counts[o.provider] = counts.get(o.provider, 0) + 1
     shared = {n for n, k in counts.items() if spec.providers[n].capacity is not None and spec.providers[n].capacity < k}
-    compiled = [compile_problem(p, model=model, prefix=f"r{i}.", shared_capacity=shared) for i, p in enumerate(problems)]
+    horizon = sum(serial_horizon(p) for p in problems)
+    compiled = [compile_problem(p, model=model, prefix=f"r{i}.", shared_capacity=shared, horizon=horizon) for i, p in enumerate(problems)]
     for pname in sorted(shared):
         intervals = []
         for c in compiled:

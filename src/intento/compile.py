@@ -70,6 +70,7 @@ def compile_problem(
     model: cp_model.CpModel | None = None,
     prefix: str = "",
     shared_capacity: set[str] | None = None,
+    horizon: int | None = None,
 ) -> Compiled:
     """Build the model. ``relax``: member ids left out; ``force``: action -> provider fixed;
     ``literals``: every member gets an enforcement literal (for assumptions) instead of being
@@ -77,7 +78,8 @@ def compile_problem(
 
     Batches (batch.py) compile several problems into one ``model`` with distinct ``prefix``es and
     pass ``shared_capacity``: the providers whose capacity the batch enforces across all of them
-    (this function then adds no capacity constraint of its own)."""
+    (this function then adds no capacity constraint of its own), and a ``horizon`` long enough for
+    the whole batch to run one step at a time."""
     m = model if model is not None else cp_model.CpModel()
     force = force or {}
 
@@ -102,7 +104,8 @@ def compile_problem(
                 continue
             opts.append((o, blockers))
         allowed[a.name] = opts
-    horizon = sum(max((o.latency_ms for o, _ in allowed[a.name]), default=0) for a in problem.actions)
+    if horizon is None:
+        horizon = serial_horizon(problem, allowed)
     deadline = problem.intent.deadline_ms
     if deadline is not None and "deadline" not in relax and not literals:
         horizon = min(horizon, deadline)
@@ -322,6 +325,13 @@ def _reliability_limit(c: Compiled, op: str, value, enforce: list) -> None:
         return
     bound = risk_int(value)
     m.Add(_OPS[_FLIP[op]](c.risk, bound)).OnlyEnforceIf(enforce)
+
+
+def serial_horizon(problem: Problem, allowed=None) -> int:
+    """An upper bound on any schedule's makespan: every action, one after another, slowest option."""
+    if allowed is None:
+        return sum(max((o.latency_ms for o in a.options if not o.forbidden_by), default=0) for a in problem.actions)
+    return sum(max((o.latency_ms for o, _ in allowed[a.name]), default=0) for a in problem.actions)
 
 
 def _binding_capacities(problem: Problem, allowed) -> set[str]:
