@@ -25,6 +25,16 @@ demo: $(VENV)/.installed
 	$(INTENTO) check examples/settlement policies/common
 	@echo "== intento fmt --check: every example and policy is in canonical layout"
 	$(INTENTO) fmt --check examples policies
+	@echo
+	@echo "== plan: a normal EU order (EU providers only, cheapest first)"
+	$(INTENTO) plan examples/order_fulfilment policies --intent fulfil_order --given examples/order_fulfilment/requests/eu_order.json
+	@echo
+	@echo "== plan: a large US order (a fraud check before payment, by another provider)"
+	$(INTENTO) plan examples/order_fulfilment policies --intent fulfil_order --given examples/order_fulfilment/requests/large_us_order.json
+	@echo
+	@echo "== plan: a US order while stripe is down (payment rerouted), as a Gantt chart"
+	$(INTENTO) plan examples/order_fulfilment policies --intent fulfil_order --given examples/order_fulfilment/requests/us_order.json --state examples/order_fulfilment/requests/stripe_down.json
+	$(INTENTO) plan examples/order_fulfilment policies --intent fulfil_order --given examples/order_fulfilment/requests/us_order.json --state examples/order_fulfilment/requests/stripe_down.json --format mermaid
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -42,7 +42,8 @@ def basic(problem: Problem, choice: dict[str, str] | None) -> Explanation:
                 elif o.forbidden_by:
                     alts.append(Alternative(provider=o.provider, reason="forbidden", by=[ref(m) for m in o.forbidden_by]))
                 else:
-                    alts.append(Alternative(provider=o.provider, reason="worse"))
+                    soft = [PolicyRef(policy=v.policy, statement=v.text, kind="soft", location=v.span.location if v.span else None) for v in o.soft_violations]
+                    alts.append(Alternative(provider=o.provider, reason="worse", by=soft))
             steps.append(StepExplanation(action=a.name, provider=choice[a.name], alternatives=alts))
         elif a.options:
             blockers: list[Member] = []

@@ -63,7 +63,7 @@ class SolverInfo(_Model):
 class PolicyRef(_Model):
     policy: str = Field(description="the policy (or `goal`, `budget`, `deadline`, a provider observed down)")
     statement: str = Field(description="the statement or rule, as written")
-    kind: str = Field(description="policy | require | goal | budget | deadline | down")
+    kind: str = Field(description="policy | require | goal | budget | deadline | down | soft")
     location: str | None = Field(None, description="file:line:col of the rule")
 
 
@@ -72,7 +72,7 @@ class Alternative(_Model):
     reason: Literal["forbidden", "unavailable", "worse", "not_needed"] = Field(
         description="forbidden: by hard policies; unavailable: provider down; worse: allowed but no better under the objective and tie-break"
     )
-    by: list[PolicyRef] = Field(default_factory=list, description="the rules that forbid it, or the down observation")
+    by: list[PolicyRef] = Field(default_factory=list, description="the rules that forbid it, the down observation, or (for `worse`) the soft statements it would break")
     observed_at: str | None = Field(None, description="for `unavailable`: when the provider was observed down")
     delta: dict[str, str] | None = Field(None, description="for `worse` (full explanations): objective terms if this option were forced, minus the plan's")
 

@@ -50,6 +50,9 @@ def plan_text(p: Plan) -> str:
             elif alt.reason == "forbidden":
                 by = "; ".join(f"{r.policy} ({r.statement})" for r in alt.by)
                 why.append(f"{st.action}: not {alt.provider}: forbidden by {by}")
+            elif alt.by:
+                by = "; ".join(f"{r.policy} ({r.statement})" for r in alt.by)
+                why.append(f"{st.action}: not {alt.provider}: would break soft policy {by}")
             elif alt.delta:
                 why.append(f"{st.action}: not {alt.provider}: " + ", ".join(f"{k} {v}" for k, v in alt.delta.items()))
             else:

@@ -88,7 +88,8 @@ def earliest_schedule(problem: Problem, chosen: list[tuple[Act, Option]], skippe
     return starts
 
 
-def _capacity_ok(problem: Problem, chosen, starts) -> bool:
+def capacity_respected(problem: Problem, chosen, starts) -> bool:
+    """Do the chosen steps, started at ``starts``, stay within every provider's capacity?"""
     for pname in {o.provider for _, o in chosen}:
         cap = problem.spec.providers[pname].capacity
         if cap is None:
@@ -104,7 +105,7 @@ def capacity_schedule(problem: Problem, chosen, skipped: frozenset[str] = frozen
     """Earliest starts if they respect every capacity; else the best serial schedule over all
     priority orders (least makespan, then earliest starts in action order); None if too many steps."""
     starts = earliest_schedule(problem, chosen, skipped)
-    if any(v == INF for v in starts.values()) or _capacity_ok(problem, chosen, starts):
+    if any(v == INF for v in starts.values()) or capacity_respected(problem, chosen, starts):
         return starts
     if len(chosen) > MAX_PERMUTED_STEPS:
         return None

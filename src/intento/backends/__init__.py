@@ -31,3 +31,10 @@ class Solution:
 
 class ModelTooLarge(Exception):
     """The exhaustive back-end refuses a model it could not enumerate in reasonable time."""
+
+
+def rank_weight(n_actions: int, action_index: int, option_index: int) -> int:
+    """The tie-break's weight for choosing option ``option_index`` of the action at position
+    ``action_index`` among ``n_actions``: first-declared options and later actions weigh least,
+    so the least total prefers leaving actions out and taking earlier-declared options."""
+    return (option_index + 1) * (n_actions - action_index)

@@ -21,7 +21,7 @@ import time
 from constraint import FunctionConstraint
 from constraint import Problem as CSP
 
-from intento.backends import ModelTooLarge, Solution, SolveOptions
+from intento.backends import ModelTooLarge, Solution, SolveOptions, rank_weight
 from intento.problem import Problem, SoftStatement
 from intento.semantics import Evaluation, evaluate_choice
 
@@ -45,12 +45,18 @@ def objective_key(problem: Problem, ev: Evaluation) -> tuple:
 
 
 def tiebreak_key(problem: Problem, ev: Evaluation) -> tuple:
+    """Fewer steps; least total weighted rank; ranks in declaration order; earlier starts."""
     ranks = []
-    for a in problem.actions:
+    n = len(problem.actions)
+    weighted = 0
+    for i, a in enumerate(problem.actions):
         p = ev.choice.get(a.name)
-        ranks.append(0 if p is None else 1 + next(o.index for o in a.options if o.provider == p))
+        idx = None if p is None else next(o.index for o in a.options if o.provider == p)
+        ranks.append(0 if idx is None else 1 + idx)
+        if idx is not None:
+            weighted += rank_weight(n, i, idx)
     starts = tuple(ev.starts.get(a.name, 0) for a in problem.actions)
-    return (len(ev.choice), tuple(ranks), starts)
+    return (len(ev.choice), weighted, tuple(ranks), starts)
 
 
 def solve(problem: Problem, options: SolveOptions = SolveOptions()) -> Solution:

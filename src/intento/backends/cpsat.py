@@ -6,9 +6,10 @@ Stages, each minimising one expression and then fixing it at its optimum:
 1. the total soft penalty (when any soft statement applies);
 2. the objective: each term of a lexicographic objective in order, or one weighted sum (with the
    soft penalty added to it instead of stage 1);
-3. the tie-break, which makes the optimal plan unique (docs/planning.md): fewer steps; then, action
-   by action in declaration order, not using it before using it, and an earlier-declared option
-   before a later one; then (only where a capacity can bind) earlier starts, action by action.
+3. the tie-break, which makes the optimal plan unique (docs/planning.md): fewer steps; then the
+   least total weighted rank (`rank_weight`); then, only if another choice still ties, action by
+   action in declaration order, not using it before using it and an earlier-declared option before
+   a later one; then (only where a capacity can bind) earlier starts, action by action.
 
 The tie-break is part of the model, not a property of the search, so no seed or worker count can
 change the answer when the search completes.
@@ -20,9 +21,10 @@ import time
 
 from ortools.sat.python import cp_model
 
-from intento.backends import Solution, SolveOptions
+from intento.backends import Solution, SolveOptions, rank_weight
 from intento.compile import Compiled, compile_problem
 from intento.problem import Problem
+from intento.semantics import capacity_respected, earliest_schedule, options_of
 
 _STATUS = {
     cp_model.OPTIMAL: "optimal",
@@ -43,7 +45,7 @@ class _Stager:
 
     def _vars(self):
         c = self.c
-        return list(c.x.values()) + list(c.start.values())
+        return list(c.x.values()) + list(c.start.values()) + list(c.violated.values())
 
     def minimize(self, expr, name: str) -> str:
         """Minimise ``expr``, then fix it; returns the solver status of this stage."""
@@ -108,6 +110,7 @@ def solve(problem: Problem, options: SolveOptions = SolveOptions()) -> Solution:
     build_s = time.perf_counter() - t0
     st = _Stager(c, options)
     status = "optimal"
+    schedule = None
     for i, (name, expr) in enumerate(objective_stages(c) + [("steps", sum(c.use.values()))]):
         r = st.minimize(expr, name)
         if i == 0 and r in ("infeasible", "unknown", "timeout"):
@@ -116,12 +119,12 @@ def solve(problem: Problem, options: SolveOptions = SolveOptions()) -> Solution:
             break
     else:
         _canonical_choice(c, st)
-        _canonical_schedule(c, st)
+        schedule = _canonical_schedule(c, st)
     if not st.proven:
         status = "feasible"
     assert st.last is not None
     choice = {an: p for (an, p), v in c.x.items() if st.last[v.Index()]}
-    starts = {an: st.last[c.start[an].Index()] for an in choice}
+    starts = schedule or {an: st.last[c.start[an].Index()] for an in choice}
     return Solution(status, choice, starts, _stats(c, st, build_s))
 
 
@@ -131,29 +134,69 @@ def _rank(c: Compiled, action: str):
 
 
 def _canonical_choice(c: Compiled, st: _Stager) -> None:
-    names = [a.name for a in c.problem.actions if any((a.name, o.provider) in c.x for o in a.options)]
-    if not names:
+    """Tie-break stages 2 and 3: the least total weighted rank; if the choice is still not
+    unique, action by action in declaration order, the least rank (0 = unused)."""
+    actions = [a for a in c.problem.actions if any((a.name, o.provider) in c.x for o in a.options)]
+    if not actions:
         return
-    base = 1 + max(o.index + 1 for a in c.problem.actions for o in a.options if (a.name, o.provider) in c.x)
-    if base ** len(names) < 2**53:
-        # One stage: the ranks read as the digits of a number, first action most significant.
-        expr = sum(_rank(c, n) * base ** (len(names) - 1 - i) for i, n in enumerate(names))
-        st.minimize(expr, "tie-break")
+    n = len(c.problem.actions)
+    index = {a.name: i for i, a in enumerate(c.problem.actions)}
+    weighted = sum(rank_weight(n, index[a.name], o.index) * c.x[(a.name, o.provider)] for a in actions for o in a.options if (a.name, o.provider) in c.x)
+    if st.minimize(weighted, "tie-break rank") in ("unknown", "timeout"):
         return
-    for n in names:
-        current = sum((o.index + 1) * st.last[c.x[(n, o.provider)].Index()] for a in c.problem.actions if a.name == n for o in a.options if (n, o.provider) in c.x)
+    if _unique(c, st):
+        return
+    for a in actions:
+        current = sum((o.index + 1) * st.last[c.x[(a.name, o.provider)].Index()] for o in a.options if (a.name, o.provider) in c.x)
         if current == 0:
-            c.model.Add(_rank(c, n) == 0)
+            c.model.Add(_rank(c, a.name) == 0)
             continue
-        if st.minimize(_rank(c, n), f"tie-break {n}") in ("unknown", "timeout"):
+        if st.minimize(_rank(c, a.name), f"tie-break {a.name}") in ("unknown", "timeout"):
             return
 
 
-def _canonical_schedule(c: Compiled, st: _Stager) -> None:
+def _unique(c: Compiled, st: _Stager) -> bool:
+    """Is the current choice the only one left? (A feasibility check for any other choice.)"""
+    m = c.model
+    xs = list(c.x.values())
+    differs = sum(1 - v for v in xs if st.last[v.Index()]) + sum(v for v in xs if not st.last[v.Index()])
+    # The "another choice" constraint is switched on by an assumption and off for good afterwards,
+    # so later stages see every optimal choice again.
+    guard = m.NewBoolVar("another_choice")
+    m.Add(differs >= 1).OnlyEnforceIf(guard)
+    m.ClearObjective()
+    m.ClearHints()
+    m.ClearAssumptions()
+    m.AddAssumptions([guard])
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.001, st.deadline - time.monotonic())
+    solver.parameters.num_workers = st.options.num_workers
+    solver.parameters.random_seed = st.options.seed
+    status = solver.Solve(m)
+    st.stats["stages"] += 1
+    st.stats["wall_s"] += solver.WallTime()
+    m.ClearAssumptions()
+    m.Add(guard == 0)
+    return status == cp_model.INFEASIBLE
+
+
+def _canonical_schedule(c: Compiled, st: _Stager) -> dict[str, int] | None:
+    """Earliest starts, action by action, where a capacity can bind. When the plain earliest-start
+    schedule of the chosen options already respects every capacity, it is the answer (each start
+    is at its lower bound), found without another solve."""
+    choice = {an: p for (an, p), v in c.x.items() if st.last[v.Index()]}
+    if not any(a in c.waiting for a in choice):
+        return None
+    skipped = frozenset(s for s, v in c.violated.items() if st.last.get(v.Index()))
+    chosen = options_of(c.problem, choice)
+    earliest = earliest_schedule(c.problem, chosen, skipped)
+    if all(t != float("inf") for t in earliest.values()) and capacity_respected(c.problem, chosen, earliest):
+        return {a: int(t) for a, t in earliest.items()}
     for a in c.problem.actions:
         if a.name in c.waiting and st.last and any(st.last[c.x[k].Index()] for k in c.x if k[0] == a.name):
             if st.minimize(c.start[a.name], f"start {a.name}") in ("unknown", "timeout"):
-                return
+                return None
+    return None
 
 
 def _stats(c: Compiled, st: _Stager, build_s: float) -> dict:

@@ -1,0 +1,1 @@
+"""Runnable benchmarks (they print tables; nothing here is a test)."""
