@@ -209,7 +209,6 @@ def plan(
 ) -> None:
     """Plan an intent: the optimal steps, providers and schedule. Exit 0 with a plan, 3 when infeasible, 4 when no plan was found in time, 1 on bad input."""
     from intento.diagnostics import IntentoError
-    from intento.solve import plan as make_plan
     from intento.solve import prepare, plan_problem
 
     spec = _load_spec(paths)
@@ -246,6 +245,23 @@ def plan(
         if not ok:
             raise typer.Exit(5)
     raise typer.Exit({"optimal": 0, "feasible": 0, "infeasible": 3, "unknown": 4}[result.status])
+
+
+class SchemaName(str, Enum):
+    plan = "plan"
+    state = "state"
+    diagnostic = "diagnostic"
+
+
+@app.command()
+def schema(name: SchemaName = typer.Argument(..., help="plan, state or diagnostic.")) -> None:
+    """Print the JSON schema of a model intento reads or writes (also committed under docs/schema/)."""
+    from intento.diagnostics import DiagnosticModel
+    from intento.plan import Plan
+    from intento.request import State
+
+    model = {"plan": Plan, "state": State, "diagnostic": DiagnosticModel}[name.value]
+    print(json.dumps(model.model_json_schema(), indent=2, sort_keys=True))
 
 
 def _atomic_write(path: Path, text: str) -> None:

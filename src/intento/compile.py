@@ -25,17 +25,10 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
-from intento.problem import Member, Problem
+from intento.evaluate import COMPARE, FLIP
+from intento.problem import Member, Problem, risk_int
 from intento.syntax import ast
 
-_OPS = {
-    "<=": lambda a, b: a <= b,
-    "<": lambda a, b: a < b,
-    ">=": lambda a, b: a >= b,
-    ">": lambda a, b: a > b,
-    "==": lambda a, b: a == b,
-}
-_FLIP = {"<=": ">=", "<": ">", ">=": "<=", ">": "<", "==": "=="}
 
 
 @dataclass
@@ -292,15 +285,15 @@ def _add_rule(c: Compiled, rule: tuple, t_formula, enforce: list, never: int) ->
     elif kind == "limit":
         _, metric, op, value = rule
         if metric == "cost":
-            m.Add(_OPS[op](c.cost, p.money_int(value))).OnlyEnforceIf(enforce)
+            m.Add(COMPARE[op](c.cost, p.money_int(value))).OnlyEnforceIf(enforce)
         elif metric == "latency":
-            m.Add(_OPS[op](c.makespan, int(value))).OnlyEnforceIf(enforce)
+            m.Add(COMPARE[op](c.makespan, int(value))).OnlyEnforceIf(enforce)
         elif metric == "reliability":
             _reliability_limit(c, op, value, enforce)
     elif kind == "count":
         _, matching, op, n = rule
         total = sum(c.x[k] for k in matching if k in c.x)
-        m.Add(_OPS[op](total, n)).OnlyEnforceIf(enforce)
+        m.Add(COMPARE[op](total, n)).OnlyEnforceIf(enforce)
     elif kind == "distinct":
         names = rule[1]
         providers = {pv for (an, pv) in c.x if an in names}
@@ -314,8 +307,6 @@ def _add_rule(c: Compiled, rule: tuple, t_formula, enforce: list, never: int) ->
 
 def _reliability_limit(c: Compiled, op: str, value, enforce: list) -> None:
     """reliability OP v  <=>  sum(-ln r) FLIP(OP) -ln v, on the integer risk scale."""
-    from intento.problem import risk_int
-
     m = c.model
     if value <= 0:
         # The product of reliabilities is always above 0.
@@ -324,7 +315,7 @@ def _reliability_limit(c: Compiled, op: str, value, enforce: list) -> None:
         m.AddBoolOr([]).OnlyEnforceIf(enforce)  # never satisfiable
         return
     bound = risk_int(value)
-    m.Add(_OPS[_FLIP[op]](c.risk, bound)).OnlyEnforceIf(enforce)
+    m.Add(COMPARE[FLIP[op]](c.risk, bound)).OnlyEnforceIf(enforce)
 
 
 def serial_horizon(problem: Problem, allowed=None) -> int:

@@ -17,6 +17,17 @@ from intento.values import Duration, Money
 
 _MISSING = object()
 
+#: The ordering comparisons of `limit` and `expect`, on numbers or on solver expressions alike.
+COMPARE = {
+    "<=": lambda a, b: a <= b,
+    "<": lambda a, b: a < b,
+    ">=": lambda a, b: a >= b,
+    ">": lambda a, b: a > b,
+    "==": lambda a, b: a == b,
+}
+#: `reliability OP v` holds exactly when `sum(-ln r) FLIP[OP] -ln v` does.
+FLIP = {"<=": ">=", "<": ">", ">=": "<=", ">": "<", "==": "=="}
+
 
 def _comparable(v):
     match v:

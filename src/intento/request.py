@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Literal, Mapping
 
@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from intento.diagnostics import Diagnostic, Severity, Source, Span, did_you_mean
 from intento.spec import IntentSpec, Spec
-from intento.values import MAX_NUMBER_DIGITS, Duration, Money, Value, parse_duration, parse_money
+from intento.values import MAX_NUMBER_DIGITS, Duration, Money, Value, parse_duration, parse_money, parse_number
 
 
 class ProviderState(BaseModel):
@@ -142,16 +142,7 @@ def _override(spec: Spec, name: str, ps: ProviderState, source) -> tuple[Overrid
 
 
 def _decimal(v: Any) -> Decimal | None:
-    if isinstance(v, bool):
-        return None
-    text = str(v).strip()
-    if len(text) > MAX_NUMBER_DIGITS + 2:
-        return None
-    try:
-        d = Decimal(text)
-    except InvalidOperation:
-        return None
-    return d if d.is_finite() else None
+    return None if isinstance(v, bool) else parse_number(str(v).strip())
 
 
 def _duration_value(v: Any) -> Duration | None:

@@ -12,17 +12,10 @@ import itertools
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from intento.evaluate import INF, formula_time
-from intento.problem import Act, Option, Problem, SoftStatement
+from intento.evaluate import COMPARE, FLIP, INF, formula_time
+from intento.problem import Act, Option, Problem, SoftStatement, risk_int
 from intento.syntax import ast
 
-_CMP = {
-    "<=": lambda a, b: a <= b,
-    "<": lambda a, b: a < b,
-    ">=": lambda a, b: a >= b,
-    ">": lambda a, b: a > b,
-    "==": lambda a, b: a == b,
-}
 #: Most steps whose order the capacity-aware scheduler will permute exhaustively.
 MAX_PERMUTED_STEPS = 8
 
@@ -184,8 +177,6 @@ def evaluate_choice(
 
 
 def _rule_holds(problem: Problem, rule: tuple, ev: Evaluation, times, starts) -> bool:
-    from intento.problem import risk_int
-
     kind = rule[0]
     if kind in ("goal", "require"):
         return formula_time(rule[1], times) != INF
@@ -199,17 +190,16 @@ def _rule_holds(problem: Problem, rule: tuple, ev: Evaluation, times, starts) ->
     if kind == "limit":
         _, metric, op, value = rule
         if metric == "cost":
-            return _CMP[op](ev.cost, value)
+            return COMPARE[op](ev.cost, value)
         if metric == "latency":
-            return _CMP[op](ev.latency_ms, value)
+            return COMPARE[op](ev.latency_ms, value)
         if value <= 0:
             return op in (">=", ">")
         # reliability OP v  <=>  sum(-ln r) FLIP(OP) -ln v, on the same integer scale as CP-SAT.
-        flip = {"<=": ">=", "<": ">", ">=": "<=", ">": "<", "==": "=="}[op]
-        return _CMP[flip](ev.risk_int, risk_int(Decimal(value)))
+        return COMPARE[FLIP[op]](ev.risk_int, risk_int(Decimal(value)))
     if kind == "count":
         _, matching, op, n = rule
-        return _CMP[op](sum(1 for k in matching if ev.choice.get(k[0]) == k[1]), n)
+        return COMPARE[op](sum(1 for k in matching if ev.choice.get(k[0]) == k[1]), n)
     if kind == "distinct":
         providers = [ev.choice[a] for a in rule[1] if a in ev.choice]
         return len(providers) == len(set(providers))

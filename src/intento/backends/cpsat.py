@@ -49,7 +49,7 @@ class _Stager:
 
     def minimize(self, expr, name: str) -> str:
         """Minimise ``expr``, then fix it; returns the solver status of this stage."""
-        c, m = self.c, self.c.model
+        m = self.c.model
         left = self.deadline - time.monotonic()
         if left <= 0:
             self.proven = False
