@@ -73,3 +73,12 @@ def test_all_errors_of_a_project_are_collected_in_order():
     assert codes == ["E012", "E018", "E012"]
     lines = [d.span.line for d in result.errors]
     assert lines == sorted(lines)
+
+
+def test_declaration_count_is_bounded():
+    from intento.check import MAX_DECLARATIONS
+
+    text = "".join(f"provider p{i} {{}}\n" for i in range(MAX_DECLARATIONS + 1))
+    result = check_sources([Source("many.intent", text)])
+    assert [d.code for d in result.errors] == ["E007"]
+    assert result.errors[0].span.line == MAX_DECLARATIONS + 1
