@@ -160,6 +160,7 @@ class BackendName(str, Enum):
 class ExplainName(str, Enum):
     none = "none"
     basic = "basic"
+    full = "full"
 
 
 def _json_input(value: str | None, what: str):
@@ -203,7 +204,7 @@ def plan(
     backend: BackendName = typer.Option(BackendName.cpsat, "--backend", help="cpsat (default) or constraint (exhaustive, small models)."),
     time_limit: float = typer.Option(10.0, "--time-limit", help="Seconds the solver may take; past it the best plan so far is returned as `feasible`.", min=0.001),
     workers: int = typer.Option(1, "--workers", help="CP-SAT worker threads.", min=1, max=64),
-    explain: ExplainName = typer.Option(ExplainName.basic, "--explain", help="none or basic (why each alternative lost; minimal conflict when infeasible)."),
+    explain: ExplainName = typer.Option(ExplainName.basic, "--explain", help="none; basic (forbidden/unavailable alternatives, minimal conflict when infeasible); full (adds counterfactuals for every alternative and the price of each hard policy)."),
     verify: bool = typer.Option(False, "--verify", help="Also solve with the other back-end and fail (exit 5) if the optima differ."),
     timings: bool = typer.Option(False, "--timings", help="Include wall-clock and search counters in the output (makes it vary between runs)."),
 ) -> None:

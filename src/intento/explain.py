@@ -15,8 +15,10 @@ from __future__ import annotations
 from ortools.sat.python import cp_model
 
 from intento.compile import compile_problem
-from intento.plan import Alternative, Explanation, PolicyRef, StepExplanation, UnusedAction
-from intento.problem import Member, Problem
+from decimal import Decimal
+
+from intento.plan import Alternative, Explanation, PolicyPrice, PolicyRef, StepExplanation, UnusedAction
+from intento.problem import Member, Problem, statement_text
 
 #: Above this many members, the deletion pass starts from CP-SAT's own core instead of all members.
 DELETION_FROM_ALL = 40
@@ -80,9 +82,10 @@ def _feasible(c, lits: list, time_limit_s: float) -> bool | None:
     return None
 
 
-def minimal_conflict(problem: Problem, time_limit_s: float = 10.0) -> list[Member] | None:
-    """A minimal infeasible subset of the members, or None if it could not be established."""
-    c = compile_problem(problem, literals=True)
+def minimal_conflict(problem: Problem, time_limit_s: float = 10.0, force: dict[str, str] | None = None) -> list[Member] | None:
+    """A minimal infeasible subset of the members, or None if it could not be established.
+    With ``force`` (action -> provider) the conflict is the one that forbids that choice."""
+    c = compile_problem(problem, literals=True, force=force)
     members = [m for m in problem.members if m.id in c.literals]
     lits = {m.id: c.literals[m.id] for m in members}
     if _feasible(c, list(lits.values()), time_limit_s) is not False:
@@ -107,19 +110,147 @@ def minimal_conflict(problem: Problem, time_limit_s: float = 10.0) -> list[Membe
     return current
 
 
-def conflict_sentence(conflict: list[Member]) -> str:
-    """One sentence naming every member of the conflict in the user's words."""
-    parts = []
+def _join(items: list[str]) -> str:
+    items = [f"`{x}`" for x in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _needed_facts(problem: Problem, conflict: list[Member]) -> set[str]:
+    from intento.evaluate import formula_facts
+
+    facts: set[str] = set()
+    for m, rule in problem.rules:
+        if m in conflict and rule[0] in ("goal", "require"):
+            facts |= formula_facts(rule[1])
+    for owner, formula, _ in problem.befores:
+        if owner in conflict:
+            facts |= formula_facts(formula)
+    changed = True
+    while changed:  # what the achievers of needed facts need in turn
+        changed = False
+        for a in problem.actions:
+            if set(a.achieves) & facts:
+                more = formula_facts(a.requires) - facts
+                if more:
+                    facts |= more
+                    changed = True
+    return facts
+
+
+def conflict_sentence(problem: Problem, conflict: list[Member]) -> str:
+    """One sentence naming every member of the conflict in the user's words, leading with the
+    actions that have no usable option and who forbade each of their options."""
+    ids = {m.id for m in conflict}
+    needed = _needed_facts(problem, conflict)
+    clauses, covered = [], set()
+    for a in problem.actions:
+        if not a.options or not (set(a.achieves) & needed):
+            continue
+        blockers = [[m for m in o.forbidden_by if m.id in ids] for o in a.options]
+        if not all(blockers):
+            continue
+        groups: dict[str, tuple[Member, list[str]]] = {}
+        for o, bs in zip(a.options, blockers):
+            groups.setdefault(bs[0].id, (bs[0], []))[1].append(o.provider)
+        parts = []
+        for m, provs in groups.values():
+            covered.add(m.id)
+            if m.kind == "down":
+                at = f" at {m.observed_at:%Y-%m-%d %H:%M} UTC" if m.observed_at else ""
+                parts.append(f"{_join(provs)} {'was' if len(provs) == 1 else 'were'} observed down{at}")
+            else:
+                parts.append(f"{m.name} forbids {_join(provs)}")
+        clauses.append(f"`{a.name}` has no usable option ({'; '.join(parts)})")
     for m in conflict:
-        if m.kind == "down":
-            at = f" at {m.observed_at:%Y-%m-%d %H:%M}" if m.observed_at else ""
-            parts.append(f"{m.name} was observed down{at}")
-        elif m.kind in ("goal", "budget", "deadline"):
-            parts.append(f"the {m.text}")
+        if m.id in covered:
+            continue
+        if m.kind == "goal":
+            clauses.append(f"the goal needs {m.text.removeprefix('goal ')}")
+        elif m.kind in ("budget", "deadline"):
+            clauses.append(f"the {m.text}")
+        elif m.kind == "down":
+            at = f" at {m.observed_at:%Y-%m-%d %H:%M} UTC" if m.observed_at else ""
+            clauses.append(f"`{m.name}` was observed down{at}")
         else:
-            parts.append(f"{m.name} requires `{m.text}`")
-    if len(parts) > 1:
-        body = ", ".join(parts[:-1]) + " and " + parts[-1]
-    else:
-        body = parts[0] if parts else "the request"
-    return f"no plan exists: {body}; relaxing any one of these admits a plan"
+            clauses.append(f"{m.name} requires `{m.text}`")
+    body = clauses[0] if len(clauses) == 1 else "; ".join(clauses[:-1]) + "; and " + clauses[-1]
+    return f"no plan exists: {body}. Relaxing any one of these rules or observations admits a plan"
+
+
+# ---- full explanations: counterfactuals and prices ------------------------------------------
+
+
+def objective_terms(problem: Problem, ev) -> dict[str, Decimal]:
+    """The plan's objective, term by term in optimisation order, in natural units."""
+    from intento.problem import RISK_SCALE
+
+    obj = problem.intent.objective
+    penalty = sum((s.penalty for s in ev.violated_soft), Decimal(0))
+    metric = {"cost": ev.cost, "latency_ms": Decimal(int(ev.latency_ms)), "risk": Decimal(ev.risk_int) / RISK_SCALE}
+    names = {"cost": "cost", "latency": "latency_ms", "risk": "risk"}
+    terms: dict[str, Decimal] = {}
+    if problem.soft:
+        terms["penalty"] = penalty
+    for m in obj.metrics:
+        terms[names[m]] = metric[names[m]]
+    if obj.kind == "weighted":
+        value = penalty + sum(w * (metric[names[m]] / 1000 if m == "latency" else metric[names[m]]) for m, w in obj.terms)
+        terms["value"] = value
+    return terms
+
+
+def _signed(d: Decimal) -> str:
+    d = d.normalize() if d != d.to_integral_value() else d.to_integral_value()
+    text = format(d, "f")
+    return text if text.startswith("-") else "+" + text
+
+
+def _delta(a: dict[str, Decimal], b: dict[str, Decimal]) -> dict[str, str]:
+    return {k: _signed(a[k] - b[k]) for k in a}
+
+
+def full(problem: Problem, choice: dict[str, str], starts: dict[str, int], expl: Explanation, time_limit_s: float) -> Explanation:
+    """Add counterfactuals (every allowed alternative forced) and the price of each hard policy."""
+    from intento.backends import SolveOptions
+    from intento.backends import cpsat
+    from intento.semantics import evaluate_choice
+
+    options = SolveOptions(time_limit_s=time_limit_s)
+    base = objective_terms(problem, evaluate_choice(problem, choice, {a: float(t) for a, t in starts.items()}))
+    for step in expl.steps:
+        for alt in step.alternatives:
+            if alt.reason != "worse":
+                continue
+            sol = cpsat.solve(problem, options, force={step.action: alt.provider}, tiebreak=False)
+            if sol.status in ("optimal", "feasible"):
+                forced = objective_terms(problem, evaluate_choice(problem, sol.choice, {a: float(t) for a, t in sol.starts.items()}))
+                alt.delta = _delta(forced, base)
+                if all(v in ("+0", "-0") for v in alt.delta.values()):
+                    alt.reason = "tied"
+            elif sol.status == "infeasible":
+                conflict = minimal_conflict(problem, time_limit_s, force={step.action: alt.provider}) or []
+                alt.reason = "forbidden"
+                alt.by = [ref(m) for m in conflict if m.kind != "goal"] or [ref(m) for m in conflict]
+    prices = []
+    for p in problem.applicable:
+        if p.soft is not None:
+            continue
+        ids = frozenset(m.id for m in problem.members if m.id.startswith(f"policy:{p.name}#"))
+        if not ids:
+            continue
+        sol = cpsat.solve(problem, options, relax=ids, tiebreak=False)
+        if sol.status not in ("optimal", "feasible"):
+            continue
+        without = objective_terms(problem, evaluate_choice(problem, sol.choice, {a: float(t) for a, t in sol.starts.items()}))
+        price = _delta(base, without)
+        prices.append(
+            PolicyPrice(
+                policy=p.name,
+                statements=[statement_text(st) for st in p.statements],
+                binding=any(v not in ("+0", "-0") for v in price.values()),
+                price=price,
+            )
+        )
+    expl.prices = prices
+    expl.level = "full"
+    return expl

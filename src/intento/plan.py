@@ -69,12 +69,17 @@ class PolicyRef(_Model):
 
 class Alternative(_Model):
     provider: str = Field(description="an option of the same action that was not chosen")
-    reason: Literal["forbidden", "unavailable", "worse", "not_needed"] = Field(
-        description="forbidden: by hard policies; unavailable: provider down; worse: allowed but no better under the objective and tie-break"
+    reason: Literal["forbidden", "unavailable", "worse", "tied"] = Field(
+        description=(
+            "forbidden: by hard rules (given the rest of the request, with full explanations); unavailable: provider down; "
+            "worse: allowed but worse under the objective; tied: as good, the tie-break rule chose the other"
+        )
     )
     by: list[PolicyRef] = Field(default_factory=list, description="the rules that forbid it, the down observation, or (for `worse`) the soft statements it would break")
     observed_at: str | None = Field(None, description="for `unavailable`: when the provider was observed down")
-    delta: dict[str, str] | None = Field(None, description="for `worse` (full explanations): objective terms if this option were forced, minus the plan's")
+    delta: dict[str, str] | None = Field(
+        None, description="full explanations: each objective term if this option were forced, minus the plan's (e.g. cost +0.05, latency_ms -200)"
+    )
 
 
 class StepExplanation(_Model):
@@ -90,9 +95,10 @@ class UnusedAction(_Model):
 
 
 class PolicyPrice(_Model):
-    policy: str
-    statement: str
-    price: dict[str, str] | None = Field(description="objective without the rule minus with it (None: the plan is infeasible without it too)")
+    policy: str = Field(description="a hard policy that applied to the request")
+    statements: list[str] = Field(description="its statements, as written")
+    binding: bool = Field(description="whether it changed the optimum (false: its price is zero)")
+    price: dict[str, str] = Field(description="each objective term with the policy minus without it: what the rule costs")
 
 
 class Explanation(_Model):

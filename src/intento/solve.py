@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from intento.backends import ModelTooLarge, Solution, SolveOptions
 from intento.diagnostics import Diagnostic, IntentoError, Severity, Source, did_you_mean
-from intento.explain import basic, conflict_sentence, minimal_conflict, ref
+from intento.explain import basic, conflict_sentence, full, minimal_conflict, ref
 from intento.plan import Broken, Objective, Plan, SolverInfo, Step
 from intento.problem import RISK_SCALE, Problem, build_problem
 from intento.request import resolve_context, resolve_state
@@ -110,7 +110,7 @@ def to_plan(problem: Problem, sol: Solution, options: SolveOptions, *, explain: 
             conflict = minimal_conflict(problem, options.time_limit_s)
             if conflict is not None:
                 expl.conflict = [ref(m) for m in conflict]
-                expl.summary = conflict_sentence(conflict)
+                expl.summary = conflict_sentence(problem, conflict)
         return Plan(status=sol.status, intent=problem.intent.name, currency=currency, solver=solver, explanation=expl)
     ev = evaluate_choice(problem, sol.choice, {a: float(s) for a, s in sol.starts.items()})
     # INVARIANT: the solver's choice satisfies every hard rule, read directly from the contract.
@@ -157,6 +157,8 @@ def to_plan(problem: Problem, sol: Solution, options: SolveOptions, *, explain: 
         value=value,
     )
     expl = basic(problem, sol.choice) if explain != "none" else _no_explanation()
+    if explain == "full":
+        expl = full(problem, sol.choice, sol.starts, expl, options.time_limit_s)
     return Plan(
         status=sol.status,
         intent=problem.intent.name,

@@ -59,10 +59,17 @@ def tiebreak_key(problem: Problem, ev: Evaluation) -> tuple:
     return (len(ev.choice), weighted, tuple(ranks), starts)
 
 
-def solve(problem: Problem, options: SolveOptions = SolveOptions()) -> Solution:
+def solve(problem: Problem, options: SolveOptions = SolveOptions(), *, force: dict[str, str] | None = None) -> Solution:
+    """Enumerate; ``force`` (action -> provider) fixes those choices, for counterfactuals."""
     t0 = time.perf_counter()
-    domains = {a.name: [_UNUSED] + [o.provider for o in a.options if not o.forbidden_by] for a in problem.actions}
-    domains = {k: v for k, v in domains.items() if len(v) > 1}
+    force = force or {}
+    domains = {
+        a.name: ([] if a.name in force else [_UNUSED]) + [o.provider for o in a.options if not o.forbidden_by and force.get(a.name, o.provider) == o.provider]
+        for a in problem.actions
+    }
+    if any(not d for d in domains.values()):
+        return Solution("infeasible", stats={"backend": "constraint", "variables": 0, "constraints": 0, "stages": 1})
+    domains = {k: v for k, v in domains.items() if len(v) > 1 or k in force}
     size = math.prod(len(v) for v in domains.values())
     soft_befores = [owner for owner, _, _ in problem.befores if isinstance(owner, SoftStatement)]
     size *= 2 ** len(soft_befores)

@@ -104,25 +104,37 @@ def objective_stages(c: Compiled) -> list[tuple[str, object]]:
     return [("weighted", expr)]
 
 
-def solve(problem: Problem, options: SolveOptions = SolveOptions()) -> Solution:
+def solve(
+    problem: Problem,
+    options: SolveOptions = SolveOptions(),
+    *,
+    force: dict[str, str] | None = None,
+    relax: frozenset[str] = frozenset(),
+    tiebreak: bool = True,
+) -> Solution:
+    """Solve the stages. ``force``/``relax`` build a counterfactual model (explain.py);
+    ``tiebreak=False`` stops after the objective, when only its value matters."""
     t0 = time.perf_counter()
-    c = compile_problem(problem)
+    c = compile_problem(problem, force=force, relax=relax)
     build_s = time.perf_counter() - t0
     st = _Stager(c, options)
     status = "optimal"
     schedule = None
-    for i, (name, expr) in enumerate(objective_stages(c) + [("steps", sum(c.use.values()))]):
+    stages = objective_stages(c) + ([("steps", sum(c.use.values()))] if tiebreak else [])
+    for i, (name, expr) in enumerate(stages):
         r = st.minimize(expr, name)
         if i == 0 and r in ("infeasible", "unknown", "timeout"):
             return Solution("infeasible" if r == "infeasible" else "unknown", stats=_stats(c, st, build_s))
         if r in ("unknown", "timeout"):
             break
     else:
-        _canonical_choice(c, st)
-        schedule = _canonical_schedule(c, st)
+        if tiebreak:
+            _canonical_choice(c, st)
+            schedule = _canonical_schedule(c, st)
     if not st.proven:
         status = "feasible"
-    assert st.last is not None
+    if st.last is None:  # the only stage was skipped: no time left at all
+        return Solution("unknown", stats=_stats(c, st, build_s))
     choice = {an: p for (an, p), v in c.x.items() if st.last[v.Index()]}
     starts = schedule or {an: st.last[c.start[an].Index()] for an in choice}
     return Solution(status, choice, starts, _stats(c, st, build_s))
