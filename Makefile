@@ -26,6 +26,9 @@ demo: $(VENV)/.installed
 	@echo "== intento fmt --check: every example and policy is in canonical layout"
 	$(INTENTO) fmt --check examples policies
 	@echo
+	@echo "== intento test: the policy tests shipped with the order example"
+	$(INTENTO) test examples/order_fulfilment policies
+	@echo
 	@echo "== plan: a normal EU order (EU providers only, cheapest first)"
 	$(INTENTO) plan examples/order_fulfilment policies --intent fulfil_order --given examples/order_fulfilment/requests/eu_order.json
 	@echo

@@ -248,6 +248,36 @@ def plan(
     raise typer.Exit({"optimal": 0, "feasible": 0, "infeasible": 3, "unknown": 4}[result.status])
 
 
+@app.command("test")
+def test_command(
+    paths: List[Path] = typer.Argument(..., help="The project: `.intent` files or folders (its `test` blocks are run)."),
+    junit_xml: Optional[Path] = typer.Option(None, "--junit-xml", help="Also write the results as JUnit XML to this file."),
+    filter: Optional[str] = typer.Option(None, "--filter", "-k", help="Run only tests whose name contains this text."),
+    time_limit: float = typer.Option(10.0, "--time-limit", help="Solver time limit per test, in seconds.", min=0.001),
+) -> None:
+    """Run the project's policy tests (`test` blocks). Exit 0 when all pass, 1 otherwise."""
+    from intento.policytest import junit_xml as to_junit
+    from intento.policytest import run_tests
+
+    spec = _load_spec(paths)
+    results = run_tests(spec, filter, time_limit)
+    for r in results:
+        mark = "PASS" if r.passed else ("ERROR" if r.error else "FAIL")
+        print(f"{mark:5} {r.name}  ({r.location}, {r.seconds * 1000:.0f} ms)")
+        if r.error:
+            print(f"      {r.error}")
+        for f in r.failures:
+            print(f"      expected {f}")
+        if not r.passed and r.plan_summary:
+            print(f"      plan: {r.plan_summary}")
+    passed = sum(r.passed for r in results)
+    failed = len(results) - passed
+    if junit_xml is not None:
+        _atomic_write(junit_xml, to_junit(results))
+    print(f"\n{passed} passed, {failed} failed" if results else "\nno tests found")
+    raise typer.Exit(0 if failed == 0 else 1)
+
+
 class SchemaName(str, Enum):
     plan = "plan"
     state = "state"
