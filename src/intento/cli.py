@@ -207,6 +207,7 @@ def plan(
     explain: ExplainName = typer.Option(ExplainName.basic, "--explain", help="none; basic (forbidden/unavailable alternatives, minimal conflict when infeasible); full (adds counterfactuals for every alternative and the price of each hard policy)."),
     verify: bool = typer.Option(False, "--verify", help="Also solve with the other back-end and fail (exit 5) if the optima differ."),
     timings: bool = typer.Option(False, "--timings", help="Include wall-clock and search counters in the output (makes it vary between runs)."),
+    audit: Optional[Path] = typer.Option(None, "--audit", help="Append this decision to a hash-chained audit log (JSON Lines)."),
 ) -> None:
     """Plan an intent: the optimal steps, providers and schedule. Exit 0 with a plan, 3 when infeasible, 4 when no plan was found in time, 1 on bad input."""
     from intento.diagnostics import IntentoError
@@ -228,6 +229,14 @@ def plan(
     except IntentoError as e:
         print_diagnostics(e.diagnostics)
         raise typer.Exit(1)
+    if audit is not None:
+        from intento.audit import AuditError, AuditLog
+
+        try:
+            AuditLog(audit).append(spec, intent, dict(problem.context), problem.state.model.model_dump(mode="json", exclude_none=True), result)
+        except (AuditError, OSError) as e:
+            print(f"intento: cannot write the audit record: {e}", file=sys.stderr)
+            raise typer.Exit(1)
     if format is PlanFormat.json:
         print(result.to_json())
     elif format is PlanFormat.mermaid:
@@ -276,6 +285,133 @@ def test_command(
         _atomic_write(junit_xml, to_junit(results))
     print(f"\n{passed} passed, {failed} failed" if results else "\nno tests found")
     raise typer.Exit(0 if failed == 0 else 1)
+
+
+audit_app = typer.Typer(help="The tamper-evident audit trail: verify, checkpoint, show, replay.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("keygen")
+def audit_keygen(out: Path = typer.Option(..., "--out", help="Path prefix: writes PREFIX.key (private, mode 0600) and PREFIX.pub.")) -> None:
+    """Make an Ed25519 key pair for signing checkpoints."""
+    from intento.audit import keygen
+
+    private, public = keygen()
+    key_path, pub_path = out.with_name(out.name + ".key"), out.with_name(out.name + ".pub")
+    if key_path.exists():
+        print(f"intento: {key_path} exists; refusing to overwrite a key", file=sys.stderr)
+        raise typer.Exit(1)
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(private)
+    pub_path.write_bytes(public)
+    print(f"wrote {key_path} (keep it secret) and {pub_path}")
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    log: Path = typer.Argument(..., help="The audit log."),
+    key: Path = typer.Option(..., "--key", help="The Ed25519 private key (PEM)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where to write the checkpoint (default: stdout). Store it away from the log."),
+) -> None:
+    """Sign the log's head (sequence number and hash), so truncation and rewrites can be detected later."""
+    from intento.audit import AuditError, make_checkpoint
+
+    try:
+        cp = make_checkpoint(log, key.read_bytes())
+    except (AuditError, OSError, ValueError) as e:
+        print(f"intento: {e}", file=sys.stderr)
+        raise typer.Exit(1)
+    text = json.dumps(cp, indent=2) + "\n"
+    if out:
+        _atomic_write(out, text)
+        print(f"checkpoint of record {cp['seq']} written to {out}")
+    else:
+        print(text, end="")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    log: Path = typer.Argument(..., help="The audit log."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="A signed checkpoint to check the log against."),
+    pubkey: Optional[Path] = typer.Option(None, "--pubkey", help="The public key the checkpoint was signed with."),
+) -> None:
+    """Recompute the chain; report the first bad record. Exit 0 when the log verifies, 1 otherwise."""
+    from intento.audit import verify
+
+    try:
+        cp = json.loads(checkpoint.read_text()) if checkpoint else None
+        key = pubkey.read_bytes() if pubkey else None
+    except (OSError, ValueError) as e:
+        print(f"intento: cannot read the checkpoint or key: {e}", file=sys.stderr)
+        raise typer.Exit(1)
+    v = verify(log, cp, key)
+    if v.ok:
+        print(f"ok: {v.message}")
+        raise typer.Exit(0)
+    where = f" (first bad record: {v.first_bad_seq})" if v.first_bad_seq is not None else ""
+    print(f"FAILED [{v.problem}]{where}: {v.message}", file=sys.stderr)
+    raise typer.Exit(1)
+
+
+@audit_app.command("show")
+def audit_show(
+    log: Path = typer.Argument(..., help="The audit log."),
+    seq: Optional[int] = typer.Option(None, "--seq", help="Show this record in full: inputs, plan and why."),
+) -> None:
+    """Human-readable history: what was decided, why, under which policy set."""
+    from intento.audit import read_records
+    from intento.plan import Plan
+    from intento.render import plan_text
+
+    if not log.exists():
+        print(f"intento: no such log: {log}", file=sys.stderr)
+        raise typer.Exit(1)
+    records, torn, _ = read_records(log)
+    for rec in records:
+        if "__malformed__" in rec:
+            print(f"line {rec['__malformed__']}: not a record")
+            continue
+        if seq is not None and rec.get("seq") != seq:
+            continue
+        plan = rec.get("plan", {})
+        steps = ", ".join(f"{s['action']} via {s['provider']}" for s in plan.get("steps", []))
+        policy_set = rec.get("sources", {}).get("policy_set", "")[:12]
+        print(f"#{rec.get('seq')} {rec.get('time')} {rec.get('kind')} {rec.get('intent')}: {plan.get('status')}"
+              + (f", cost {plan.get('cost')} {plan.get('currency')}, latency {plan.get('latency_ms')}ms" if plan.get("cost") is not None else "")
+              + f" [policy set {policy_set}, project {rec.get('sources', {}).get('project', '')[:12]}]")
+        if seq is None:
+            if steps:
+                print(f"    {steps}")
+            continue
+        print(f"    context: {json.dumps(rec.get('context'))}")
+        print(f"    state: {json.dumps(rec.get('state'))}")
+        print(f"    policies applied: {', '.join(rec.get('sources', {}).get('policies', []))}")
+        print("    " + plan_text(Plan.model_validate(plan)).replace("\n", "\n    "))
+    if torn.strip():
+        print(f"(the last line is torn: {len(torn)} bytes of an interrupted write)")
+
+
+@audit_app.command("replay")
+def audit_replay(
+    log: Path = typer.Argument(..., help="The audit log."),
+    project: List[Path] = typer.Argument(..., help="The project to re-solve with (the same sources, or changed ones)."),
+) -> None:
+    """Re-solve every recorded decision; report those that come out differently. Exit 1 if any does."""
+    from intento.audit import read_records, replay
+
+    spec = _load_spec(project)
+    records, _, _ = read_records(log) if log.exists() else ([], b"", [])
+    fingerprints = {r.get("sources", {}).get("project") for r in records if "__malformed__" not in r}
+    results = replay(log, spec)
+    changed = [r for r in results if not r.same]
+    for r in results:
+        if not r.same:
+            note = "" if r.replayable else " (a `when` guard reads a secret, whose value the log does not keep)"
+            print(f"#{r.seq} differs{note}: " + "; ".join(r.differences))
+    same_sources = fingerprints == {spec.fingerprint}
+    print(f"{len(results) - len(changed)} of {len(results)} decisions replay identically" + (" (same sources)" if same_sources else " (sources changed)"))
+    raise typer.Exit(1 if changed else 0)
 
 
 class SchemaName(str, Enum):

@@ -1,0 +1,382 @@
+"""The audit trail: every planning decision as a hash-chained, versioned record.
+
+Input: decisions (project, request, plan). Output: `AuditRecordV1` lines appended to a JSON Lines
+file, and the checks over such a file: `verify` (chain, sequence, torn tail, optionally against a
+signed checkpoint), `checkpoint` (Ed25519 signature over the head), `replay` (re-solve each
+decision from its recorded inputs and compare).
+
+A record's ``hash`` is SHA-256 over the canonical JSON of the record without ``hash`` (keys
+sorted, no whitespace, UTF-8); ``prev`` is the previous record's hash (64 zeros for the first).
+Editing, inserting, deleting or reordering records breaks the chain at the first affected record.
+A chain alone cannot reveal a truncated tail or a consistent rewrite from record k on: a signed
+checkpoint of the head, stored elsewhere, does (docs/audit.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from intento import __version__
+from intento.plan import Plan
+from intento.spec import Spec
+
+GENESIS = "0" * 64
+
+
+class Sources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    project: str = Field(description="SHA-256 over every source file's name and text: the project version")
+    policy_set: str = Field(description="SHA-256 over the policies that applied, each with its full source text")
+    policies: list[str] = Field(description="the policies that applied to this decision")
+    files: dict[str, str] = Field(description="each source file's SHA-256")
+
+
+class AuditRecordV1(BaseModel):
+    """One decision. Field order is irrelevant to the hash (keys are sorted)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal["audit/v1"] = "audit/v1"
+    seq: int = Field(description="1 for the first record, then +1")
+    time: str = Field(description="when the decision was recorded (UTC, ISO 8601)")
+    kind: Literal["plan", "replan"] = Field("plan", description="a first plan, or a re-plan after an observation")
+    run: str | None = Field(None, description="the run this decision belongs to, if any")
+    reason: str | None = Field(None, description="why a re-plan happened")
+    intent: str
+    context: dict[str, Any] = Field(description="the given values; secret ones replaced by a keyed hash")
+    state: dict[str, Any] = Field(description="the observed state the plan started from")
+    sources: Sources
+    plan: dict[str, Any] = Field(description="the Plan (plan/v1), explanation and solver statistics included")
+    intento: str = Field(description="the intento version that decided")
+    prev: str = Field(description="the previous record's hash (64 zeros for the first)")
+    hash: str = Field(description="SHA-256 of the canonical JSON of this record without `hash`")
+
+
+def canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+
+
+def record_hash(body: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical({k: v for k, v in body.items() if k != "hash"})).hexdigest()
+
+
+def sources_of(spec: Spec, applied: list[str]) -> Sources:
+    files = {s.name: hashlib.sha256(s.text.encode()).hexdigest() for s in sorted(spec.sources, key=lambda s: s.name)}
+    h = hashlib.sha256()
+    for name in sorted(applied):
+        p = spec.policies[name]
+        h.update(name.encode() + b"\0" + p.span.source.text[p.span.start : p.span.end].encode() + b"\0")
+    return Sources(project=spec.fingerprint, policy_set=h.hexdigest(), policies=sorted(applied), files=files)
+
+
+def secret_key(log: Path) -> bytes:
+    """The key of the keyed hash that stands in for secret values: ``INTENTO_SECRET_KEY``, else a
+    key file beside the log (created once, mode 0600)."""
+    env = os.environ.get("INTENTO_SECRET_KEY")
+    if env:
+        return env.encode()
+    key_file = log.with_name(log.name + ".key")
+    if not key_file.exists():
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return key_file.read_text().strip().encode()
+
+
+def redact(spec: Spec, intent: str, context: dict[str, Any], key: bytes) -> dict[str, Any]:
+    out = {}
+    params = spec.intents[intent].given
+    for name, v in context.items():
+        if name in params and params[name].secret:
+            out[name] = "hmac-sha256:" + hmac.new(key, str(v).encode(), hashlib.sha256).hexdigest()
+        else:
+            out[name] = v
+    return out
+
+
+def _jsonable(v: Any) -> Any:
+    from decimal import Decimal
+
+    from intento.values import Duration, Money, format_decimal
+
+    match v:
+        case Money():
+            return f"{format_decimal(v.amount)} {v.currency}"
+        case Duration():
+            return v.ms
+        case Decimal():
+            return format_decimal(v)
+        case dict():
+            return {k: _jsonable(x) for k, x in v.items()}
+        case list() | tuple():
+            return [_jsonable(x) for x in v]
+    return v
+
+
+class AuditError(Exception):
+    pass
+
+
+class AuditLog:
+    """An append-only JSON Lines audit log; appends are locked, flushed and fsynced."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def append(
+        self,
+        spec: Spec,
+        intent: str,
+        context: dict[str, Any],
+        state: dict[str, Any] | None,
+        plan: Plan,
+        *,
+        kind: str = "plan",
+        run: str | None = None,
+        reason: str | None = None,
+        now: datetime | None = None,
+    ) -> AuditRecordV1:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        key = secret_key(self.path)
+        with open(self.path, "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                fh.seek(0)
+                data = fh.read()
+                complete, torn = _split_torn(data)
+                if torn:
+                    raise AuditError(
+                        f"{self.path}: the last line is torn (a crash during a write); run `intento audit verify` and repair it before appending"
+                    )
+                prev, seq = GENESIS, 0
+                if complete:
+                    last = json.loads(complete[-1])
+                    prev, seq = last["hash"], last["seq"]
+                body = {
+                    "version": "audit/v1",
+                    "seq": seq + 1,
+                    "time": (now or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z"),
+                    "kind": kind,
+                    "run": run,
+                    "reason": reason,
+                    "intent": intent,
+                    "context": _jsonable(redact(spec, intent, context or {}, key)),
+                    "state": _jsonable(state or {}),
+                    "sources": sources_of(spec, plan.explanation.applied_policies).model_dump(),
+                    "plan": plan.model_dump(mode="json"),
+                    "intento": __version__,
+                    "prev": prev,
+                }
+                body["hash"] = record_hash(body)
+                record = AuditRecordV1.model_validate(body)
+                fh.seek(0, os.SEEK_END)
+                fh.write(canonical(body) + b"\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+                return record
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _split_torn(data: bytes) -> tuple[list[bytes], bytes]:
+    """Complete lines, and the bytes after the last newline (a torn tail when non-empty)."""
+    if not data:
+        return [], b""
+    lines = data.split(b"\n")
+    return [ln for ln in lines[:-1] if ln.strip()], lines[-1]
+
+
+# ---- verification ----------------------------------------------------------------------------
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    records: int
+    problem: str | None = None  # edited | chain | sequence | torn_tail | truncated | rewritten | signature | malformed
+    first_bad_seq: int | None = None
+    message: str = ""
+    head: tuple[int, str] | None = None
+    details: list[str] = field(default_factory=list)
+
+
+def read_records(path: Path) -> tuple[list[dict], bytes, list[tuple[int, str]]]:
+    data = path.read_bytes()
+    lines, torn = _split_torn(data)
+    records, bad = [], []
+    for i, ln in enumerate(lines, start=1):
+        try:
+            rec = json.loads(ln)
+            if not isinstance(rec, dict):
+                raise ValueError("not an object")
+            records.append(rec)
+        except (ValueError, UnicodeDecodeError) as e:
+            bad.append((i, str(e)))
+            records.append({"__malformed__": i})
+    return records, torn, bad
+
+
+def verify(path: str | Path, checkpoint: dict | None = None, public_key_pem: bytes | None = None) -> Verdict:
+    path = Path(path)
+    if not path.exists():
+        return Verdict(False, 0, "malformed", None, f"{path}: no such log")
+    records, torn, _ = read_records(path)
+    prev, expected_seq = GENESIS, 1
+    for i, rec in enumerate(records, start=1):
+        if "__malformed__" in rec:
+            return Verdict(False, i - 1, "malformed", expected_seq, f"line {i} is not a JSON record: the log was edited")
+        seq = rec.get("seq")
+        if rec.get("hash") != record_hash(rec):
+            return Verdict(False, i - 1, "edited", seq if isinstance(seq, int) else expected_seq, f"record {seq} does not match its hash: it was edited")
+        if rec.get("prev") != prev:
+            return Verdict(
+                False, i - 1, "chain", seq, f"record {seq} does not follow record {expected_seq - 1}: a record was inserted, deleted or moved before it"
+            )
+        if seq != expected_seq:
+            return Verdict(False, i - 1, "sequence", seq, f"record {seq} stands where record {expected_seq} should")
+        prev, expected_seq = rec["hash"], expected_seq + 1
+    n = len(records)
+    head = (n, prev)
+    if torn.strip():
+        return Verdict(False, n, "torn_tail", n + 1, f"the last line is torn ({len(torn)} bytes): a write was interrupted; the {n} complete records verify", head)
+    if checkpoint is not None:
+        if public_key_pem is None:
+            return Verdict(False, n, "signature", None, "a checkpoint needs the public key to be checked", head)
+        problem = check_checkpoint(checkpoint, public_key_pem)
+        if problem:
+            return Verdict(False, n, "signature", None, problem, head)
+        cseq, chash = checkpoint["seq"], checkpoint["hash"]
+        if n < cseq:
+            return Verdict(False, n, "truncated", n + 1, f"the log ends at record {n} but the checkpoint covers {cseq}: records were removed from the end", head)
+        recorded = records[cseq - 1]["hash"] if cseq > 0 else GENESIS
+        if recorded != chash:
+            return Verdict(False, n, "rewritten", cseq, f"record {cseq} differs from the checkpointed one: the log was rewritten", head)
+    return Verdict(True, n, None, None, f"{n} records verify" + (f"; consistent with the checkpoint at record {checkpoint['seq']}" if checkpoint else ""), head)
+
+
+# ---- checkpoints (Ed25519) -------------------------------------------------------------------
+
+
+def keygen() -> tuple[bytes, bytes]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, public
+
+
+def _payload(cp: dict) -> bytes:
+    return canonical({k: cp[k] for k in ("version", "log", "seq", "hash", "time")})
+
+
+def make_checkpoint(path: str | Path, private_key_pem: bytes, now: datetime | None = None) -> dict:
+    from cryptography.hazmat.primitives import serialization
+
+    v = verify(path)
+    if not v.ok:
+        raise AuditError(f"refusing to checkpoint a log that does not verify: {v.message}")
+    seq, h = v.head or (0, GENESIS)
+    cp = {
+        "version": "checkpoint/v1",
+        "log": Path(path).name,
+        "seq": seq,
+        "hash": h,
+        "time": (now or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z"),
+    }
+    key = serialization.load_pem_private_key(private_key_pem, password=None)
+    cp["signature"] = base64.b64encode(key.sign(_payload(cp))).decode()
+    return cp
+
+
+def check_checkpoint(cp: dict, public_key_pem: bytes) -> str | None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        key = serialization.load_pem_public_key(public_key_pem)
+        key.verify(base64.b64decode(cp["signature"]), _payload(cp))
+    except (InvalidSignature, KeyError, ValueError, TypeError):
+        return "the checkpoint's signature does not verify with this public key: the checkpoint is forged or altered"
+    return None
+
+
+# ---- replay ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ReplayResult:
+    seq: int
+    same: bool
+    replayable: bool
+    differences: list[str]
+
+
+def _steps(plan: dict) -> dict[str, str]:
+    return {s["action"]: s["provider"] for s in plan.get("steps", [])}
+
+
+def _comparable(plan: dict) -> dict:
+    """A plan without what may vary run to run (wall-clock and search counters)."""
+    out = json.loads(json.dumps(plan))
+    for k in ("wall_ms", "build_ms", "branches", "conflicts"):
+        out.get("solver", {}).pop(k, None)
+    return out
+
+
+def replay(path: str | Path, spec: Spec, time_limit_s: float = 10.0) -> list[ReplayResult]:
+    """Re-solve every recorded decision from its recorded inputs with ``spec``."""
+    from decimal import Decimal
+
+    from intento.diagnostics import IntentoError
+    from intento.evaluate import reads
+    from intento.solve import plan_problem, prepare
+
+    results = []
+    records, _, _ = read_records(Path(path))
+    for rec in records:
+        if "__malformed__" in rec:
+            continue
+        seq, intent = rec["seq"], rec["intent"]
+        if intent not in spec.intents:
+            results.append(ReplayResult(seq, False, False, [f"intent `{intent}` no longer exists"]))
+            continue
+        params = spec.intents[intent].given
+        secret_guards = [
+            p.name for p in spec.policies.values() if p.when is not None and any(n in params and params[n].secret for n in reads(p.when))
+        ]
+        given = {k: (Decimal(v) if k in params and params[k].type == "number" and isinstance(v, str) else v) for k, v in rec["context"].items()}
+        try:
+            problem = prepare(spec, intent, given, rec["state"])
+        except IntentoError as e:
+            results.append(ReplayResult(seq, False, False, [d.message for d in e.diagnostics]))
+            continue
+        old = rec["plan"]
+        new = plan_problem(problem, time_limit_s=time_limit_s, explain=old.get("explanation", {}).get("level", "basic")).model_dump(mode="json")
+        diffs = []
+        if new["status"] != old["status"]:
+            diffs.append(f"status {old['status']} -> {new['status']}")
+        a, b = _steps(old), _steps(new)
+        for action in sorted(set(a) | set(b)):
+            if a.get(action) != b.get(action):
+                diffs.append(f"{action}: {a.get(action, 'not in plan')} -> {b.get(action, 'not in plan')}")
+        for key in ("cost", "latency_ms"):
+            if old.get(key) != new.get(key):
+                diffs.append(f"{key} {old.get(key)} -> {new.get(key)}")
+        if not diffs and _comparable(old) != _comparable(new):
+            diffs.append("the plan's explanation or statistics differ")
+        results.append(ReplayResult(seq, not diffs, not secret_guards, diffs))
+    return results
