@@ -38,9 +38,19 @@ demo: $(VENV)/.installed
 	@echo "== plan: a US order while stripe is down (payment rerouted), as a Gantt chart"
 	$(INTENTO) plan examples/order_fulfilment policies --intent fulfil_order --given examples/order_fulfilment/requests/us_order.json --state examples/order_fulfilment/requests/stripe_down.json
 	$(INTENTO) plan examples/order_fulfilment policies --intent fulfil_order --given examples/order_fulfilment/requests/us_order.json --state examples/order_fulfilment/requests/stripe_down.json --format mermaid
+	@echo
+	@echo "== explain: why an EU order has no plan while adyen is down (a reviewer's Markdown report; exit 3 = infeasible)"
+	$(INTENTO) explain examples/order_fulfilment policies --intent fulfil_order --given examples/order_fulfilment/requests/eu_order.json --state '{"providers": {"adyen": {"status": "down", "since": "2026-11-24T10:32:00Z"}}}' --format markdown || [ $$? -eq 3 ]
+	@echo
+	@echo "== audit: record two decisions in a hash-chained log and verify it"
+	rm -f .demo-audit.jsonl
+	$(INTENTO) plan examples/order_fulfilment policies --intent fulfil_order --given examples/order_fulfilment/requests/eu_order.json --audit .demo-audit.jsonl > /dev/null
+	$(INTENTO) plan examples/order_fulfilment policies --intent fulfil_order --given examples/order_fulfilment/requests/large_us_order.json --audit .demo-audit.jsonl > /dev/null
+	$(INTENTO) audit verify .demo-audit.jsonl
+	$(INTENTO) audit show .demo-audit.jsonl
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .hypothesis build src/*.egg-info .demo-audit.jsonl*

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
@@ -186,6 +187,31 @@ class _BadInput(Exception):
         self.diags = diags
 
 
+@contextmanager
+def _bad_input_exits():
+    """Bad request input ends the command with its located diagnostics and exit code 1."""
+    from intento.diagnostics import IntentoError
+
+    try:
+        yield
+    except _BadInput as e:
+        print_diagnostics(e.diags)
+        raise typer.Exit(1)
+    except IntentoError as e:
+        print_diagnostics(e.diagnostics)
+        raise typer.Exit(1)
+
+
+def _request(spec, intent: str, given: str | None, state: str | None):
+    """``--given`` / ``--state`` read and validated: (problem, given data, state data)."""
+    from intento.solve import prepare
+
+    given_data, given_src = _json_input(given, "given")
+    state_data, state_src = _json_input(state, "state")
+    problem = prepare(spec, intent, given_data, state_data, given_source=given_src, state_source=state_src)
+    return problem, given_data, state_data
+
+
 def _load_spec(paths: list[Path]):
     result = check_paths(paths)
     if result.spec is None:
@@ -210,25 +236,16 @@ def plan(
     audit: Optional[Path] = typer.Option(None, "--audit", help="Append this decision to a hash-chained audit log (JSON Lines)."),
 ) -> None:
     """Plan an intent: the optimal steps, providers and schedule. Exit 0 with a plan, 3 when infeasible, 4 when no plan was found in time, 1 on bad input."""
-    from intento.diagnostics import IntentoError
-    from intento.solve import prepare, plan_problem
+    from intento.solve import plan_problem
 
     spec = _load_spec(paths)
-    try:
-        given_data, given_src = _json_input(given, "given")
-        state_data, state_src = _json_input(state, "state")
-        problem = prepare(spec, intent, given_data, state_data, given_source=given_src, state_source=state_src)
+    with _bad_input_exits():
+        problem, _, _ = _request(spec, intent, given, state)
         result = plan_problem(problem, backend=backend.value, time_limit_s=time_limit, num_workers=workers, explain=explain.value, include_timings=timings)
         other = None
         if verify:
             other_backend = "constraint" if backend is BackendName.cpsat else "cpsat"
             other = plan_problem(problem, backend=other_backend, time_limit_s=time_limit, num_workers=workers, explain="none")
-    except _BadInput as e:
-        print_diagnostics(e.diags)
-        raise typer.Exit(1)
-    except IntentoError as e:
-        print_diagnostics(e.diagnostics)
-        raise typer.Exit(1)
     if audit is not None:
         from intento.audit import AuditError, AuditLog
 
@@ -285,6 +302,39 @@ def test_command(
         _atomic_write(junit_xml, to_junit(results))
     print(f"\n{passed} passed, {failed} failed" if results else "\nno tests found")
     raise typer.Exit(0 if failed == 0 else 1)
+
+
+class ExplainFormat(str, Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
+@app.command()
+def explain(
+    paths: List[Path] = typer.Argument(..., help="The project: `.intent` files or folders."),
+    intent: str = typer.Option(..., "--intent", "-i", help="The intent to plan and explain."),
+    given: Optional[str] = typer.Option(None, "--given", "-g", help="The `given` values: inline JSON or a JSON file."),
+    state: Optional[str] = typer.Option(None, "--state", "-s", help="The observed state: inline JSON or a JSON file."),
+    format: ExplainFormat = typer.Option(ExplainFormat.text, "--format", "-f", help="text, json (the Explanation model) or markdown (a report a reviewer can file)."),
+    level: ExplainName = typer.Option(ExplainName.full, "--level", help="basic or full (counterfactuals and policy prices)."),
+    time_limit: float = typer.Option(10.0, "--time-limit", help="Seconds per solve.", min=0.001),
+) -> None:
+    """Plan and explain why: every alternative and why it lost, what each policy costs, or why no plan exists."""
+    from intento.render import explanation_markdown, plan_text
+    from intento.solve import plan_problem
+
+    spec = _load_spec(paths)
+    with _bad_input_exits():
+        problem, given_data, state_data = _request(spec, intent, given, state)
+        result = plan_problem(problem, time_limit_s=time_limit, explain=level.value)
+    if format is ExplainFormat.json:
+        print(result.explanation.model_dump_json(indent=2))
+    elif format is ExplainFormat.markdown:
+        print(explanation_markdown(result, spec, given_data, state_data), end="")
+    else:
+        out.print(plan_text(result), markup=False)
+    raise typer.Exit({"optimal": 0, "feasible": 0, "infeasible": 3, "unknown": 4}[result.status])
 
 
 audit_app = typer.Typer(help="The tamper-evident audit trail: verify, checkpoint, show, replay.", no_args_is_help=True)
@@ -412,6 +462,79 @@ def audit_replay(
     same_sources = fingerprints == {spec.fingerprint}
     print(f"{len(results) - len(changed)} of {len(results)} decisions replay identically" + (" (same sources)" if same_sources else " (sources changed)"))
     raise typer.Exit(1 if changed else 0)
+
+
+policy_app = typer.Typer(help="Work on policy sets: see a change's effect before it ships.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+
+def _load_cases(path: Path) -> list[dict]:
+    """Cases: a JSON list of {intent, given, state}, or an audit log whose records are replayed."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix == ".jsonl" or (text.lstrip().startswith("{") and "\n{" in text):
+        from intento.audit import read_records
+
+        recs, _, _ = read_records(path)
+        return [{"intent": r["intent"], "given": r["context"], "state": r.get("state") or {}, "label": f"record {r['seq']}"} for r in recs if "__malformed__" not in r]
+    data = json.loads(text)
+    if not isinstance(data, list):
+        raise ValueError("cases must be a JSON list of {intent, given, state}")
+    return data
+
+
+@policy_app.command("diff")
+def policy_diff(
+    old: Path = typer.Argument(..., help="The current policy set: a file or folder of `.intent` policies."),
+    new: Path = typer.Argument(..., help="The proposed policy set."),
+    cases: Path = typer.Option(..., "--cases", help="Requests to compare: a JSON list of {intent, given, state}, or an audit log (.jsonl)."),
+    with_: List[Path] = typer.Option(..., "--with", help="The rest of the project (providers, actions, intents); repeatable."),
+    fail_on_change: bool = typer.Option(False, "--fail-on-change", help="Exit 1 when any plan changes (for CI gates)."),
+) -> None:
+    """Which plans change between two policy sets, and how (status, providers, cost, latency)."""
+    from decimal import Decimal
+
+    from intento.diagnostics import IntentoError
+    from intento.solve import plan as make_plan
+
+    old_spec = _load_spec([*with_, old])
+    new_spec = _load_spec([*with_, new])
+    try:
+        items = _load_cases(cases)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"intento: cannot read the cases: {e}", file=sys.stderr)
+        raise typer.Exit(1)
+    changed = 0
+    for i, case in enumerate(items, start=1):
+        label = case.get("label") or case.get("name") or f"case {i}"
+        try:
+            a = make_plan(old_spec, case["intent"], case.get("given"), case.get("state"))
+            b = make_plan(new_spec, case["intent"], case.get("given"), case.get("state"))
+        except (IntentoError, KeyError) as e:
+            print(f"{label}: cannot plan: {e}")
+            continue
+        diffs = []
+        if a.status != b.status:
+            diffs.append(f"{a.status} -> {b.status}")
+        sa, sb = {s.action: s.provider for s in a.steps}, {s.action: s.provider for s in b.steps}
+        for action in sorted(set(sa) | set(sb)):
+            if sa.get(action) != sb.get(action):
+                diffs.append(f"{action}: {sa.get(action, '-')} -> {sb.get(action, '-')}")
+        if a.feasible and b.feasible:
+            dc = Decimal(b.cost) - Decimal(a.cost)
+            dl = b.latency_ms - a.latency_ms
+            if dc:
+                diffs.append(f"cost {'+' if dc > 0 else ''}{format(dc.normalize(), 'f')} {b.currency}")
+            if dl:
+                diffs.append(f"latency {'+' if dl > 0 else ''}{dl}ms")
+        if not b.feasible and b.explanation.summary:
+            diffs.append(b.explanation.summary)
+        if diffs:
+            changed += 1
+            print(f"{label} ({case['intent']}): " + "; ".join(diffs))
+        else:
+            print(f"{label} ({case['intent']}): unchanged")
+    print(f"\n{changed} of {len(items)} plans change")
+    raise typer.Exit(1 if (fail_on_change and changed) else 0)
 
 
 class SchemaName(str, Enum):

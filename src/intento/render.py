@@ -50,11 +50,13 @@ def plan_text(p: Plan) -> str:
             elif alt.reason == "forbidden":
                 by = "; ".join(f"{r.policy} ({r.statement})" for r in alt.by)
                 why.append(f"{st.action}: not {alt.provider}: forbidden by {by}")
-            elif alt.by:
+            elif alt.by and not alt.delta:
                 by = "; ".join(f"{r.policy} ({r.statement})" for r in alt.by)
                 why.append(f"{st.action}: not {alt.provider}: would break soft policy {by}")
+            elif alt.reason == "tied":
+                why.append(f"{st.action}: not {alt.provider}: as good; the tie-break rule chose {st.provider}")
             elif alt.delta:
-                why.append(f"{st.action}: not {alt.provider}: " + ", ".join(f"{k} {v}" for k, v in alt.delta.items()))
+                why.append(f"{st.action}: not {alt.provider}: {_delta_text(alt.delta, p.currency)}")
             else:
                 why.append(f"{st.action}: not {alt.provider}: no better under the objective")
     for u in e.unused:
@@ -69,6 +71,9 @@ def plan_text(p: Plan) -> str:
     if why:
         lines.append("why:")
         lines += [f"  {w}" for w in why]
+    for pr in e.prices:
+        if pr.binding:
+            lines.append(f"  policy {pr.policy} costs {_delta_text(pr.price, p.currency)}")
     if e.skipped_policies:
         lines.append("policies not applying to this request: " + ", ".join(e.skipped_policies))
     return "\n".join(lines)
@@ -109,3 +114,99 @@ def same_optimum(a: Plan, b: Plan) -> tuple[bool, str]:
 
 
 __all__ = ["plan_text", "plan_mermaid", "same_optimum", "format_ms"]
+
+
+def _delta_text(delta: dict[str, str] | None, currency: str) -> str:
+    if not delta:
+        return ""
+    parts = []
+    for k, v in delta.items():
+        if v in ("+0", "-0"):
+            continue
+        if k == "cost":
+            parts.append(f"{v} {currency}")
+        elif k == "latency_ms":
+            parts.append(f"{v[0]}{_dur(abs(int(v)))}")
+        elif k == "penalty":
+            parts.append(f"{v} soft penalty")
+        elif k == "risk":
+            parts.append(f"{v} risk (sum of -ln reliability)")
+        else:
+            parts.append(f"{v} objective")
+    return ", ".join(parts) or "no change"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def explanation_markdown(p: Plan, spec, given: dict | None = None, state: dict | None = None) -> str:
+    """A decision report a compliance reviewer can file and act on without reading code."""
+    e = p.explanation
+    out = [f"# Decision report: `{p.intent}`", ""]
+    if p.feasible:
+        out.append(
+            f"**Outcome:** a plan was found ({p.status}). Cost **{p.cost} {p.currency}**, latency **{_dur(p.latency_ms)}**, "
+            f"end-to-end reliability **{p.reliability:.4%}**."
+        )
+    else:
+        out.append(f"**Outcome:** no plan ({p.status}).")
+    out += ["", "## Request", ""]
+    intent = spec.intents[p.intent]
+    if intent.given:
+        out += ["| given | value |", "|---|---|"]
+        for name, param in intent.given.items():
+            value = "*(secret, not shown)*" if param.secret else _md(str((given or {}).get(name, "")))
+            out.append(f"| `{name}` | {value} |")
+    down = e.down
+    out.append("")
+    out.append(f"Providers observed down: {', '.join(f'`{d}`' for d in down)}." if down else "No provider was observed down.")
+    if not p.feasible:
+        out += ["", "## Why no plan exists", "", (e.summary or "the solver could not establish a minimal explanation") + ".", ""]
+        if e.conflict:
+            out += ["Each of these is needed for the conflict; relaxing any one of them admits a plan:", "", "| rule or observation | kind | defined at |", "|---|---|---|"]
+            for r in e.conflict:
+                out.append(f"| **{r.policy}**: `{_md(r.statement)}` | {r.kind} | {r.location or ''} |")
+            owners = sorted({spec.policies[r.policy].owner for r in e.conflict if r.kind in ("policy", "require") and r.policy in spec.policies and spec.policies[r.policy].owner})
+            if owners:
+                out += ["", f"Policy owners to consult: {', '.join(owners)}."]
+        return "\n".join(out) + "\n"
+    out += ["", "## The plan", "", "| start | end | action | provider | cost | reliability |", "|---:|---:|---|---|---:|---:|"]
+    for s in p.steps:
+        out.append(f"| {_dur(s.start_ms)} | {_dur(s.end_ms)} | `{s.action}` | `{s.provider}` | {s.cost} {p.currency} | {s.reliability:g} |")
+    if p.broken:
+        out += ["", "Soft policies broken (their penalty was worth paying):", ""]
+        out += [f"- **{b.policy}** (`{_md(b.statement)}`), penalty {b.penalty}" for b in p.broken]
+    out += ["", "## Why each step runs where it does", ""]
+    for st in e.steps:
+        out += [f"### `{st.action}` via `{st.provider}`", ""]
+        if not st.alternatives:
+            out += ["No other option exists.", ""]
+            continue
+        out += ["| instead of | outcome | because |", "|---|---|---|"]
+        for alt in st.alternatives:
+            if alt.reason == "unavailable":
+                because = f"observed down{' at ' + alt.observed_at if alt.observed_at else ''}"
+            elif alt.reason == "forbidden":
+                because = "; ".join(f"**{r.policy}** `{_md(r.statement)}`" + (f" ({r.location})" if r.location else "") for r in alt.by)
+            elif alt.reason == "tied":
+                because = "as good under the objective; the documented tie-break rule chose the other"
+            else:
+                because = _delta_text(alt.delta, p.currency) if alt.delta else "no better under the objective"
+                if alt.by:
+                    because += "; would break " + ", ".join(f"**{r.policy}**" for r in alt.by)
+            out.append(f"| `{alt.provider}` | {alt.reason} | {because} |")
+        out.append("")
+    if e.prices:
+        out += ["## What each policy costs", "", "Objective with the policy minus without it (0: it did not change the plan).", ""]
+        out += ["| policy | owner | binding | price |", "|---|---|---|---|"]
+        for pr in e.prices:
+            owner = spec.policies[pr.policy].owner or ""
+            out.append(f"| **{pr.policy}** | {owner} | {'yes' if pr.binding else 'no'} | {_delta_text(pr.price, p.currency)} |")
+        out.append("")
+    out += ["## Policies", ""]
+    out.append("Applied: " + (", ".join(f"`{n}`" for n in e.applied_policies) or "none") + ".")
+    if e.skipped_policies:
+        out.append("")
+        out.append("Not applying to this request (their `when` guard is false or reads what this intent does not declare): " + ", ".join(f"`{n}`" for n in e.skipped_policies) + ".")
+    return "\n".join(out) + "\n"

@@ -31,10 +31,10 @@ def project():
 def pristine(project, tmp_path_factory) -> bytes:
     path = tmp_path_factory.mktemp("audit") / "log.jsonl"
     log = AuditLog(path)
-    for i, given in enumerate(REQUESTS):
+    for i, request in enumerate(REQUESTS):
         state = {"providers": {"stripe": {"status": "down"}}} if i == 2 else {}
-        plan = project.plan("fulfil_order", given, state)
-        log.append(project.spec, "fulfil_order", given, state, plan)
+        plan = project.plan("fulfil_order", request, state)
+        log.append(project.spec, "fulfil_order", request, state, plan)
     return path.read_bytes()
 
 

@@ -1,0 +1,51 @@
+"""Explanation cost by level: planning time with --explain none, basic and full.
+
+    python -m benchmarks.explain_overhead [--sizes 5 20 50] [--requests 10]
+
+Prints a Markdown table and writes benchmarks/results/explain_overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from benchmarks.plan_latency import pct
+from benchmarks.scenarios import estate
+from intento.check import check_sources
+from intento.diagnostics import Source
+from intento.solve import plan
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[5, 20, 50])
+    ap.add_argument("--requests", type=int, default=10)
+    args = ap.parse_args(argv)
+    rows = []
+    print("| actions | level | p50 ms | p95 ms | solves added |")
+    print("|---:|---|---:|---:|---|")
+    for size in args.sizes:
+        specs = []
+        for seed in range(args.requests):
+            e = estate(size, seed=seed)
+            specs.append((check_sources([Source(f"e{seed}", e.source)]).spec, e))
+        for level in ("none", "basic", "full"):
+            times = []
+            for i, (spec, e) in enumerate(specs):
+                t0 = time.perf_counter()
+                plan(spec, e.intent, e.given("eu" if i % 2 == 0 else "us"), None, explain=level)
+                times.append((time.perf_counter() - t0) * 1000)
+            added = {"none": "-", "basic": "conflict only when infeasible", "full": "one per alternative and per hard policy"}[level]
+            rows.append({"actions": size, "level": level, "p50_ms": pct(times, 0.5), "p95_ms": pct(times, 0.95)})
+            print(f"| {size} | {level} | {pct(times, 0.5):.1f} | {pct(times, 0.95):.1f} | {added} |", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "explain_overhead.json").write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
