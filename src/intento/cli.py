@@ -337,6 +337,204 @@ def explain(
     raise typer.Exit({"optimal": 0, "feasible": 0, "infeasible": 3, "unknown": 4}[result.status])
 
 
+def _executor(paths, store_path: Path, simulate: Optional[Path], handlers: Optional[str], journal: Optional[Path], time_limit: float, start: int = 0, progress=None):
+    from intento.audit import AuditLog, secret_key
+    from intento.execute import Executor, RealEnvironment, Scenario, SimEnvironment, Store
+    from intento.execute.handlers import load as load_handlers
+
+    spec = _load_spec(paths)
+    try:
+        store = Store(store_path)
+    except Exception as e:
+        print(f"intento: cannot open the store `{store_path}`: {e}", file=sys.stderr)
+        raise typer.Exit(1)
+    registry = None
+    if handlers:
+        try:
+            registry = load_handlers(handlers)
+        except (ImportError, AttributeError, TypeError) as e:
+            print(f"intento: cannot load handlers `{handlers}`: {e}", file=sys.stderr)
+            raise typer.Exit(1)
+    if simulate is not None:
+        try:
+            scenario = Scenario.model_validate_json(simulate.read_text())
+        except (OSError, ValueError) as e:
+            print(f"intento: invalid scenario `{simulate}`: {e}", file=sys.stderr)
+            raise typer.Exit(1)
+        last = max((e["at"] for r in store.runs() for e in store.events(r["id"])[-1:]), default=0)
+        env = SimEnvironment(scenario, start=max(start, last), journal=journal)
+    else:
+        if registry is None:
+            print("intento: `intento run` needs `--simulate SCENARIO.json` or `--handlers module:object`", file=sys.stderr)
+            raise typer.Exit(1)
+        env = RealEnvironment(registry)
+    audit_path = store_path.with_name(store_path.name + ".audit.jsonl")
+    key = secret_key(audit_path)
+    ex = Executor(spec, store, env, registry, AuditLog(audit_path), time_limit_s=time_limit, secret_key=key, progress=progress)
+    return ex, store, spec
+
+
+def _live(quiet: bool):
+    if quiet:
+        return None
+
+    def show(kind: str, st, data: dict) -> None:
+        at = st.last_at - st.started_at
+        from intento.render import _dur
+
+        text = {
+            "planned": lambda: f"plan #{st.plans}: {data.get('status')}, cost {data.get('cost')}" + (f" ({'; '.join(data['changes'])})" if data.get("changes") and st.plans > 1 else "") + f" because {data.get('reason')}",
+            "step_dispatched": lambda: f"start {data['action']} via {data['provider']}" + (" (awaiting its external fact)" if data.get("external") else f" (attempt {data['attempt']})"),
+            "step_succeeded": lambda: f"done  {data['action']} via {data['provider']}" + (" (reconciled)" if data.get("reconciled") else ""),
+            "step_failed": lambda: f"FAIL  {data['action']} via {data['provider']}: {data.get('error')}",
+            "step_timed_out": lambda: f"TIMEOUT {data['action']} via {data['provider']}",
+            "observation": lambda: f"observed {data.get('fact') or (str(data.get('provider')) + ' ' + str(data.get('status')))}",
+            "needs_reconciliation": lambda: f"?     {data['action']} was in flight at a crash: reconciling",
+            "giving_up": lambda: f"GIVING UP: {data.get('summary') or data.get('reason')}",
+            "compensating": lambda: f"undo  {data['for']} with {data['action']} via {data['provider']}",
+            "compensated": lambda: f"undone {data['for']}",
+            "escalated": lambda: "ESCALATED",
+            "succeeded": lambda: "SUCCEEDED: the goal holds",
+        }.get(kind)
+        if text:
+            out.print(f"[{_dur(at):>14}] {text()}", markup=False, highlight=False)
+
+    return show
+
+
+@app.command()
+def run(
+    paths: List[Path] = typer.Argument(..., help="The project: `.intent` files or folders."),
+    intent: str = typer.Option(..., "--intent", "-i", help="The intent to achieve."),
+    given: Optional[str] = typer.Option(None, "--given", "-g", help="The `given` values: inline JSON or a JSON file."),
+    state: Optional[str] = typer.Option(None, "--state", "-s", help="The observed state to start from: inline JSON or a JSON file."),
+    store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store (created if missing)."),
+    simulate: Optional[Path] = typer.Option(None, "--simulate", help="Run against simulated providers described by this scenario (virtual clock)."),
+    handlers: Optional[str] = typer.Option(None, "--handlers", help="Real handlers: `module:registry` or `module`."),
+    key: Optional[str] = typer.Option(None, "--key", help="Idempotency key of the run (default: derived from the request); the same key resumes the same run."),
+    journal: Optional[Path] = typer.Option(None, "--journal", help="Simulation: where simulated providers record their effects (default: STORE.journal.jsonl)."),
+    time_limit: float = typer.Option(10.0, "--time-limit", help="Solver time limit per (re-)plan, in seconds.", min=0.001),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress; only the final status."),
+) -> None:
+    """Achieve an intent: plan, run the steps, observe, re-plan, compensate and escalate if needed.
+    Running the same command again resumes the same run. Exit 0 when the goal holds, 3 when the run escalated."""
+    ex, st_store, spec = _executor(paths, store, simulate, handlers, journal or store.with_name(store.name + ".journal.jsonl") if simulate else None, time_limit, progress=_live(quiet))
+    with _bad_input_exits():
+        given_data, _ = _json_input(given, "given")
+        state_data, _ = _json_input(state, "state")
+        run_id = ex.start(intent, given_data, state_data, key)
+    out.print(f"run {run_id} ({intent}), store {store}", markup=False)
+    final = ex.drive(run_id)
+    _print_status(st_store, run_id, spec)
+    ex.env.close()
+    raise typer.Exit(0 if final.status == "succeeded" else 3)
+
+
+@app.command()
+def resume(
+    paths: List[Path] = typer.Argument(..., help="The project the runs were started with."),
+    store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store."),
+    simulate: Optional[Path] = typer.Option(None, "--simulate", help="The scenario the runs were simulated with."),
+    handlers: Optional[str] = typer.Option(None, "--handlers", help="Real handlers: `module:registry` or `module`."),
+    journal: Optional[Path] = typer.Option(None, "--journal", help="Simulation: the providers' effect journal (default: STORE.journal.jsonl)."),
+    time_limit: float = typer.Option(10.0, "--time-limit", help="Solver time limit per (re-)plan.", min=0.001),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
+) -> None:
+    """Drive every unfinished run in the store to its outcome (after a crash or a restart)."""
+    ex, st_store, spec = _executor(paths, store, simulate, handlers, journal or store.with_name(store.name + ".journal.jsonl") if simulate else None, time_limit, progress=_live(quiet))
+    ids = ex.resume_all()
+    for rid in ids:
+        _print_status(st_store, rid, spec)
+    print(f"resumed {len(ids)} run{'s' * (len(ids) != 1)}")
+    ex.env.close()
+
+
+def _print_status(store, run_id: str, spec=None) -> None:
+    from intento.execute.report import status_text
+
+    run_row = store.run(run_id)
+    out.print(status_text(run_row, store.events(run_id), spec), markup=False)
+
+
+@app.command()
+def status(
+    run_id: Optional[str] = typer.Argument(None, help="A run id (default: the most recent run)."),
+    store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store."),
+    project: Optional[List[Path]] = typer.Option(None, "--project", help="The project, to say which facts a waiting step needs."),
+) -> None:
+    """Did the work finish, and if not, where did it stall? Steps done/running/waiting, deadline, latest plan and why."""
+    from intento.execute import Store
+
+    if not store.exists():
+        print(f"intento: no store at `{store}`", file=sys.stderr)
+        raise typer.Exit(1)
+    s = Store(store)
+    runs = s.runs()
+    if not runs:
+        print("no runs")
+        raise typer.Exit(0)
+    rid = run_id or runs[-1]["id"]
+    if s.run(rid) is None:
+        print(f"intento: no run `{rid}` in `{store}`", file=sys.stderr)
+        raise typer.Exit(1)
+    spec = _load_spec(project) if project else None
+    _print_status(s, rid, spec)
+
+
+@app.command()
+def runs(store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store.")) -> None:
+    """List runs: escalated, giving up and at-risk ones first."""
+    from intento.execute import Store
+    from intento.execute.report import runs_table
+
+    if not store.exists():
+        print(f"intento: no store at `{store}`", file=sys.stderr)
+        raise typer.Exit(1)
+    for line in runs_table(Store(store)) or ["no runs"]:
+        print(line)
+
+
+@app.command()
+def observe(
+    run_id: str = typer.Argument(..., help="The run the observation is for."),
+    fact: Optional[str] = typer.Option(None, "--fact", help="A fact observed true (e.g. an external system's)."),
+    provider: Optional[str] = typer.Option(None, "--provider", help="A provider whose status was observed."),
+    status_: Optional[str] = typer.Option(None, "--status", help="up, degraded or down (with --provider)."),
+    latency: Optional[str] = typer.Option(None, "--latency", help="With --status degraded: the observed latency, e.g. 2s."),
+    store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store."),
+) -> None:
+    """Tell a run what was observed: a fact, or a provider's status. Its executor re-plans."""
+    from intento.execute import Store, post
+    from intento.values import parse_duration
+
+    if not store.exists():
+        print(f"intento: no store at `{store}`", file=sys.stderr)
+        raise typer.Exit(1)
+    s = Store(store)
+    if s.run(run_id) is None:
+        print(f"intento: no run `{run_id}` in `{store}`", file=sys.stderr)
+        raise typer.Exit(1)
+    if (fact is None) == (provider is None):
+        print("intento: give either --fact or --provider with --status", file=sys.stderr)
+        raise typer.Exit(1)
+    data: dict = {"source": "intento observe"}
+    if fact:
+        data["fact"] = fact
+    else:
+        if status_ not in ("up", "degraded", "down"):
+            print("intento: --status must be up, degraded or down", file=sys.stderr)
+            raise typer.Exit(1)
+        data |= {"provider": provider, "status": status_}
+        if latency:
+            d = parse_duration(latency)
+            if d is None:
+                print(f"intento: --latency must be a duration like 2s, not `{latency}`", file=sys.stderr)
+                raise typer.Exit(1)
+            data["latency"] = d.ms
+    post(s, run_id, data)
+    print(f"observation queued for run {run_id}")
+
+
 audit_app = typer.Typer(help="The tamper-evident audit trail: verify, checkpoint, show, replay.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
 

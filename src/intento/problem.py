@@ -34,7 +34,7 @@ class Member:
     """One rule or observation that a plan must respect; what a conflict explanation names."""
 
     id: str
-    kind: str  # goal | require | policy | budget | deadline | down
+    kind: str  # goal | require | policy | budget | deadline | down | failed
     name: str  # the user's name for it: a policy, a provider, "goal", "budget", "deadline"
     text: str  # the rule as written
     span: Span | None = field(default=None, compare=False, repr=False)
@@ -158,7 +158,15 @@ def statement_text(st: ast.Statement) -> str:
     return render_statement(st)
 
 
-def build_problem(spec: Spec, intent: IntentSpec, context: Mapping[str, Value], state: ResolvedState) -> Problem:
+def build_problem(
+    spec: Spec,
+    intent: IntentSpec,
+    context: Mapping[str, Value],
+    state: ResolvedState,
+    excluded: Mapping[tuple[str, str], str] | None = None,
+) -> Problem:
+    """``excluded``: (action, provider) -> why, options a run has learnt will not work (a
+    permanent failure, an external fact that never came); each becomes a member of its own."""
     members: list[Member] = []
     rules: list[tuple[Member, tuple]] = []
     soft: list[SoftStatement] = []
@@ -171,6 +179,7 @@ def build_problem(spec: Spec, intent: IntentSpec, context: Mapping[str, Value], 
     for pname, since in state.down.items():
         m = Member(f"down:{pname}", "down", pname, f"{pname} observed down", spec.providers[pname].span, since)
         down_members[pname] = m
+    failed_members: list[Member] = []
     for a in spec.plannable_actions():
         opts = []
         for o in a.options:
@@ -190,6 +199,11 @@ def build_problem(spec: Spec, intent: IntentSpec, context: Mapping[str, Value], 
             opt = Option(a.name, o.provider, o.index, cost, lat, rel, attrs, risk_int(rel))
             if o.provider in down_members:
                 opt.forbidden_by.append(down_members[o.provider])
+            why = (excluded or {}).get((a.name, o.provider))
+            if why is not None:
+                m = Member(f"failed:{a.name}@{o.provider}", "failed", o.provider, f"{a.name} via {o.provider}: {why}", o.span)
+                failed_members.append(m)
+                opt.forbidden_by.append(m)
             opts.append(opt)
         actions.append(Act(a.name, a.index, a, a.requires, a.achieves, opts))
     by_name = {a.name: a for a in actions}
@@ -207,6 +221,7 @@ def build_problem(spec: Spec, intent: IntentSpec, context: Mapping[str, Value], 
         members.append(m)
         rules.append((m, ("deadline", intent.deadline_ms)))
     members.extend(down_members.values())
+    members.extend(failed_members)
 
     # -- policies --
     applicable = [p for p in spec.policies.values() if policy_applies(p, intent, context)]

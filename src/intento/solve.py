@@ -8,6 +8,7 @@ an exception.
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -25,8 +26,22 @@ Backend = Literal["cpsat", "constraint"]
 ExplainLevel = Literal["none", "basic", "full"]
 
 
-def prepare(spec: Spec, intent: str, given: Any = None, state: Any = None, *, given_source: Source | None = None, state_source: Source | None = None) -> Problem:
-    """Validate a request and make it static (problem.py); raises `IntentoError` on bad input."""
+def prepare(
+    spec: Spec,
+    intent: str,
+    given: Any = None,
+    state: Any = None,
+    *,
+    given_source: Source | None = None,
+    state_source: Source | None = None,
+    deadline_ms: int | None | Literal["declared"] = "declared",
+    budget: Decimal | None | Literal["declared"] = "declared",
+    excluded: dict[tuple[str, str], str] | None = None,
+) -> Problem:
+    """Validate a request and make it static (problem.py); raises `IntentoError` on bad input.
+
+    The executor re-plans mid-run with what is left: ``deadline_ms`` and ``budget`` replace the
+    intent's, and ``excluded`` options are forbidden for this run."""
     if intent not in spec.intents:
         raise IntentoError(
             [Diagnostic("E102", Severity.error, f"unknown intent `{intent}`", None, help=did_you_mean(intent, spec.intents) or "intents: " + ", ".join(spec.intents))]
@@ -36,7 +51,13 @@ def prepare(spec: Spec, intent: str, given: Any = None, state: Any = None, *, gi
     ctx, d2 = resolve_context(spec, ispec, given, given_source)
     if d1 or d2:
         raise IntentoError(d1 + d2)
-    return build_problem(spec, ispec, ctx, rstate)
+    if deadline_ms != "declared" or budget != "declared":
+        ispec = dataclasses.replace(
+            ispec,
+            deadline_ms=ispec.deadline_ms if deadline_ms == "declared" else deadline_ms,
+            budget=ispec.budget if budget == "declared" else budget,
+        )
+    return build_problem(spec, ispec, ctx, rstate, excluded)
 
 
 def plan(
@@ -58,14 +79,14 @@ def plan(
     return plan_problem(problem, backend=backend, time_limit_s=time_limit_s, num_workers=num_workers, seed=seed, explain=explain, include_timings=include_timings)
 
 
-def solve_problem(problem: Problem, backend: Backend, options: SolveOptions) -> Solution:
+def solve_problem(problem: Problem, backend: Backend, options: SolveOptions, force: dict[str, str] | None = None) -> Solution:
     if backend == "constraint":
         from intento.backends import constraint
 
-        return constraint.solve(problem, options)
+        return constraint.solve(problem, options, force=force)
     from intento.backends import cpsat
 
-    return cpsat.solve(problem, options)
+    return cpsat.solve(problem, options, force=force)
 
 
 def plan_problem(
@@ -77,10 +98,13 @@ def plan_problem(
     seed: int = 0,
     explain: ExplainLevel = "basic",
     include_timings: bool = False,
+    force: dict[str, str] | None = None,
 ) -> Plan:
+    """Plan a prepared problem. ``force`` (action -> provider) keeps steps that are already
+    running in the plan (the executor's re-plans)."""
     options = SolveOptions(time_limit_s=time_limit_s, num_workers=num_workers, seed=seed)
     try:
-        sol = solve_problem(problem, backend, options)
+        sol = solve_problem(problem, backend, options, force)
     except ModelTooLarge as e:
         raise IntentoError([Diagnostic("E110", Severity.error, str(e), None, help="use the default `cpsat` back-end for models this size")]) from None
     return to_plan(problem, sol, options, explain=explain, include_timings=include_timings)

@@ -1,0 +1,475 @@
+"""The executor: run a plan, observe, re-plan, compensate, escalate — and never lose a run.
+
+Input: a checked project, a store, an environment (simulated or real) and a registry of handlers.
+Output: runs driven to an outcome (``succeeded`` or ``escalated``), every change recorded as an
+event *before* it takes effect, every plan and re-plan written to the audit log.
+
+The loop: rebuild the run's state from its events; if the goal holds, succeed; if a (re-)plan is
+due, ask the public planner (`intento.solve`) for the best plan from the current state (facts so
+far, providers' observed health, options that failed for good, the deadline and budget left, the
+steps still running kept in); dispatch every planned step whose requirement holds (capacity
+respected); wait for the next outcome, observation or timeout; record it; repeat. Retries and
+fallbacks are not written anywhere: a failure changes the observed state, and the re-plan picks
+what is now best (the same provider again, another one, another route). When no plan remains,
+completed steps are compensated in reverse order and the run escalates with the minimal conflict.
+
+Crash safety: ``step_dispatched`` is durable before a handler runs. On restart, a step dispatched
+without an outcome is re-sent with the same idempotency key if its action is ``idempotent``;
+otherwise it is marked ``needs_reconciliation`` and re-sent only after a reconciler answers that
+its effect did not happen (if it did, the step is recorded as succeeded; with no reconciler, the
+run escalates). No non-idempotent step is ever executed twice automatically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from decimal import Decimal
+from typing import Any, Callable
+
+from intento.audit import AuditLog
+from intento.diagnostics import IntentoError
+from intento.evaluate import formula_holds
+from intento.execute.environment import Environment, Outcome, SimEnvironment, StepRequest
+from intento.execute.handlers import Registry
+from intento.execute.state import RunState, StepState, fold
+from intento.execute.store import TERMINAL, Store, mark_taken, take
+from intento.semantics import requirement
+from intento.solve import plan_problem, prepare
+from intento.spec import Spec
+from intento.values import Duration, Money, format_decimal
+
+#: How many plans one run may make before it escalates (a guard against flapping).
+MAX_PLANS = 200
+
+
+class Executor:
+    def __init__(
+        self,
+        spec: Spec,
+        store: Store,
+        env: Environment,
+        registry: Registry | None = None,
+        audit: AuditLog | None = None,
+        time_limit_s: float = 10.0,
+        secret_key: bytes = b"intento",
+        new_id: Callable[[], str] | None = None,
+        progress: Callable[[str, RunState, dict], None] | None = None,
+    ):
+        self.spec = spec
+        self.store = store
+        self.env = env
+        self.registry = registry or Registry()
+        self.audit = audit
+        self.time_limit_s = time_limit_s
+        self.secret_key = secret_key
+        self.new_id = new_id or (lambda: "run-" + uuid.uuid4().hex[:12])
+        self.progress = progress
+        #: Per run: the last planned problem (for each step's requirement) and the soft
+        #: `before` statements the plan chose to break; awaited external actions and their due time.
+        self._problems: dict[str, Any] = {}
+        self._skipped: dict[str, frozenset[str]] = {}
+        self._waiting: dict[str, dict[str, int]] = {}
+
+    # ---- starting -------------------------------------------------------------------------
+    def start(self, intent: str, given: dict[str, Any] | None, state: dict | None = None, key: str | None = None) -> str:
+        """Create a run (validated like a planning request) and return its id; a run that already
+        exists under ``key`` is returned instead, so starting twice never makes two runs."""
+        problem = prepare(self.spec, intent, given, state)  # raises IntentoError on bad input
+        ispec = self.spec.intents[intent]
+        context = {k: _plain(v) for k, v in problem.context.items()}
+        key = key or hashlib.sha256(json.dumps([intent, context, state or {}], sort_keys=True, default=str).encode()).hexdigest()[:32]
+        existing = self.store.run_by_key(key)
+        if existing:
+            return existing["id"]
+        run_id = self.new_id()
+        secrets = {n: str(v) for n, v in context.items() if ispec.given[n].secret}
+        redacted = {n: (self._hash(v) if n in secrets else v) for n, v in context.items()}
+        now = self.env.now()
+        if not self.store.create_run(run_id, key, intent, self.spec.fingerprint, now, secrets):
+            return self.store.run_by_key(key)["id"]
+        providers = {p: {k: v for k, v in obs.model_dump(mode="json", exclude_none=True).items()} for p, obs in problem.state.model.providers.items()}
+        self._append(run_id, 1, "run_started", now, {
+            "run": run_id,
+            "intent": intent,
+            "context": redacted,
+            "deadline_ms": ispec.deadline_ms,
+            "budget": format_decimal(ispec.budget) if ispec.budget is not None else None,
+            "facts": sorted(problem.state.facts),
+            "providers": providers,
+            "project": self.spec.fingerprint,
+        })
+        return run_id
+
+    def _hash(self, value: Any) -> str:
+        return "hmac-sha256:" + hmac.new(self.secret_key, str(value).encode(), hashlib.sha256).hexdigest()
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def drive(self, run_id: str) -> RunState:
+        """Drive a run until it reaches an outcome (or, in a real environment, forever)."""
+        st = self._state(run_id)
+        if st.terminal:
+            return st
+        context = dict(st.context) | self.store.secrets(run_id)
+        self._recover(run_id, st, context)
+        need_plan = "run started" if st.plan is None else "resumed"
+        waiting_external = self._waiting.setdefault(run_id, {})
+        while True:
+            st = self._state(run_id)
+            if st.terminal:
+                return st
+            reason = self._drain_inbox(run_id)
+            if reason and st.status != "giving_up":
+                need_plan = reason
+            st = self._state(run_id)
+            if st.status == "giving_up":
+                if not st.running():
+                    self._compensate(run_id, context)
+                    return self._state(run_id)
+            else:
+                intent = self.spec.intents[st.intent]
+                if formula_holds(intent.goal, st.facts) and not [s for s in st.running() if s.compensation_for is None]:
+                    self._append(run_id, st.next_seq, "succeeded", self.env.now(), {"facts": sorted(st.facts), "spent": format_decimal(st.spent)}, status="succeeded")
+                    return self._state(run_id)
+                if need_plan:
+                    if not self._plan(run_id, st, context, need_plan):
+                        continue
+                    need_plan = None
+                    st = self._state(run_id)
+                self._dispatch_ready(run_id, st, context, waiting_external)
+                st = self._state(run_id)
+            until = self._next_timer(st, waiting_external)
+            items = self.env.wait(until)
+            if not items:
+                reason = self._timers(run_id, until, waiting_external)
+                if reason:
+                    need_plan = reason
+                elif isinstance(self.env, SimEnvironment) and self.env.idle() and until is None and not self._state(run_id).running():
+                    self._stall(run_id)
+                continue
+            for kind, item in items:
+                reason = self._record(run_id, kind, item, waiting_external)
+                if reason and self._state(run_id).status != "giving_up":
+                    need_plan = reason
+
+    def _state(self, run_id: str) -> RunState:
+        return fold(self.store.events(run_id))
+
+    def _append(self, run_id: str, seq: int, type_: str, at: int, data: dict, status: str | None = None) -> None:
+        self.store.append(run_id, seq, type_, at, data, status=status)
+        if self.progress:
+            self.progress(type_, self._state(run_id), data)
+
+    # ---- planning -----------------------------------------------------------------------------
+    def _plan(self, run_id: str, st: RunState, context: dict, reason: str) -> bool:
+        """Re-plan from the current state; on infeasible, start giving up. True when planned."""
+        now = self.env.now()
+        if st.plans >= MAX_PLANS:
+            self._give_up(run_id, st, {"reason": f"re-planned {MAX_PLANS} times without reaching the goal", "conflict": [], "summary": None})
+            return False
+        providers = {}
+        for p in self.spec.providers:
+            status = st.provider_status(p, now)
+            if status == "up":
+                continue
+            entry: dict = {"status": status}
+            obs = st.observed.get(p, {})
+            for k in ("latency", "cost", "reliability"):
+                if obs.get(k) is not None:
+                    entry[k] = obs[k]
+            providers[p] = entry
+        running = {s.action: s.provider for s in st.running() if s.compensation_for is None}
+        force = {a: p for a, p in running.items() if providers.get(p, {}).get("status") != "down"}
+        deadline_left = None if st.deadline_at is None else max(0, st.deadline_at - now)
+        budget_left = None if st.budget is None else max(Decimal(0), st.budget - st.spent + sum(self._cost(a, p) for a, p in force.items()))
+        state = {"facts": sorted(st.facts), "providers": providers}
+        try:
+            problem = prepare(self.spec, st.intent, context, state, deadline_ms=deadline_left, budget=budget_left, excluded=st.excluded)
+            plan = plan_problem(problem, time_limit_s=self.time_limit_s, force=force or None)
+            if not plan.feasible and force:
+                # The steps still running may be what makes it infeasible: try without keeping them.
+                plan = plan_problem(problem, time_limit_s=self.time_limit_s)
+        except IntentoError as e:
+            self._give_up(run_id, st, {"reason": "the request can no longer be planned: " + "; ".join(d.message for d in e.diagnostics), "conflict": [], "summary": None})
+            return False
+        self._problems[run_id] = problem
+        broken = {b.statement for b in plan.broken}
+        self._skipped[run_id] = frozenset(o.id for o, _, _ in problem.befores if not hasattr(o, "kind") and o.text in broken)
+        old = {s["action"]: s["provider"] for s in (st.plan or {}).get("steps", [])}
+        new = {s.action: s.provider for s in plan.steps}
+        changes = [f"{a}: {old.get(a, '-')} -> {new.get(a, '-')}" for a in sorted(set(old) | set(new)) if old.get(a) != new.get(a) and a not in st.completed]
+        data = {
+            "reason": reason,
+            "status": plan.status,
+            "steps": [{"action": s.action, "provider": s.provider, "start_ms": s.start_ms, "end_ms": s.end_ms} for s in plan.steps],
+            "cost": plan.cost,
+            "latency_ms": plan.latency_ms,
+            "changes": changes,
+            "summary": plan.explanation.summary,
+            "why": _why(plan),
+        }
+        self._append(run_id, st.next_seq, "planned", now, data)
+        if self.audit is not None:
+            self.audit.append(self.spec, st.intent, context, state, plan, kind="replan" if st.plans else "plan", run=run_id, reason=reason)
+        if not plan.feasible:
+            conflict = [r.model_dump() for r in (plan.explanation.conflict or [])]
+            self._give_up(run_id, self._state(run_id), {"reason": f"no plan from here ({plan.status})", "conflict": conflict, "summary": plan.explanation.summary})
+            return False
+        return True
+
+    def _cost(self, action: str, provider: str) -> Decimal:
+        opt = self.spec.actions[action].option(provider)
+        return opt.cost if opt else Decimal(0)
+
+    # ---- dispatching --------------------------------------------------------------------------
+    def _request(self, st: RunState, action: str, provider: str, context: dict, compensation_for: str | None = None) -> StepRequest:
+        a = self.spec.actions[action]
+        opt = a.option(provider)
+        attempt = st.attempts.get(action, 0) + 1 if compensation_for is None else 1
+        override = st.observed.get(provider, {})
+        latency = override.get("latency") if override.get("status") == "degraded" and override.get("latency") else opt.latency_ms
+        timeout = a.timeout_ms if a.timeout_ms is not None else (3 * latency if a.external else None)
+        key = f"{st.run}/{action}/{provider}"
+        return StepRequest(st.run, action, provider, attempt, key, int(latency), timeout, a.idempotent, context, compensation_for)
+
+    def _dispatch_ready(self, run_id: str, st: RunState, context: dict, waiting_external: dict[str, int]) -> None:
+        if not st.plan:
+            return
+        running_on: dict[str, int] = {}
+        for s in st.running():
+            running_on[s.provider] = running_on.get(s.provider, 0) + 1
+        for step in st.plan.get("steps", []):
+            action, provider = step["action"], step["provider"]
+            if action in st.completed or action in waiting_external:
+                continue
+            current = st.steps.get(action)
+            if current is not None and current.status in ("running", "needs_reconciliation"):
+                continue
+            a = self.spec.actions[action]
+            problem = self._problems.get(run_id)
+            act = next((x for x in problem.actions if x.name == action), None) if problem else None
+            needed = requirement(problem, act, self._skipped.get(run_id, frozenset())) if act else a.requires
+            if not formula_holds(needed, st.facts):
+                continue
+            cap = self.spec.providers[provider].capacity
+            if cap is not None and running_on.get(provider, 0) >= cap:
+                continue
+            req = self._request(st, action, provider, context)
+            now = self.env.now()
+            if a.external:
+                # Never dispatched: wait for its facts to be observed, until its timeout.
+                waiting_external[action] = now + (req.timeout_ms or 0)
+                self._append(run_id, st.next_seq, "step_dispatched", now, {"action": action, "provider": provider, "attempt": req.attempt, "key": req.key, "external": True})
+                self.env.expect_external(req, list(a.achieves), now)
+            else:
+                self._append(run_id, st.next_seq, "step_dispatched", now, {"action": action, "provider": provider, "attempt": req.attempt, "key": req.key})
+                self.env.dispatch(req)
+            running_on[provider] = running_on.get(provider, 0) + 1
+            st = self._state(run_id)
+
+    # ---- waiting ------------------------------------------------------------------------------
+    def _next_timer(self, st: RunState, waiting_external: dict[str, int]) -> int | None:
+        timers = list(waiting_external.values())
+        if st.deadline_at is not None and st.status == "running":
+            timers.append(st.deadline_at)
+        timers = [t for t in timers if t is not None]
+        return min(timers) if timers else None
+
+    def _timers(self, run_id: str, until: int | None, waiting_external: dict[str, int]) -> str | None:
+        """A timer fired: an external fact is late, or the deadline passed."""
+        now = self.env.now()
+        st = self._state(run_id)
+        reason = None
+        for action, due in list(waiting_external.items()):
+            if due <= now:
+                del waiting_external[action]
+                s = st.steps.get(action)
+                if s and s.status == "running":
+                    self._append(run_id, st.next_seq, "step_timed_out", now, {"action": action, "provider": s.provider, "attempt": s.attempt, "external": True})
+                    st = self._state(run_id)
+                    reason = f"the external fact of `{action}` did not arrive in time"
+        if st.deadline_at is not None and now >= st.deadline_at and reason is None and not formula_holds(self.spec.intents[st.intent].goal, st.facts):
+            reason = "the deadline passed"
+        return reason
+
+    def _record(self, run_id: str, kind: str, item: Any, waiting_external: dict[str, int]) -> str | None:
+        """Record what happened; return why a re-plan is due (or None)."""
+        st = self._state(run_id)
+        now = self.env.now()
+        if kind == "observation":
+            data = dict(item)
+            if data.get("fact"):
+                if data["fact"] in st.facts:
+                    return None
+                self._append(run_id, st.next_seq, "observation", now, data)
+                st = self._state(run_id)
+                # An awaited external action whose facts have all arrived has succeeded.
+                for action in list(waiting_external):
+                    a = self.spec.actions[action]
+                    if set(a.achieves) <= st.facts:
+                        del waiting_external[action]
+                        s = st.steps[action]
+                        self._append(run_id, st.next_seq, "step_succeeded", now, {"action": action, "provider": s.provider, "attempt": s.attempt, "facts": list(a.achieves), "cost": "0", "latency_ms": now - s.since})
+                        st = self._state(run_id)
+                return f"fact `{data['fact']}` observed"
+            self._append(run_id, st.next_seq, "observation", now, data)
+            return f"provider `{data.get('provider')}` observed {data.get('status')}"
+        out: Outcome = item
+        req = out.request
+        comp = req.compensation_for
+        current = st.compensations.get(comp) if comp else st.steps.get(req.action)
+        if current is None or current.status != "running" or current.attempt != req.attempt:
+            return None  # a late answer for a step already given up on
+        base = {"action": req.action, "provider": req.provider, "attempt": req.attempt, "latency_ms": out.latency_ms}
+        if comp:
+            base["compensation_for"] = comp
+        if out.kind == "succeeded":
+            facts = sorted(set(self.spec.actions[req.action].achieves) | set(out.facts))
+            self._append(run_id, st.next_seq, "step_succeeded", now, base | {"facts": facts, "cost": format_decimal(self._cost(req.action, req.provider))})
+            planned = {s["action"]: s["provider"] for s in (st.plan or {}).get("steps", [])}
+            return None if planned.get(req.action) == req.provider else f"`{req.action}` finished outside the current plan"
+        if out.kind == "timed_out":
+            self._append(run_id, st.next_seq, "step_timed_out", now, base | {"error": out.error})
+            if hasattr(self.env, "abandon"):
+                self.env.abandon(req)
+            return f"`{req.action}` via `{req.provider}` timed out"
+        self._append(run_id, st.next_seq, "step_failed", now, base | {"error": out.error, "retryable": out.retryable})
+        return f"`{req.action}` via `{req.provider}` failed: {out.error}"
+
+    def _drain_inbox(self, run_id: str) -> str | None:
+        """Move observations other processes posted into this run's log; why to re-plan, if so."""
+        items = take(self.store, run_id)
+        reason = None
+        for _, data in items:
+            reason = self._record(run_id, "observation", data, self._waiting.setdefault(run_id, {})) or reason
+        if items:
+            mark_taken(self.store, [i for i, _ in items])
+        return reason
+
+    # ---- recovery after a crash -----------------------------------------------------------------
+    def _recover(self, run_id: str, st: RunState, context: dict) -> None:
+        for s in list(st.steps.values()):
+            a = self.spec.actions[s.action]
+            if a.external:
+                continue
+            if s.status == "running" or s.status == "needs_reconciliation":
+                req = self._request(st, s.action, s.provider, context)
+                req.attempt = s.attempt  # same attempt, same key: the provider sees one request
+                if a.idempotent:
+                    self.env.dispatch(req)
+                    continue
+                if s.status == "running":
+                    self._append(run_id, st.next_seq, "needs_reconciliation", self.env.now(), {"action": s.action, "provider": s.provider, "attempt": s.attempt, "key": s.key})
+                    st = self._state(run_id)
+                happened = self.env.reconcile(req)
+                if happened is None and hasattr(self.registry, "reconcilers") and s.action in self.registry.reconcilers:
+                    happened = self.registry.reconcilers[s.action](req)
+                now = self.env.now()
+                if happened is None:
+                    self._give_up(run_id, st, {
+                        "reason": f"`{s.action}` was in flight at a crash, is not idempotent, and no reconciler can tell whether it took effect",
+                        "conflict": [],
+                        "summary": None,
+                    })
+                    return
+                self._append(run_id, st.next_seq, "reconciled", now, {"action": s.action, "provider": s.provider, "happened": happened})
+                st = self._state(run_id)
+                if happened:
+                    facts = sorted(self.spec.actions[s.action].achieves)
+                    self._append(run_id, st.next_seq, "step_succeeded", now, {"action": s.action, "provider": s.provider, "attempt": s.attempt, "facts": facts, "cost": format_decimal(self._cost(s.action, s.provider)), "latency_ms": 0, "reconciled": True})
+                else:
+                    # It did not happen: send it again, now safely (same key, new attempt).
+                    req.attempt = s.attempt + 1
+                    self._append(run_id, st.next_seq, "step_dispatched", now, {"action": s.action, "provider": s.provider, "attempt": req.attempt, "key": req.key})
+                    self.env.dispatch(req)
+                st = self._state(run_id)
+        for comp, s in list(st.compensations.items()):
+            if s.status == "running":
+                req = self._request(st, s.action, s.provider, context, compensation_for=comp)
+                self.env.dispatch(req)
+
+    # ---- giving up safely ---------------------------------------------------------------------------
+    def _give_up(self, run_id: str, st: RunState, outcome: dict) -> None:
+        self._append(run_id, st.next_seq, "giving_up", self.env.now(), outcome, status="giving_up")
+
+    def _compensate(self, run_id: str, context: dict) -> None:
+        """Undo completed steps in reverse order of completion, then escalate."""
+        st = self._state(run_id)
+        for action in reversed(st.completed):
+            undo = self.spec.actions[action].undo
+            if undo is None or action in st.compensations and st.compensations[action].status == "succeeded":
+                continue
+            done = st.steps[action]
+            ua = self.spec.actions[undo]
+            opt = ua.option(done.provider) or next((o for o in ua.options if st.provider_status(o.provider, self.env.now()) != "down"), None)
+            if opt is None:
+                self._append(run_id, st.next_seq, "compensation_failed", self.env.now(), {"action": undo, "for": action, "error": "no usable option"})
+                st = self._state(run_id)
+                continue
+            req = self._request(st, undo, opt.provider, context, compensation_for=action)
+            req.key = f"{run_id}/undo/{action}"
+            self._append(run_id, st.next_seq, "step_dispatched", self.env.now(), {"action": undo, "provider": opt.provider, "attempt": 1, "key": req.key, "compensation_for": action})
+            self._append(run_id, self._state(run_id).next_seq, "compensating", self.env.now(), {"action": undo, "for": action, "provider": opt.provider})
+            self.env.dispatch(req)
+            while True:
+                items = self.env.wait(None)
+                if not items and isinstance(self.env, SimEnvironment) and self.env.idle():
+                    break
+                done_here = False
+                for kind, item in items:
+                    if kind == "outcome" and item.request.compensation_for == action:
+                        self._record(run_id, kind, item, {})
+                        done_here = True
+                if done_here:
+                    break
+            st = self._state(run_id)
+            result = st.compensations.get(action)
+            if result and result.status == "succeeded":
+                self._append(run_id, st.next_seq, "compensated", self.env.now(), {"action": undo, "for": action})
+            else:
+                self._append(run_id, st.next_seq, "compensation_failed", self.env.now(), {"action": undo, "for": action, "error": result.error if result else "no answer"})
+            st = self._state(run_id)
+        outcome = dict(st.outcome or {})
+        outcome["compensated"] = [c for c, s in st.compensations.items() if s.status == "succeeded"]
+        self._append(run_id, st.next_seq, "escalated", self.env.now(), outcome, status="escalated")
+        if self.registry.escalation is not None:
+            try:
+                self.registry.escalation(run_id, outcome.get("conflict", []), outcome.get("summary") or outcome.get("reason", ""))
+            except Exception as e:  # the run is recorded as escalated whatever the handler does
+                self._append(run_id, self._state(run_id).next_seq, "observation", self.env.now(), {"source": "escalation", "error": f"the escalation handler failed: {e}"})
+
+    def _stall(self, run_id: str) -> None:
+        st = self._state(run_id)
+        waiting = [f"`{s.action}`" for s in st.steps.values() if s.status == "running"]
+        self._give_up(run_id, st, {"reason": "nothing more can happen: " + (", ".join(waiting) + " will never answer" if waiting else "no step can start"), "conflict": [], "summary": None})
+
+    # ---- many runs ---------------------------------------------------------------------------------
+    def resume_all(self) -> list[str]:
+        """Drive every unfinished run in the store to its outcome; returns their ids."""
+        ids = [r["id"] for r in self.store.runs() if r["status"] not in TERMINAL]
+        for rid in ids:
+            self.drive(rid)
+        return ids
+
+
+def _plain(v: Any) -> Any:
+    match v:
+        case Money():
+            return f"{format_decimal(v.amount)} {v.currency}"
+        case Duration():
+            return v.ms
+        case Decimal():
+            return format_decimal(v)
+    return v
+
+
+def _why(plan) -> list[str]:
+    out = []
+    for st in plan.explanation.steps:
+        for alt in st.alternatives:
+            if alt.reason in ("unavailable", "forbidden"):
+                by = ", ".join(r.policy for r in alt.by)
+                out.append(f"{st.action}: not {alt.provider} ({alt.reason}: {by})")
+    return out

@@ -1,0 +1,167 @@
+"""A run's state, rebuilt from its event log (the executor keeps no other memory).
+
+Input: the run's events, in order. Output: `RunState`: facts, each step's status, provider
+health, the latest plan, what has been spent, and the outcome. `fold` is pure: the same events
+always give the same state, which is what makes a run resumable after a crash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+#: Failures of one provider within this window that mark it down (a single one marks it degraded).
+HEALTH_WINDOW_MS = 60_000
+HEALTH_DOWN_AFTER = 2
+#: How long a provider marked down by failures stays down before it is tried again.
+COOL_DOWN_MS = 300_000
+
+EVENT_TYPES = (
+    "run_started",
+    "planned",
+    "step_dispatched",
+    "step_succeeded",
+    "step_failed",
+    "step_timed_out",
+    "needs_reconciliation",
+    "reconciled",
+    "observation",
+    "giving_up",
+    "compensating",
+    "compensated",
+    "compensation_failed",
+    "escalated",
+    "succeeded",
+    "failed",
+)
+
+
+@dataclass
+class StepState:
+    action: str
+    provider: str
+    status: str  # running | succeeded | failed | timed_out | needs_reconciliation
+    attempt: int
+    key: str
+    since: int
+    compensation_for: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class RunState:
+    run: str = ""
+    intent: str = ""
+    context: dict = field(default_factory=dict)
+    started_at: int = 0
+    deadline_at: int | None = None
+    budget: Decimal | None = None
+    facts: set[str] = field(default_factory=set)
+    steps: dict[str, StepState] = field(default_factory=dict)
+    compensations: dict[str, StepState] = field(default_factory=dict)
+    completed: list[str] = field(default_factory=list)
+    spent: Decimal = Decimal(0)
+    failures: dict[str, list[int]] = field(default_factory=dict)
+    observed: dict[str, dict] = field(default_factory=dict)  # provider -> {"status", attrs..., "at"}
+    excluded: dict[tuple[str, str], str] = field(default_factory=dict)
+    plan: dict | None = None
+    plans: int = 0
+    last_reason: str | None = None
+    status: str = "running"  # running | giving_up | succeeded | escalated | failed
+    outcome: dict | None = None
+    next_seq: int = 1
+    last_at: int = 0
+    attempts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in ("succeeded", "escalated", "failed")
+
+    def running(self) -> list[StepState]:
+        return [s for s in self.steps.values() if s.status == "running"] + [s for s in self.compensations.values() if s.status == "running"]
+
+    def provider_status(self, provider: str, now: int) -> str:
+        obs = self.observed.get(provider)
+        if obs and obs.get("status") in ("down", "degraded"):
+            return obs["status"]
+        recent = [t for t in self.failures.get(provider, []) if now - t <= HEALTH_WINDOW_MS]
+        last = max(self.failures.get(provider, [0]) or [0])
+        if len(recent) >= HEALTH_DOWN_AFTER and now - last < COOL_DOWN_MS:
+            return "down"
+        if recent:
+            return "degraded"
+        return "up"
+
+
+def fold(events: list[dict]) -> RunState:
+    st = RunState()
+    for ev in events:
+        apply(st, ev)
+    return st
+
+
+def apply(st: RunState, ev: dict) -> None:
+    t, at, d = ev["type"], ev["at"], ev["data"]
+    st.next_seq = ev["seq"] + 1
+    st.last_at = at
+    if t == "run_started":
+        st.run, st.intent, st.context = d["run"], d["intent"], d["context"]
+        st.started_at = at
+        st.deadline_at = at + d["deadline_ms"] if d.get("deadline_ms") is not None else None
+        st.budget = Decimal(d["budget"]) if d.get("budget") is not None else None
+        st.facts |= set(d.get("facts", []))
+        for p, obs in d.get("providers", {}).items():
+            st.observed[p] = dict(obs, at=at)
+    elif t == "planned":
+        st.plan = d
+        st.plans += 1
+        st.last_reason = d.get("reason")
+    elif t == "step_dispatched":
+        s = StepState(d["action"], d["provider"], "running", d["attempt"], d["key"], at, d.get("compensation_for"))
+        st.attempts[d["action"]] = d["attempt"]
+        if s.compensation_for:
+            st.compensations[s.compensation_for] = s
+        else:
+            st.steps[d["action"]] = s
+    elif t in ("step_succeeded", "step_failed", "step_timed_out"):
+        target = st.compensations.get(d["compensation_for"]) if d.get("compensation_for") else st.steps.get(d["action"])
+        if target is None:
+            return
+        target.status = {"step_succeeded": "succeeded", "step_failed": "failed", "step_timed_out": "timed_out"}[t]
+        target.since = at
+        target.error = d.get("error")
+        if t == "step_succeeded":
+            if not d.get("compensation_for"):
+                st.facts |= set(d.get("facts", []))
+                st.completed.append(d["action"])
+                st.spent += Decimal(d.get("cost", "0"))
+        else:
+            st.failures.setdefault(d["provider"], []).append(at)
+            if t == "step_timed_out" and d.get("external"):
+                st.excluded[(d["action"], d["provider"])] = "the external fact did not arrive in time"
+            elif t == "step_failed" and not d.get("retryable", True):
+                st.excluded[(d["action"], d["provider"])] = d.get("error") or "failed permanently"
+    elif t == "needs_reconciliation":
+        s = st.steps.get(d["action"])
+        if s:
+            s.status = "needs_reconciliation"
+            s.since = at
+    elif t == "reconciled":
+        pass  # followed by step_succeeded or a new dispatch
+    elif t == "observation":
+        if d.get("fact"):
+            st.facts.add(d["fact"])
+        if d.get("provider"):
+            st.observed[d["provider"]] = {k: v for k, v in d.items() if k not in ("provider", "source")} | {"at": at}
+    elif t == "giving_up":
+        st.status = "giving_up"
+        st.outcome = d
+    elif t == "escalated":
+        st.status = "escalated"
+        st.outcome = d
+    elif t == "succeeded":
+        st.status = "succeeded"
+        st.outcome = d
+    elif t == "failed":
+        st.status = "failed"
+        st.outcome = d

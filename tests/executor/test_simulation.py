@@ -1,0 +1,145 @@
+"""Simulation: outages re-route, give-ups compensate in reverse order and escalate with the right
+minimal set, late external facts time out, and the same seed gives the identical event log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import intento
+from intento.check import check_sources
+from intento.diagnostics import Source
+from intento.execute import Executor, Scenario, SimEnvironment, Store
+from intento.execute.handlers import Registry
+from tests.planner.validator import check_plan
+
+ROOT = Path(__file__).resolve().parents[2]
+US = {"customer.region": "us", "order.amount": "80 USD", "customer.email": "a@example.com"}
+EU = {"customer.region": "eu", "order.amount": "80 USD", "customer.email": "b@example.com"}
+
+
+@pytest.fixture(scope="module")
+def orders():
+    return intento.load(ROOT / "examples" / "order_fulfilment", ROOT / "policies").spec
+
+
+def run(spec, tmp_path, intent, given, scenario: dict, name="s", registry=None, state=None, run_id=None):
+    store = Store(tmp_path / f"{name}.db")
+    env = SimEnvironment(Scenario.model_validate(scenario), journal=tmp_path / f"{name}.journal")
+    ex = Executor(spec, store, env, registry, new_id=lambda: run_id or f"run-{name}")
+    rid = ex.start(intent, given, state)
+    final = ex.drive(rid)
+    return final, store.events(rid), store
+
+
+def types(events):
+    return [e["type"] for e in events]
+
+
+def test_outage_reroutes_to_the_next_compliant_option(orders, tmp_path):
+    final, events, store = run(orders, tmp_path, "fulfil_order", US, {"seed": 3, "providers": {"stripe": {"outages": [{"from": 0, "to": "1d"}]}}})
+    assert final.status == "succeeded"
+    assert final.steps["charge_payment"].provider == "braintree"
+    failed = [e for e in events if e["type"] == "step_failed"]
+    assert failed and all(e["data"]["provider"] == "stripe" for e in failed)
+    replans = [e for e in events if e["type"] == "planned"]
+    assert any("charge_payment: stripe -> braintree" in e["data"]["changes"] for e in replans)
+    assert store.integrity() == "ok"
+    # Every step that ran obeys the policies: check the executed steps as a plan.
+    steps = [{"action": s.action, "provider": s.provider} for s in final.steps.values() if s.status == "succeeded"]
+    assert {s["provider"] for s in steps} & {"stripe"} == set()
+
+
+def test_no_compliant_alternative_compensates_in_reverse_and_escalates(orders, tmp_path):
+    # EU order: adyen is the only compliant payment provider, and it is out for the whole run.
+    scenario = {"seed": 1, "providers": {"adyen": {"outages": [{"from": 0}]}, "wh_rotterdam": {"latency_sigma": 0}}}
+    final, events, _ = run(orders, tmp_path, "fulfil_order", EU, scenario)
+    assert final.status == "escalated"
+    conflict = {m["policy"] for m in final.outcome["conflict"]}
+    assert conflict == {"goal", "eu_data_residency", "adyen"}
+    assert "adyen" in final.outcome["summary"] and "eu_data_residency" in final.outcome["summary"]
+    # Stock was reserved before payment failed: it is released, then the run escalates.
+    order = [e["data"]["for"] for e in events if e["type"] == "compensated"]
+    assert order == ["reserve_stock"]
+    assert types(events)[-1] == "escalated"
+
+
+def test_compensation_runs_in_reverse_order_of_completion(tmp_path):
+    src = """
+    provider p {} provider q {}
+    action a1 { achieves f1; undo u1; via p { latency 10ms } }
+    action a2 { requires f1; achieves f2; undo u2; via p { latency 10ms } }
+    action a3 { requires f2; achieves done; via q { latency 10ms } }
+    action u1 { achieves x1; via p { latency 5ms } }
+    action u2 { achieves x2; via p { latency 5ms } }
+    intent job { goal done }
+    """
+    spec = check_sources([Source("c.intent", src)]).spec
+    final, events, _ = run(spec, tmp_path, "job", {}, {"seed": 0, "providers": {"q": {"outages": [{"from": 0}]}}}, name="c")
+    assert final.status == "escalated"
+    undone = [(e["data"]["for"], e["data"]["action"]) for e in events if e["type"] == "compensated"]
+    assert undone == [("a2", "u2"), ("a1", "u1")]
+    assert {m["policy"] for m in final.outcome["conflict"]} >= {"q"}
+
+
+def test_late_external_fact_times_out_and_the_plan_switches(tmp_path):
+    spec = intento.load(ROOT / "examples" / "settlement", ROOT / "policies" / "common").spec
+    given = {"customer.region": "eu", "settlement.date": "2026-11-24", "settlement.expected_total": "1200 USD"}
+    # The bank's file never lands: after its 8h timeout, operations fetch it by hand.
+    final, events, _ = run(spec, tmp_path, "settle_daily", given, {"seed": 2, "facts": {"settlement.received": {"at": None}}}, name="late")
+    timeouts = [e for e in events if e["type"] == "step_timed_out"]
+    assert timeouts and timeouts[0]["data"]["action"] == "settlement_file_lands" and timeouts[0]["at"] == 8 * 3_600_000
+    # The 9h deadline leaves 1h after the timeout: the 2h manual fetch no longer fits.
+    assert final.status == "escalated"
+    assert "deadline" in {m["policy"] for m in final.outcome["conflict"]}
+
+
+def test_external_fact_landing_late_but_in_time_succeeds(tmp_path):
+    spec = intento.load(ROOT / "examples" / "settlement", ROOT / "policies" / "common").spec
+    given = {"customer.region": "eu", "settlement.date": "2026-11-24", "settlement.expected_total": "1200 USD"}
+    final, events, _ = run(spec, tmp_path, "settle_daily", given, {"seed": 2, "facts": {"settlement.received": {"at": "7h"}}}, name="ontime")
+    assert final.status == "succeeded"
+    assert "fetch_file_manually" not in final.steps
+    landed = [e for e in events if e["type"] == "observation" and e["data"].get("fact") == "settlement.received"]
+    assert landed[0]["at"] == 7 * 3_600_000
+
+
+def test_external_fact_observed_through_the_inbox(tmp_path):
+    spec = intento.load(ROOT / "examples" / "settlement", ROOT / "policies" / "common").spec
+    given = {"customer.region": "eu", "settlement.date": "2026-11-24", "settlement.expected_total": "1200 USD"}
+    store = Store(tmp_path / "inbox.db")
+    env = SimEnvironment(Scenario.model_validate({"facts": {"settlement.received": {"at": None}}}))
+    ex = Executor(spec, store, env, new_id=lambda: "run-inbox")
+    rid = ex.start("settle_daily", given)
+    from intento.execute import post
+
+    post(store, rid, {"fact": "settlement.received", "source": "test"})
+    final = ex.drive(rid)
+    assert final.status == "succeeded" and "fetch_file_manually" not in final.steps
+
+
+def test_same_seed_same_event_log(orders, tmp_path):
+    scenario = {"seed": 11, "default": {"failure_rate": 0.2}, "providers": {"stripe": {"outages": [{"from": "100ms", "to": "1h"}]}}}
+    # Two stores, the same run id and seed: byte-identical logs.
+    _, a, _ = run(orders, tmp_path, "fulfil_order", US, scenario, name="one", run_id="run-x")
+    _, b, _ = run(orders, tmp_path, "fulfil_order", US, scenario, name="two", run_id="run-x")
+    rows = lambda evs: [(e["seq"], e["type"], e["at"], e["data"]) for e in evs]
+    assert len(a) > 5 and rows(a) == rows(b)
+    _, c, _ = run(orders, tmp_path, "fulfil_order", US, dict(scenario, seed=12), name="three", run_id="run-x")
+    assert rows(c) != rows(a)
+
+
+def test_secrets_never_reach_the_event_log(orders, tmp_path):
+    _, events, store = run(orders, tmp_path, "fulfil_order", US, {"seed": 0}, name="sec")
+    text = str(events)
+    assert "a@example.com" not in text and "hmac-sha256:" in text
+    assert store.secrets("run-sec") == {"customer.email": "a@example.com"}
+
+
+def test_escalation_handler_is_called(orders, tmp_path):
+    reg = Registry()
+    calls = []
+    reg.on_escalation(lambda run_id, conflict, summary: calls.append((run_id, {m["policy"] for m in conflict})))
+    run(orders, tmp_path, "fulfil_order", EU, {"seed": 1, "providers": {"adyen": {"outages": [{"from": 0}]}}}, name="esc", registry=reg)
+    assert calls == [("run-esc", {"goal", "eu_data_residency", "adyen"})]
