@@ -42,6 +42,17 @@ demo: $(VENV)/.installed
 	@echo "== explain: why an EU order has no plan while adyen is down (a reviewer's Markdown report; exit 3 = infeasible)"
 	$(INTENTO) explain examples/order_fulfilment policies --intent fulfil_order --given examples/order_fulfilment/requests/eu_order.json --state '{"providers": {"adyen": {"status": "down", "since": "2026-11-24T10:32:00Z"}}}' --format markdown || [ $$? -eq 3 ]
 	@echo
+	@echo "== run: the order example end to end in simulation; stripe goes down mid-run and payment is re-routed"
+	rm -f .demo-run.db .demo-run.db-wal .demo-run.db-shm .demo-run.db.journal.jsonl .demo-run.db.audit.jsonl .demo-run.db.audit.jsonl.key
+	$(INTENTO) run examples/order_fulfilment policies --intent fulfil_order --given examples/order_fulfilment/requests/us_order.json --simulate examples/order_fulfilment/scenarios/stripe_outage.json --store .demo-run.db
+	@echo
+	@echo "== status: did the work finish, and if not, where did it stall?"
+	$(INTENTO) status --store .demo-run.db --project examples/order_fulfilment --project policies
+	@echo
+	@echo "== audit: every plan and re-plan of that run, and its verification"
+	$(INTENTO) audit show .demo-run.db.audit.jsonl
+	$(INTENTO) audit verify .demo-run.db.audit.jsonl
+	@echo
 	@echo "== audit: record two decisions in a hash-chained log and verify it"
 	rm -f .demo-audit.jsonl
 	$(INTENTO) plan examples/order_fulfilment policies --intent fulfil_order --given examples/order_fulfilment/requests/eu_order.json --audit .demo-audit.jsonl > /dev/null
@@ -53,4 +64,4 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis build src/*.egg-info .demo-audit.jsonl*
+	rm -rf $(VENV) .pytest_cache .hypothesis build src/*.egg-info .demo-*

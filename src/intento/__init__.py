@@ -26,7 +26,24 @@ from intento.spec import Spec
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "Project", "Plan", "State", "IntentoError", "Diagnostic", "__version__"]
+from intento.execute.handlers import PermanentError, Registry, RetryableError, StepContext, handler, on_escalation, reconciler
+
+__all__ = [
+    "load",
+    "Project",
+    "Plan",
+    "State",
+    "IntentoError",
+    "Diagnostic",
+    "handler",
+    "reconciler",
+    "on_escalation",
+    "Registry",
+    "StepContext",
+    "RetryableError",
+    "PermanentError",
+    "__version__",
+]
 
 
 class Project:

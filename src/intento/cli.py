@@ -361,6 +361,10 @@ def _executor(paths, store_path: Path, simulate: Optional[Path], handlers: Optio
         except (OSError, ValueError) as e:
             print(f"intento: invalid scenario `{simulate}`: {e}", file=sys.stderr)
             raise typer.Exit(1)
+        unknown = sorted(set(scenario.providers) - set(spec.providers))
+        if unknown:
+            print(f"intento: scenario `{simulate}` names unknown providers: {', '.join(unknown)}", file=sys.stderr)
+            raise typer.Exit(1)
         last = max((e["at"] for r in store.runs() for e in store.events(r["id"])[-1:]), default=0)
         env = SimEnvironment(scenario, start=max(start, last), journal=journal)
     else:
@@ -402,8 +406,8 @@ def _live(quiet: bool):
     return show
 
 
-@app.command()
-def run(
+@app.command("run")
+def run_command(
     paths: List[Path] = typer.Argument(..., help="The project: `.intent` files or folders."),
     intent: str = typer.Option(..., "--intent", "-i", help="The intent to achieve."),
     given: Optional[str] = typer.Option(None, "--given", "-g", help="The `given` values: inline JSON or a JSON file."),

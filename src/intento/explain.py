@@ -158,6 +158,8 @@ def conflict_sentence(problem: Problem, conflict: list[Member]) -> str:
             if m.kind == "down":
                 at = f" at {m.observed_at:%Y-%m-%d %H:%M} UTC" if m.observed_at else ""
                 parts.append(f"{_join(provs)} {'was' if len(provs) == 1 else 'were'} observed down{at}")
+            elif m.kind == "failed":
+                parts.append(f"{_join(provs)} failed for this run ({m.text.split(': ', 1)[-1]})")
             else:
                 parts.append(f"{m.name} forbids {_join(provs)}")
         clauses.append(f"`{a.name}` has no usable option ({'; '.join(parts)})")

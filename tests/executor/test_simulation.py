@@ -12,7 +12,6 @@ from intento.check import check_sources
 from intento.diagnostics import Source
 from intento.execute import Executor, Scenario, SimEnvironment, Store
 from intento.execute.handlers import Registry
-from tests.planner.validator import check_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 US = {"customer.region": "us", "order.amount": "80 USD", "customer.email": "a@example.com"}

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from intento.execute.handlers import PermanentError, Registry, RetryableError, StepContext
 from intento.values import parse_duration
@@ -69,10 +69,20 @@ def _ms(v: str | int) -> int:
     return d.ms
 
 
+def _duration_field(v):
+    if v is None or isinstance(v, int):
+        return v
+    if isinstance(v, str) and parse_duration(v) is not None:
+        return v
+    raise ValueError(f"not a duration: {v!r} (write \"30s\", \"5m\", \"2h\" or milliseconds)")
+
+
 class Window(BaseModel):
     model_config = ConfigDict(extra="forbid")
     start: str | int = Field(alias="from", description="when the outage starts (virtual time: \"30s\" or ms)")
     end: str | int | None = Field(None, alias="to", description="when it ends (None: never)")
+
+    _check = field_validator("start", "end")(_duration_field)
 
 
 class SimProvider(BaseModel):
@@ -86,6 +96,8 @@ class SimFact(BaseModel):
     model_config = ConfigDict(extra="forbid")
     at: str | int | None = Field(description="when the fact is observed; None: never")
 
+    _check = field_validator("at")(_duration_field)
+
 
 class SimObservation(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -94,6 +106,8 @@ class SimObservation(BaseModel):
     status: str | None = None
     fact: str | None = None
     latency: str | int | None = None
+
+    _check = field_validator("at", "latency")(_duration_field)
 
 
 class Scenario(BaseModel):

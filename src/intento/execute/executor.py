@@ -34,7 +34,7 @@ from intento.diagnostics import IntentoError
 from intento.evaluate import formula_holds
 from intento.execute.environment import Environment, Outcome, SimEnvironment, StepRequest
 from intento.execute.handlers import Registry
-from intento.execute.state import RunState, StepState, fold
+from intento.execute.state import RunState, fold
 from intento.execute.store import TERMINAL, Store, mark_taken, take
 from intento.semantics import requirement
 from intento.solve import plan_problem, prepare
@@ -88,10 +88,8 @@ class Executor:
         secrets = {n: str(v) for n, v in context.items() if ispec.given[n].secret}
         redacted = {n: (self._hash(v) if n in secrets else v) for n, v in context.items()}
         now = self.env.now()
-        if not self.store.create_run(run_id, key, intent, self.spec.fingerprint, now, secrets):
-            return self.store.run_by_key(key)["id"]
         providers = {p: {k: v for k, v in obs.model_dump(mode="json", exclude_none=True).items()} for p, obs in problem.state.model.providers.items()}
-        self._append(run_id, 1, "run_started", now, {
+        first = {
             "run": run_id,
             "intent": intent,
             "context": redacted,
@@ -100,7 +98,11 @@ class Executor:
             "facts": sorted(problem.state.facts),
             "providers": providers,
             "project": self.spec.fingerprint,
-        })
+        }
+        if not self.store.create_run(run_id, key, intent, self.spec.fingerprint, now, secrets, first):
+            return self.store.run_by_key(key)["id"]
+        if self.progress:
+            self.progress("run_started", self._state(run_id), first)
         return run_id
 
     def _hash(self, value: Any) -> str:

@@ -16,7 +16,7 @@ import signal
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 SCHEMA_VERSION = 1
 
@@ -58,6 +58,18 @@ MIGRATIONS = {
 }
 
 TERMINAL = ("succeeded", "escalated", "failed")
+
+
+class EventStore(Protocol):
+    """What the executor needs of a store; `Store` (SQLite) is the first implementation."""
+
+    def create_run(self, run_id: str, key: str, intent: str, project: str, at: int, secrets: dict[str, str], first: dict[str, Any]) -> bool: ...
+    def append(self, run_id: str, seq: int, type_: str, at: int, data: dict[str, Any], status: str | None = None) -> None: ...
+    def events(self, run_id: str) -> list[dict]: ...
+    def runs(self) -> list[dict]: ...
+    def run(self, run_id: str) -> dict | None: ...
+    def run_by_key(self, key: str) -> dict | None: ...
+    def secrets(self, run_id: str) -> dict[str, str]: ...
 
 
 class StoreError(Exception):
@@ -115,8 +127,10 @@ class Store:
         self.db.close()
 
     # -- runs --
-    def create_run(self, run_id: str, key: str, intent: str, project: str, at: int, secrets: dict[str, str]) -> bool:
-        """Create a run; False (and nothing written) if a run with this key exists."""
+    def create_run(self, run_id: str, key: str, intent: str, project: str, at: int, secrets: dict[str, str], first: dict[str, Any]) -> bool:
+        """Create a run with its first event (``run_started``) in one transaction, so a crash
+        leaves either both or neither; False (and nothing written) if the key exists."""
+        body = json.dumps(first, sort_keys=True, separators=(",", ":"), default=str)
         with self._lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -124,6 +138,7 @@ class Store:
                     self.db.execute("ROLLBACK")
                     return False
                 self.db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, 'running', ?)", (run_id, key, intent, project, at, at))
+                self.db.execute("INSERT INTO events VALUES (?, 1, 'run_started', ?, ?)", (run_id, at, body))
                 for name, value in secrets.items():
                     self.db.execute("INSERT INTO run_secrets VALUES (?, ?, ?)", (run_id, name, value))
                 self._crash.before_commit()
