@@ -142,3 +142,10 @@ def test_escalation_handler_is_called(orders, tmp_path):
     reg.on_escalation(lambda run_id, conflict, summary: calls.append((run_id, {m["policy"] for m in conflict})))
     run(orders, tmp_path, "fulfil_order", EU, {"seed": 1, "providers": {"adyen": {"outages": [{"from": 0}]}}}, name="esc", registry=reg)
     assert calls == [("run-esc", {"goal", "eu_data_residency", "adyen"})]
+
+
+def test_a_torn_journal_line_is_ignored(orders, tmp_path):
+    journal = tmp_path / "t.journal"
+    journal.write_text('{"key": "run-t/validate_order/core", "action": "validate_order"}\n{"key": "run-t/charge')
+    env = SimEnvironment(Scenario(), journal=journal)
+    assert env._effects == {"run-t/validate_order/core": 1}

@@ -156,9 +156,11 @@ class SimEnvironment(Environment):
         self._effects: dict[str, int] = {}
         if self.journal and self.journal.exists():
             for line in self.journal.read_text().splitlines():
-                if line.strip():
+                try:
                     key = json.loads(line)["key"]
-                    self._effects[key] = self._effects.get(key, 0) + 1
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line torn by a kill mid-write: that effect was never acknowledged
+                self._effects[key] = self._effects.get(key, 0) + 1
         for fact, f in scenario.facts.items():
             if f.at is not None and _ms(f.at) > start:
                 self._push(_ms(f.at), "observation", {"fact": fact, "source": "simulation"})
