@@ -30,13 +30,19 @@ def plan_many(
     spec: Spec,
     requests: list[dict[str, Any]],
     *,
+    stats_out: dict | None = None,
     time_limit_s: float = 10.0,
     num_workers: int = 1,
     seed: int = 0,
     explain: str = "basic",
     include_timings: bool = False,
     relative_gap: float = 0.0,
+    tiebreak: bool = True,
 ) -> list[Plan]:
+    """``relative_gap``: stop each stage within this fraction of CP-SAT's bound (fleets);
+    ``stats_out``: filled with each stage's status, objective, bound and timing;
+    ``tiebreak=False``: stop after the objective (large fleets: the tie-break stages change no
+    objective term, only which of the equally good plans is returned)."""
     problems = [prepare(spec, r["intent"], r.get("given"), r.get("state")) for r in requests]
     options = SolveOptions(time_limit_s=time_limit_s, num_workers=num_workers, seed=seed)
     t0 = time.perf_counter()
@@ -61,20 +67,27 @@ def plan_many(
     per_request = [objective_stages(c) for c in compiled]
     # Align stages by role: every request's penalty stage (if any) first, then terms by position.
     stages: list = []
+    names: list[str] = []
     has_penalty = any(p.soft and p.intent.objective.kind == "lex" for p in problems)
     if has_penalty:
         stages.append(sum(c.penalty for c in compiled))
+        names.append("penalty")
     depth = max((len(s) for s in per_request), default=0)
     for k in range(depth):
-        terms = []
+        terms, label = [], None
         for c, s in zip(compiled, per_request):
-            own = [e for name, e in s if name != "penalty"]
+            own = [(name, e) for name, e in s if name != "penalty"]
             if k < len(own):
-                terms.append(own[k])
+                terms.append(own[k][1])
+                label = label or own[k][0]
         if terms:
             stages.append(sum(terms))
-    stages.append(sum(v for c in compiled for v in c.use.values()))
-    stages.append(sum((o.index + 1) * c.x[(a.name, o.provider)] for c in compiled for a in c.problem.actions for o in a.options if (a.name, o.provider) in c.x))
+            names.append(label or f"term{k}")
+    if tiebreak:
+        stages.append(sum(v for c in compiled for v in c.use.values()))
+        names.append("steps")
+        stages.append(sum((o.index + 1) * c.x[(a.name, o.provider)] for c in compiled for a in c.problem.actions for o in a.options if (a.name, o.provider) in c.x))
+        names.append("rank")
     build_s = time.perf_counter() - t0
     deadline = time.monotonic() + time_limit_s
     status, last, stats = "optimal", None, {"stages": 0, "branches": 0, "conflicts": 0, "solve_s": 0.0}
@@ -99,6 +112,16 @@ def plan_many(
         stats["branches"] += solver.NumBranches()
         stats["conflicts"] += solver.NumConflicts()
         stats["solve_s"] += solver.WallTime()
+        stats.setdefault("stage_log", []).append(
+            {
+                "stage": names[i],
+                "status": r,
+                "objective": solver.ObjectiveValue() if r in ("optimal", "feasible") else None,
+                "bound": solver.BestObjectiveBound(),
+                "wall_s": solver.WallTime(),
+                "elapsed_s": time.perf_counter() - t0,
+            }
+        )
         if r in ("optimal", "feasible"):
             value = int(round(solver.ObjectiveValue()))
             last = {v.Index(): solver.Value(v) for v in all_vars}
@@ -113,6 +136,8 @@ def plan_many(
         else:
             status = "feasible"
             break
+    if stats_out is not None:
+        stats_out.update(stats, build_s=build_s, variables=len(model.Proto().variables), constraints=len(model.Proto().constraints))
     plans = []
     for c in compiled:
         st = {"backend": "cpsat", "variables": len(model.Proto().variables), "constraints": len(model.Proto().constraints), "workers": num_workers, "seed": seed, "build_s": build_s, **stats}

@@ -1,0 +1,202 @@
+"""Run every benchmark, print Markdown tables, write benchmarks/results/*.json and PNG plots.
+
+    python -m benchmarks            # the full run (its duration is printed at the end)
+    python -m benchmarks --quick    # a smoke run, under 2 minutes on 2 cores
+
+Sections: adaptivity (strategies x outage rates, from event logs), plan quality (CP-SAT against
+the exhaustive optimum), planner latency by size (build/solve split), explanation overhead,
+executor overhead per step, fleet planning. Nothing here asserts timings; tests assert
+correctness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def plan_quality(n: int, seed: int = 0) -> dict:
+    """CP-SAT's optimum against python-constraint's exhaustive optimum on small generated estates."""
+    from benchmarks.scenarios import estate
+    from intento.check import check_sources
+    from intento.diagnostics import Source
+    from intento.solve import plan
+
+    same, compared, gaps = 0, 0, []
+    for i in range(n):
+        e = estate(6, n_providers=6, seed=seed + i, options=(2, 3))
+        spec = check_sources([Source(f"q{i}", e.source)]).spec
+        region = "eu" if i % 2 else "us"
+        fast = plan(spec, e.intent, e.given(region), None, explain="none")
+        slow = plan(spec, e.intent, e.given(region), None, backend="constraint", explain="none")
+        compared += 1
+        if fast.status == slow.status and (not fast.feasible or (fast.cost, fast.latency_ms) == (slow.cost, slow.latency_ms)):
+            same += 1
+        if fast.feasible and slow.feasible and float(slow.cost):
+            gaps.append(float(fast.cost) / float(slow.cost) - 1)
+    return {"compared": compared, "identical_optimum": same, "max_gap": max(gaps) if gaps else 0.0}
+
+
+def executor_overhead(runs: int = 10) -> dict:
+    """Wall time per step of the executor with the SQLite store, planner time excluded."""
+    import intento
+    import intento.execute.executor as ex_mod
+    from intento.execute import Executor, Scenario, SimEnvironment, Store
+
+    spec = intento.load(Path(__file__).resolve().parents[1] / "examples" / "order_fulfilment", Path(__file__).resolve().parents[1] / "policies").spec
+    planning = [0.0]
+    original = ex_mod.plan_problem
+
+    def timed(*a, **k):
+        t = time.perf_counter()
+        try:
+            return original(*a, **k)
+        finally:
+            planning[0] += time.perf_counter() - t
+
+    ex_mod.plan_problem = timed
+    total, steps, events = 0.0, 0, 0
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            for i in range(runs):
+                store = Store(Path(d) / f"o{i}.db")
+                ex = Executor(spec, store, SimEnvironment(Scenario(seed=i)), new_id=lambda i=i: f"run-{i}")
+                t0 = time.perf_counter()
+                rid = ex.start("fulfil_order", {"customer.region": "us", "order.amount": "80 USD", "customer.email": "o@example.com"})
+                final = ex.drive(rid)
+                total += time.perf_counter() - t0
+                steps += len(final.completed)
+                events += len(store.events(rid))
+    finally:
+        ex_mod.plan_problem = original
+    return {"runs": runs, "steps": steps, "events": events, "ms_per_step_excluding_planning": (total - planning[0]) * 1000 / steps, "ms_per_event_write": (total - planning[0]) * 1000 / events}
+
+
+def plots(results: dict) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return ["(matplotlib is not installed: `pip install -e '.[bench]'` for plots)"]
+    made = []
+    adapt = results.get("adaptivity", {})
+    if adapt:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        rates = sorted(float(r) for r in adapt)
+        for s in ("static", "static+fallback", "greedy", "intento"):
+            ax.plot([r * 100 for r in rates], [adapt[str(r)][s]["compliant_success_rate"] * 100 for r in rates], marker="o", label=s)
+        ax.set_xlabel("providers with an outage (%)")
+        ax.set_ylabel("goal reached without a policy violation (%)")
+        ax.set_ylim(0, 105)
+        ax.legend()
+        ax.set_title("Success vs outage rate")
+        fig.tight_layout()
+        fig.savefig(RESULTS / "success_vs_outage.png", dpi=110)
+        made.append("success_vs_outage.png")
+        plt.close(fig)
+    lat = results.get("planner_latency", [])
+    if lat:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        xs = [r["actions"] for r in lat]
+        ax.loglog(xs, [r["total_ms"]["p50"] for r in lat], marker="o", label="p50 total")
+        ax.loglog(xs, [r["total_ms"]["p95"] for r in lat], marker="o", label="p95 total")
+        ax.loglog(xs, [max(r["build_ms"]["p50"], 0.01) for r in lat], marker="s", label="p50 model build")
+        ax.set_xlabel("actions in the intent")
+        ax.set_ylabel("planning time (ms)")
+        ax.legend()
+        ax.set_title("Planner time vs model size")
+        fig.tight_layout()
+        fig.savefig(RESULTS / "planner_time_vs_size.png", dpi=110)
+        made.append("planner_time_vs_size.png")
+        plt.close(fig)
+    fleet = results.get("fleet", [])
+    if fleet:
+        fig, ax1 = plt.subplots(figsize=(6, 4))
+        xs = [r["intents"] for r in fleet]
+        ax1.loglog(xs, [max(r["wall_s"], 1e-3) for r in fleet], marker="o", color="tab:blue", label="wall time (s)")
+        ax1.set_xlabel("intents planned together")
+        ax1.set_ylabel("wall time (s)")
+        ax2 = ax1.twinx()
+        ax2.plot(xs, [(r["gap_vs_bound"] or 0) * 100 for r in fleet], marker="s", color="tab:red", label="cost gap to bound (%)")
+        ax2.set_ylabel("cost gap to best bound (%)")
+        ax1.set_title("Fleet planning with shared capacity")
+        fig.tight_layout()
+        fig.savefig(RESULTS / "fleet.png", dpi=110)
+        made.append("fleet.png")
+        plt.close(fig)
+    return made
+
+
+def main(argv=None) -> None:
+    from benchmarks import adaptivity, explain_overhead, fleet, plan_latency
+
+    ap = argparse.ArgumentParser(description="intento benchmarks")
+    ap.add_argument("--quick", action="store_true", help="a smoke run, under 2 minutes")
+    args = ap.parse_args(argv)
+    quick = args.quick
+    t0 = time.perf_counter()
+    RESULTS.mkdir(exist_ok=True)
+    results: dict = {"machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, Python {platform.python_version()}", "quick": quick}
+    out = []
+
+    print("== adaptivity: strategies under provider outages (metrics from event logs)", flush=True)
+    rows = adaptivity.run(rates=(0.1, 0.3) if quick else (0.1, 0.2, 0.3), scenarios=8 if quick else 40, seed=1)
+    results["adaptivity"] = {str(k): v for k, v in rows.items()}
+    out += ["## Adaptivity", ""] + adaptivity.table(rows) + [""]
+
+    print("== plan quality: CP-SAT vs exhaustive", flush=True)
+    q = plan_quality(5 if quick else 30)
+    results["plan_quality"] = q
+    out += ["## Plan quality", "", f"CP-SAT and the exhaustive back-end reached the identical optimum on {q['identical_optimum']} of {q['compared']} generated estates (largest cost gap {q['max_gap']:.2%}).", ""]
+
+    print("== planner latency by size", flush=True)
+    lat = []
+    for size in ((5, 20) if quick else (5, 20, 50, 200)):
+        n = 6 if quick else (20 if size <= 50 else 5)
+        lat.append(plan_latency.measure(size, n, 1, 10.0))
+    results["planner_latency"] = lat
+    out += ["## Planner latency (one worker)", "", "| actions | requests | build p50 ms | solve p50 / p95 ms | total p50 / p95 / p99 ms |", "|---:|---:|---:|---:|---:|"]
+    for r in lat:
+        out.append(f"| {r['actions']} | {r['requests']} | {r['build_ms']['p50']:.1f} | {r['solve_ms']['p50']:.1f} / {r['solve_ms']['p95']:.1f} | {r['total_ms']['p50']:.1f} / {r['total_ms']['p95']:.1f} / {r['total_ms']['p99']:.1f} |")
+    out.append("")
+
+    print("== explanation overhead", flush=True)
+    import io
+    import contextlib
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        explain_overhead.main(["--sizes", "5", "20", "--requests", "3" if quick else "8"])
+    out += ["## Explanation overhead", ""] + buf.getvalue().strip().splitlines() + [""]
+    results["explain_overhead"] = json.loads((RESULTS / "explain_overhead.json").read_text())
+
+    print("== executor overhead", flush=True)
+    eo = executor_overhead(3 if quick else 10)
+    results["executor_overhead"] = eo
+    out += ["## Executor overhead (SQLite store, simulation)", "", f"{eo['ms_per_step_excluding_planning']:.1f} ms per step and {eo['ms_per_event_write']:.1f} ms per durable event write, planning excluded ({eo['steps']} steps, {eo['events']} events).", ""]
+
+    print("== fleet planning", flush=True)
+    fl = fleet.run(sizes=(1, 10, 100) if quick else (1, 10, 100, 1000), time_limit_s=10.0 if quick else 30.0)
+    results["fleet"] = fl
+    out += ["## Fleet planning (2 workers, 1% gap stop)", ""] + fleet.table(fl) + [""]
+
+    results["duration_s"] = time.perf_counter() - t0
+    made = plots(results)
+    (RESULTS / ("summary_quick.json" if quick else "summary.json")).write_text(json.dumps(results, indent=2, default=str))
+    print()
+    print("\n".join(out))
+    print(f"plots: {', '.join(made) if made else 'none'}")
+    print(f"duration: {results['duration_s']:.0f} s ({'quick' if quick else 'full'} run, {results['machine']})")
+
+
+if __name__ == "__main__":
+    main()
