@@ -121,7 +121,7 @@ def compile_problem(
             if o.provider in capacity_binding:
                 c.waiting.add(a.name)
         m.Add(sum(xv for _, xv in xs) == use)
-        if a.name in force:
+        if a.name in force or a.done:
             m.Add(use == 1)
         start = m.NewIntVar(0, horizon, f"{prefix}start[{a.name}]")
         end = m.NewIntVar(0, horizon, f"{prefix}end[{a.name}]")

@@ -32,6 +32,8 @@ def basic(problem: Problem, choice: dict[str, str] | None) -> Explanation:
     choice = choice or {}
     steps, unused = [], []
     for a in problem.actions:
+        if a.done:
+            continue
         if a.name in choice:
             alts = []
             for o in a.options:

@@ -65,6 +65,8 @@ class Act:
     requires: ast.Expr | None
     achieves: tuple[str, ...]
     options: list[Option]
+    #: Completed earlier in the run: kept as fixed history (see `build_problem`).
+    done: bool = False
 
 
 @dataclass
@@ -164,9 +166,16 @@ def build_problem(
     context: Mapping[str, Value],
     state: ResolvedState,
     excluded: Mapping[tuple[str, str], str] | None = None,
+    done: Mapping[str, str] | None = None,
 ) -> Problem:
     """``excluded``: (action, provider) -> why, options a run has learnt will not work (a
-    permanent failure, an external fact that never came); each becomes a member of its own."""
+    permanent failure, an external fact that never came); each becomes a member of its own.
+
+    ``done``: action -> provider, steps a run has already completed. They stay in the problem as
+    fixed history (only that option, no further cost, time or risk, exempt from forbids: history
+    cannot be undone), so that rules over the whole plan (`distinct provider`, `count`) still see
+    them when the rest is re-planned."""
+    done = dict(done or {})
     members: list[Member] = []
     rules: list[tuple[Member, tuple]] = []
     soft: list[SoftStatement] = []
@@ -182,6 +191,12 @@ def build_problem(
     failed_members: list[Member] = []
     for a in spec.plannable_actions():
         opts = []
+        if a.name in done:
+            o = a.option(done[a.name])
+            attrs = dict(o.attrs, cost=Money(Decimal(0), spec.currency or ""))
+            opts.append(Option(a.name, o.provider, o.index, Decimal(0), 0, Decimal(1), attrs, 0))
+            actions.append(Act(a.name, a.index, a, a.requires, a.achieves, opts, done=True))
+            continue
         for o in a.options:
             ov = state.overrides.get(o.provider)
             cost, lat, rel = o.cost, o.latency_ms, o.reliability

@@ -37,11 +37,13 @@ def prepare(
     deadline_ms: int | None | Literal["declared"] = "declared",
     budget: Decimal | None | Literal["declared"] = "declared",
     excluded: dict[tuple[str, str], str] | None = None,
+    done: dict[str, str] | None = None,
 ) -> Problem:
     """Validate a request and make it static (problem.py); raises `IntentoError` on bad input.
 
     The executor re-plans mid-run with what is left: ``deadline_ms`` and ``budget`` replace the
-    intent's, and ``excluded`` options are forbidden for this run."""
+    intent's, ``excluded`` options are forbidden for this run, and ``done`` steps (action ->
+    provider) are kept as fixed history so whole-plan rules still see them."""
     if intent not in spec.intents:
         raise IntentoError(
             [Diagnostic("E102", Severity.error, f"unknown intent `{intent}`", None, help=did_you_mean(intent, spec.intents) or "intents: " + ", ".join(spec.intents))]
@@ -57,7 +59,7 @@ def prepare(
             deadline_ms=ispec.deadline_ms if deadline_ms == "declared" else deadline_ms,
             budget=ispec.budget if budget == "declared" else budget,
         )
-    return build_problem(spec, ispec, ctx, rstate, excluded)
+    return build_problem(spec, ispec, ctx, rstate, excluded, done)
 
 
 def plan(
@@ -142,7 +144,7 @@ def to_plan(problem: Problem, sol: Solution, options: SolveOptions, *, explain: 
     steps = []
     by_action = {a.name: a for a in problem.actions}
     for a in problem.actions:
-        if a.name not in sol.choice:
+        if a.name not in sol.choice or a.done:
             continue
         o = next(o for o in a.options if o.provider == sol.choice[a.name])
         start = int(ev.starts[a.name])

@@ -149,3 +149,17 @@ def test_a_torn_journal_line_is_ignored(orders, tmp_path):
     journal.write_text('{"key": "run-t/validate_order/core", "action": "validate_order"}\n{"key": "run-t/charge')
     env = SimEnvironment(Scenario(), journal=journal)
     assert env._effects == {"run-t/validate_order/core": 1}
+
+
+def test_policies_over_the_whole_plan_hold_across_re_plans(orders, tmp_path):
+    # A large US order: the fraud check completes through adyen; then stripe and braintree both
+    # fail for the payment. adyen is the only payment option left, but separation of duties
+    # forbids it because the *completed* fraud check used adyen: the run must escalate, not
+    # charge through adyen (re-plans keep completed steps as history for whole-plan rules).
+    given = {"customer.region": "us", "order.amount": "1500 USD", "customer.email": "s@example.com"}
+    scenario = {"seed": 4, "providers": {"stripe": {"outages": [{"from": 0}]}, "braintree": {"outages": [{"from": 0}]}}}
+    final, events, _ = run(orders, tmp_path, "fulfil_order", given, scenario, name="sod")
+    assert final.steps["fraud_check"].provider == "adyen" and final.steps["fraud_check"].status == "succeeded"
+    assert all(e["data"]["provider"] != "adyen" for e in events if e["type"] == "step_dispatched" and e["data"]["action"] == "charge_payment")
+    assert final.status == "escalated"
+    assert "separation_of_duties" in {m["policy"] for m in final.outcome["conflict"]}

@@ -188,7 +188,8 @@ class Executor:
         budget_left = None if st.budget is None else max(Decimal(0), st.budget - st.spent + sum(self._cost(a, p) for a, p in force.items()))
         state = {"facts": sorted(st.facts), "providers": providers}
         try:
-            problem = prepare(self.spec, st.intent, context, state, deadline_ms=deadline_left, budget=budget_left, excluded=st.excluded)
+            done = {a: st.steps[a].provider for a in st.completed}
+            problem = prepare(self.spec, st.intent, context, state, deadline_ms=deadline_left, budget=budget_left, excluded=st.excluded, done=done)
             plan = plan_problem(problem, time_limit_s=self.time_limit_s, force=force or None)
             if not plan.feasible and force:
                 # The steps still running may be what makes it infeasible: try without keeping them.
