@@ -26,6 +26,11 @@ from intento.compile import Compiled, compile_problem
 from intento.problem import Problem
 from intento.semantics import capacity_respected, earliest_schedule, options_of
 
+#: Below this many options, CP-SAT's presolve costs more than it saves: each stage re-solves a
+#: model that differs from the previous one by a single constraint (benchmarks/plan_latency.py:
+#: 20-action intents p95 77 ms -> 43 ms without it; from ~50 actions on it pays for itself).
+PRESOLVE_MIN_OPTIONS = 120
+
 _STATUS = {
     cp_model.OPTIMAL: "optimal",
     cp_model.FEASIBLE: "feasible",
@@ -49,7 +54,7 @@ class _Stager:
 
     def minimize(self, expr, name: str) -> str:
         """Minimise ``expr``, then fix it; returns the solver status of this stage."""
-        m = self.c.model
+        c, m = self.c, self.c.model
         left = self.deadline - time.monotonic()
         if left <= 0:
             self.proven = False
@@ -63,6 +68,7 @@ class _Stager:
         solver.parameters.max_time_in_seconds = left
         solver.parameters.num_workers = self.options.num_workers
         solver.parameters.random_seed = self.options.seed
+        solver.parameters.cp_model_presolve = len(c.x) >= PRESOLVE_MIN_OPTIONS
         status = solver.Solve(m)
         self.stats["stages"] += 1
         self.stats["branches"] += solver.NumBranches()
@@ -184,6 +190,7 @@ def _unique(c: Compiled, st: _Stager) -> bool:
     solver.parameters.max_time_in_seconds = max(0.001, st.deadline - time.monotonic())
     solver.parameters.num_workers = st.options.num_workers
     solver.parameters.random_seed = st.options.seed
+    solver.parameters.cp_model_presolve = len(c.x) >= PRESOLVE_MIN_OPTIONS
     status = solver.Solve(m)
     st.stats["stages"] += 1
     st.stats["wall_s"] += solver.WallTime()
