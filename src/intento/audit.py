@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from intento import __version__
 from intento.plan import Plan
 from intento.spec import Spec
+from intento.values import to_json
 
 GENESIS = "0" * 64
 
@@ -106,25 +107,6 @@ def redact(spec: Spec, intent: str, context: dict[str, Any], key: bytes) -> dict
     return out
 
 
-def _jsonable(v: Any) -> Any:
-    from decimal import Decimal
-
-    from intento.values import Duration, Money, format_decimal
-
-    match v:
-        case Money():
-            return f"{format_decimal(v.amount)} {v.currency}"
-        case Duration():
-            return v.ms
-        case Decimal():
-            return format_decimal(v)
-        case dict():
-            return {k: _jsonable(x) for k, x in v.items()}
-        case list() | tuple():
-            return [_jsonable(x) for x in v]
-    return v
-
-
 class AuditError(Exception):
     pass
 
@@ -172,8 +154,8 @@ class AuditLog:
                     "run": run,
                     "reason": reason,
                     "intent": intent,
-                    "context": _jsonable(redact(spec, intent, context or {}, key)),
-                    "state": _jsonable(state or {}),
+                    "context": to_json(redact(spec, intent, context or {}, key)),
+                    "state": to_json(state or {}),
                     "sources": sources_of(spec, plan.explanation.applied_policies).model_dump(),
                     "plan": plan.model_dump(mode="json"),
                     "intento": __version__,

@@ -19,7 +19,7 @@ from typing import Any
 from ortools.sat.python import cp_model
 
 from intento.backends import Solution, SolveOptions
-from intento.backends.cpsat import _STATUS, objective_stages
+from intento.backends.cpsat import _STATUS, new_solver, objective_stages
 from intento.compile import compile_problem, serial_horizon
 from intento.plan import Plan
 from intento.solve import prepare, to_plan
@@ -102,10 +102,7 @@ def plan_many(
             for v in all_vars:
                 model.AddHint(v, last[v.Index()])
         model.Minimize(expr)
-        solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = left
-        solver.parameters.num_workers = num_workers
-        solver.parameters.random_seed = seed
+        solver = new_solver(left, num_workers, seed)
         solver.parameters.relative_gap_limit = relative_gap
         r = _STATUS.get(solver.Solve(model), "unknown")
         stats["stages"] += 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ortools.sat.python import cp_model
 
+from intento.backends.cpsat import new_solver
 from intento.compile import compile_problem
 from decimal import Decimal
 
@@ -73,10 +74,7 @@ def _feasible(c, lits: list, time_limit_s: float) -> bool | None:
     m = c.model
     m.ClearAssumptions()
     m.AddAssumptions(lits)
-    solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = time_limit_s
-    solver.parameters.num_workers = 1
-    status = solver.Solve(m)
+    status = new_solver(time_limit_s).Solve(m)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return True
     if status == cp_model.INFEASIBLE:
@@ -94,9 +92,7 @@ def minimal_conflict(problem: Problem, time_limit_s: float = 10.0, force: dict[s
         return None
     current = members
     if len(members) > DELETION_FROM_ALL:
-        solver = cp_model.CpSolver()
-        solver.parameters.num_workers = 1
-        solver.parameters.max_time_in_seconds = time_limit_s
+        solver = new_solver(time_limit_s)
         c.model.ClearAssumptions()
         c.model.AddAssumptions(list(lits.values()))
         solver.Solve(c.model)

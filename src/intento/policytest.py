@@ -20,7 +20,7 @@ from intento.solve import plan_problem, prepare
 from intento.spec import Spec, TestSpec
 from intento.syntax import ast
 from intento.syntax._format import _test_item as render_expect
-from intento.values import Duration, Money, format_decimal
+from intento.values import to_json
 
 
 @dataclass
@@ -43,27 +43,14 @@ def _state(observe: tuple[ast.Observation, ...] | None) -> dict[str, Any]:
         entry: dict[str, Any] = {"status": ob.word.name}
         for a in ob.attrs or ():
             v = a.value.value
-            if isinstance(v, Duration):
-                entry[a.name.name] = v.ms
-            elif isinstance(v, Money):
-                entry[a.name.name] = f"{format_decimal(v.amount)} {v.currency}"
-            else:
-                entry[a.name.name] = v
+            entry[a.name.name] = v if isinstance(v, Decimal) else to_json(v)
         providers[ob.subject.name] = entry
     return {"facts": facts, "providers": providers}
 
 
 def _given(step: ast.PlanStep) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for gv in step.given or ():
-        v = gv.value.value
-        if isinstance(v, Money):
-            out[gv.name.name] = f"{format_decimal(v.amount)} {v.currency}"
-        elif isinstance(v, Duration):
-            out[gv.name.name] = v.ms
-        else:
-            out[gv.name.name] = v
-    return out
+    # Numbers stay Decimal: a request's JSON numbers are read exactly as Decimal too.
+    return {gv.name.name: (gv.value.value if isinstance(gv.value.value, Decimal) else to_json(gv.value.value)) for gv in step.given or ()}
 
 
 def summarize(p: Plan) -> str:

@@ -132,3 +132,22 @@ def render_value(v: object) -> str:
 
 def quote(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
+def to_json(v: object) -> object:
+    """A language value as the JSON a request would carry: money as "4.50 USD", durations in ms,
+    numbers as exact decimal strings; dicts and lists converted item by item."""
+    match v:
+        case Money():
+            return f"{format_decimal(v.amount)} {v.currency}"
+        case Duration():
+            return v.ms
+        case bool():
+            return v
+        case Decimal():
+            return format_decimal(v)
+        case dict():
+            return {k: to_json(x) for k, x in v.items()}
+        case list() | tuple():
+            return [to_json(x) for x in v]
+    return v

@@ -31,6 +31,18 @@ from intento.semantics import capacity_respected, earliest_schedule, options_of
 #: 20-action intents p95 77 ms -> 43 ms without it; from ~50 actions on it pays for itself).
 PRESOLVE_MIN_OPTIONS = 120
 
+def new_solver(time_limit_s: float, num_workers: int = 1, seed: int = 0, options: int | None = None) -> cp_model.CpSolver:
+    """A CP-SAT solver with intento's settings: time limit, workers, fixed seed, and presolve
+    only for models of at least `PRESOLVE_MIN_OPTIONS` options (when ``options`` is given)."""
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.001, time_limit_s)
+    solver.parameters.num_workers = num_workers
+    solver.parameters.random_seed = seed
+    if options is not None:
+        solver.parameters.cp_model_presolve = options >= PRESOLVE_MIN_OPTIONS
+    return solver
+
+
 _STATUS = {
     cp_model.OPTIMAL: "optimal",
     cp_model.FEASIBLE: "feasible",
@@ -64,11 +76,7 @@ class _Stager:
             for v in self._vars():
                 m.AddHint(v, self.last[v.Index()])
         m.Minimize(expr)
-        solver = cp_model.CpSolver()
-        solver.parameters.max_time_in_seconds = left
-        solver.parameters.num_workers = self.options.num_workers
-        solver.parameters.random_seed = self.options.seed
-        solver.parameters.cp_model_presolve = len(c.x) >= PRESOLVE_MIN_OPTIONS
+        solver = new_solver(left, self.options.num_workers, self.options.seed, len(c.x))
         status = solver.Solve(m)
         self.stats["stages"] += 1
         self.stats["branches"] += solver.NumBranches()
@@ -186,11 +194,7 @@ def _unique(c: Compiled, st: _Stager) -> bool:
     m.ClearHints()
     m.ClearAssumptions()
     m.AddAssumptions([guard])
-    solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(0.001, st.deadline - time.monotonic())
-    solver.parameters.num_workers = st.options.num_workers
-    solver.parameters.random_seed = st.options.seed
-    solver.parameters.cp_model_presolve = len(c.x) >= PRESOLVE_MIN_OPTIONS
+    solver = new_solver(st.deadline - time.monotonic(), st.options.num_workers, st.options.seed, len(c.x))
     status = solver.Solve(m)
     st.stats["stages"] += 1
     st.stats["wall_s"] += solver.WallTime()

@@ -39,7 +39,7 @@ from intento.execute.store import TERMINAL, Store, mark_taken, take
 from intento.semantics import requirement
 from intento.solve import plan_problem, prepare
 from intento.spec import Spec
-from intento.values import Duration, Money, format_decimal
+from intento.values import format_decimal, to_json
 
 #: How many plans one run may make before it escalates (a guard against flapping).
 MAX_PLANS = 200
@@ -79,7 +79,7 @@ class Executor:
         exists under ``key`` is returned instead, so starting twice never makes two runs."""
         problem = prepare(self.spec, intent, given, state)  # raises IntentoError on bad input
         ispec = self.spec.intents[intent]
-        context = {k: _plain(v) for k, v in problem.context.items()}
+        context = {k: to_json(v) for k, v in problem.context.items()}
         key = key or hashlib.sha256(json.dumps([intent, context, state or {}], sort_keys=True, default=str).encode()).hexdigest()[:32]
         existing = self.store.run_by_key(key)
         if existing:
@@ -455,17 +455,6 @@ class Executor:
         for rid in ids:
             self.drive(rid)
         return ids
-
-
-def _plain(v: Any) -> Any:
-    match v:
-        case Money():
-            return f"{format_decimal(v.amount)} {v.currency}"
-        case Duration():
-            return v.ms
-        case Decimal():
-            return format_decimal(v)
-    return v
 
 
 def _why(plan) -> list[str]:
