@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from intento.diagnostics import Diagnostic, IntentoError
+from intento.diagnostics import Diagnostic, IntentoError, ProjectError, RequestError
 from intento.plan import Plan
 from intento.request import State
 from intento.spec import Spec
@@ -34,6 +34,8 @@ __all__ = [
     "Plan",
     "State",
     "IntentoError",
+    "ProjectError",
+    "RequestError",
     "Diagnostic",
     "handler",
     "reconciler",
@@ -47,10 +49,22 @@ __all__ = [
 
 
 class Project:
-    """A checked project: load once, plan many requests."""
+    """A checked project: load once, plan many requests.
 
-    def __init__(self, spec: Spec):
+    Thread-safe: a Project is immutable, and every plan builds its own solver model. Plans are
+    cached (an LRU of ``cache_size`` entries keyed by intent, `given`, state and options): the
+    planner is deterministic, so a cached plan is exactly the plan a new solve would return
+    (requests asking for timings are never cached)."""
+
+    def __init__(self, spec: Spec, cache_size: int = 256):
+        import threading
+        from collections import OrderedDict
+
         self.spec = spec
+        self._cache: OrderedDict = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self.cache_hits = 0
 
     @property
     def fingerprint(self) -> str:
@@ -63,10 +77,37 @@ class Project:
 
     def plan(self, intent: str, given: dict[str, Any] | None = None, state: dict | State | None = None, **options: Any) -> Plan:
         """Plan one request. Options: ``backend`` ("cpsat" | "constraint"), ``time_limit_s``,
-        ``num_workers``, ``seed``, ``explain`` ("none" | "basic"), ``include_timings``."""
+        ``num_workers``, ``seed``, ``explain`` ("none" | "basic" | "full"), ``include_timings``,
+        ``hint`` (a previous Plan: a starting point for the search, never a change of answer).
+        Raises `RequestError` on bad input."""
+        import json
+
         from intento.solve import plan
 
-        return plan(self.spec, intent, given, state, **options)
+        cacheable = not options.get("include_timings") and self._cache_size > 0
+        key = None
+        if cacheable:
+            state_key = state.model_dump(mode="json") if isinstance(state, State) else state
+            opts = {k: v for k, v in options.items() if k != "hint"}
+            key = json.dumps([intent, given, state_key, opts], sort_keys=True, default=str)
+            with self._lock:
+                if key in self._cache:
+                    self._cache.move_to_end(key)
+                    self.cache_hits += 1
+                    return self._cache[key].model_copy(deep=True)
+        result = plan(self.spec, intent, given, state, **options)
+        if key is not None and result.status in ("optimal", "infeasible"):
+            with self._lock:
+                self._cache[key] = result.model_copy(deep=True)
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return result
+
+    async def aplan(self, intent: str, given: dict[str, Any] | None = None, state: dict | State | None = None, **options: Any) -> Plan:
+        """`plan` for asyncio code: the solve runs in a worker thread, the event loop stays free."""
+        import asyncio
+
+        return await asyncio.to_thread(self.plan, intent, given, state, **options)
 
     def plan_many(self, requests: list[dict[str, Any]], **options: Any) -> list[Plan]:
         """Plan several requests together so that provider `capacity` is shared among them; each
@@ -82,5 +123,5 @@ def load(*paths: str | Path) -> Project:
 
     result = check_paths(paths)
     if result.spec is None:
-        raise IntentoError(result.errors or result.diagnostics)
+        raise ProjectError(result.errors or result.diagnostics)
     return Project(result.spec)

@@ -337,18 +337,12 @@ def explain(
     raise typer.Exit({"optimal": 0, "feasible": 0, "infeasible": 3, "unknown": 4}[result.status])
 
 
-def _executor(paths, store_path: Path, simulate: Optional[Path], handlers: Optional[str], journal: Optional[Path], time_limit: float, start: int = 0, progress=None):
-    from intento.audit import AuditLog, secret_key
-    from intento.execute import Executor, RealEnvironment, Scenario, SimEnvironment, Store
+def _world(spec, simulate: Optional[Path], handlers: Optional[str]):
+    """The `--simulate` scenario and the `--handlers` registry, validated (exit 1 if invalid)."""
+    from intento.execute import Scenario
     from intento.execute.handlers import load as load_handlers
 
-    spec = _load_spec(paths)
-    try:
-        store = Store(store_path)
-    except Exception as e:
-        print(f"intento: cannot open the store `{store_path}`: {e}", file=sys.stderr)
-        raise typer.Exit(1)
-    registry = None
+    scenario = registry = None
     if handlers:
         try:
             registry = load_handlers(handlers)
@@ -365,6 +359,21 @@ def _executor(paths, store_path: Path, simulate: Optional[Path], handlers: Optio
         if unknown:
             print(f"intento: scenario `{simulate}` names unknown providers: {', '.join(unknown)}", file=sys.stderr)
             raise typer.Exit(1)
+    return scenario, registry
+
+
+def _executor(paths, store_path: Path, simulate: Optional[Path], handlers: Optional[str], journal: Optional[Path], time_limit: float, start: int = 0, progress=None):
+    from intento.audit import AuditLog, secret_key
+    from intento.execute import Executor, RealEnvironment, SimEnvironment, Store
+
+    spec = _load_spec(paths)
+    scenario, registry = _world(spec, simulate, handlers)
+    try:
+        store = Store(store_path)
+    except Exception as e:
+        print(f"intento: cannot open the store `{store_path}`: {e}", file=sys.stderr)
+        raise typer.Exit(1)
+    if scenario is not None:
         last = max((e["at"] for r in store.runs() for e in store.events(r["id"])[-1:]), default=0)
         env = SimEnvironment(scenario, start=max(start, last), journal=journal)
     else:
@@ -537,6 +546,26 @@ def observe(
             data["latency"] = d.ms
     post(s, run_id, data)
     print(f"observation queued for run {run_id}")
+
+
+@app.command()
+def serve(
+    paths: List[Path] = typer.Argument(..., help="The project to serve."),
+    store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store for runs (and STORE.audit.jsonl)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8080, "--port", help="Port to listen on.", min=0, max=65535),
+    simulate: Optional[Path] = typer.Option(None, "--simulate", help="Run steps of API-started runs against this simulation scenario."),
+    handlers: Optional[str] = typer.Option(None, "--handlers", help="Real handlers for API-started runs: `module:registry` or `module`."),
+) -> None:
+    """Serve the project over HTTP: /v1/plan, /v1/explain, /v1/check, /v1/runs, /v1/audit, /healthz, /metrics (docs/api.md).
+    Set INTENTO_TOKEN to require `Authorization: Bearer <token>`."""
+    import uvicorn
+
+    from intento.service import create_app
+
+    spec = _load_spec(paths)
+    scenario, registry = _world(spec, simulate, handlers)
+    uvicorn.run(create_app(spec, store, scenario=scenario, registry=registry), host=host, port=port, log_level="warning")
 
 
 audit_app = typer.Typer(help="The tamper-evident audit trail: verify, checkpoint, show, replay.", no_args_is_help=True)

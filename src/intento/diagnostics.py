@@ -172,3 +172,11 @@ class IntentoError(Exception):
         first = diagnostics[0].one_line() if diagnostics else "invalid input"
         more = f" (and {len(diagnostics) - 1} more)" if len(diagnostics) > 1 else ""
         super().__init__(first + more)
+
+
+class ProjectError(IntentoError):
+    """The project's sources do not check (raised by `intento.load`)."""
+
+
+class RequestError(IntentoError):
+    """A planning request is invalid: unknown intent, bad `given` values, a malformed state."""

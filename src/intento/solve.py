@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from intento.backends import ModelTooLarge, Solution, SolveOptions
-from intento.diagnostics import Diagnostic, IntentoError, Severity, Source, did_you_mean
+from intento.diagnostics import Diagnostic, IntentoError, RequestError, Severity, Source, did_you_mean
 from intento.explain import basic, conflict_sentence, full, minimal_conflict, ref
 from intento.plan import Broken, Objective, Plan, SolverInfo, Step
 from intento.problem import RISK_SCALE, Problem, build_problem
@@ -45,14 +45,14 @@ def prepare(
     intent's, ``excluded`` options are forbidden for this run, and ``done`` steps (action ->
     provider) are kept as fixed history so whole-plan rules still see them."""
     if intent not in spec.intents:
-        raise IntentoError(
+        raise RequestError(
             [Diagnostic("E102", Severity.error, f"unknown intent `{intent}`", None, help=did_you_mean(intent, spec.intents) or "intents: " + ", ".join(spec.intents))]
         )
     ispec = spec.intents[intent]
     rstate, d1 = resolve_state(spec, state, state_source)
     ctx, d2 = resolve_context(spec, ispec, given, given_source)
     if d1 or d2:
-        raise IntentoError(d1 + d2)
+        raise RequestError(d1 + d2)
     if deadline_ms != "declared" or budget != "declared":
         ispec = dataclasses.replace(
             ispec,
@@ -76,19 +76,22 @@ def plan(
     include_timings: bool = False,
     given_source: Source | None = None,
     state_source: Source | None = None,
+    hint: Plan | dict[str, str] | None = None,
 ) -> Plan:
     problem = prepare(spec, intent, given, state, given_source=given_source, state_source=state_source)
-    return plan_problem(problem, backend=backend, time_limit_s=time_limit_s, num_workers=num_workers, seed=seed, explain=explain, include_timings=include_timings)
+    if isinstance(hint, Plan):
+        hint = {s.action: s.provider for s in hint.steps}
+    return plan_problem(problem, backend=backend, time_limit_s=time_limit_s, num_workers=num_workers, seed=seed, explain=explain, include_timings=include_timings, hint=hint)
 
 
-def solve_problem(problem: Problem, backend: Backend, options: SolveOptions, force: dict[str, str] | None = None) -> Solution:
+def solve_problem(problem: Problem, backend: Backend, options: SolveOptions, force: dict[str, str] | None = None, hint: dict[str, str] | None = None) -> Solution:
     if backend == "constraint":
         from intento.backends import constraint
 
         return constraint.solve(problem, options, force=force)
     from intento.backends import cpsat
 
-    return cpsat.solve(problem, options, force=force)
+    return cpsat.solve(problem, options, force=force, hint=hint)
 
 
 def plan_problem(
@@ -101,12 +104,14 @@ def plan_problem(
     explain: ExplainLevel = "basic",
     include_timings: bool = False,
     force: dict[str, str] | None = None,
+    hint: dict[str, str] | None = None,
 ) -> Plan:
     """Plan a prepared problem. ``force`` (action -> provider) keeps steps that are already
-    running in the plan (the executor's re-plans)."""
+    running in the plan (the executor's re-plans); ``hint`` (action -> provider, e.g. the previous
+    plan) is a starting point for the search only: it never changes the answer."""
     options = SolveOptions(time_limit_s=time_limit_s, num_workers=num_workers, seed=seed)
     try:
-        sol = solve_problem(problem, backend, options, force)
+        sol = solve_problem(problem, backend, options, force, hint)
     except ModelTooLarge as e:
         raise IntentoError([Diagnostic("E110", Severity.error, str(e), None, help="use the default `cpsat` back-end for models this size")]) from None
     return to_plan(problem, sol, options, explain=explain, include_timings=include_timings)

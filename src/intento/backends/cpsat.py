@@ -125,6 +125,7 @@ def solve(
     force: dict[str, str] | None = None,
     relax: frozenset[str] = frozenset(),
     tiebreak: bool = True,
+    hint: dict[str, str] | None = None,
 ) -> Solution:
     """Solve the stages. ``force``/``relax`` build a counterfactual model (explain.py);
     ``tiebreak=False`` stops after the objective, when only its value matters."""
@@ -132,6 +133,9 @@ def solve(
     c = compile_problem(problem, force=force, relax=relax)
     build_s = time.perf_counter() - t0
     st = _Stager(c, options)
+    if hint:
+        # A starting point for the first stage only (e.g. the previous plan of a re-plan).
+        st.last = {v.Index(): int(hint.get(an) == p) for (an, p), v in c.x.items()} | {v.Index(): 0 for v in c.start.values()} | {v.Index(): 0 for v in c.violated.values()}
     status = "optimal"
     schedule = None
     stages = objective_stages(c) + ([("steps", sum(c.use.values()))] if tiebreak else [])

@@ -77,13 +77,17 @@ class Executor:
     def start(self, intent: str, given: dict[str, Any] | None, state: dict | None = None, key: str | None = None) -> str:
         """Create a run (validated like a planning request) and return its id; a run that already
         exists under ``key`` is returned instead, so starting twice never makes two runs."""
+        return self.create(intent, given, state, key)[0]
+
+    def create(self, intent: str, given: dict[str, Any] | None, state: dict | None = None, key: str | None = None) -> tuple[str, bool]:
+        """Like `start`, and say whether this call created the run (only its creator drives it)."""
         problem = prepare(self.spec, intent, given, state)  # raises IntentoError on bad input
         ispec = self.spec.intents[intent]
         context = {k: to_json(v) for k, v in problem.context.items()}
         key = key or hashlib.sha256(json.dumps([intent, context, state or {}], sort_keys=True, default=str).encode()).hexdigest()[:32]
         existing = self.store.run_by_key(key)
         if existing:
-            return existing["id"]
+            return existing["id"], False
         run_id = self.new_id()
         secrets = {n: str(v) for n, v in context.items() if ispec.given[n].secret}
         redacted = {n: (self._hash(v) if n in secrets else v) for n, v in context.items()}
@@ -100,10 +104,10 @@ class Executor:
             "project": self.spec.fingerprint,
         }
         if not self.store.create_run(run_id, key, intent, self.spec.fingerprint, now, secrets, first):
-            return self.store.run_by_key(key)["id"]
+            return self.store.run_by_key(key)["id"], False
         if self.progress:
             self.progress("run_started", self._state(run_id), first)
-        return run_id
+        return run_id, True
 
     def _hash(self, value: Any) -> str:
         return "hmac-sha256:" + hmac.new(self.secret_key, str(value).encode(), hashlib.sha256).hexdigest()
@@ -190,7 +194,8 @@ class Executor:
         try:
             done = {a: st.steps[a].provider for a in st.completed}
             problem = prepare(self.spec, st.intent, context, state, deadline_ms=deadline_left, budget=budget_left, excluded=st.excluded, done=done)
-            plan = plan_problem(problem, time_limit_s=self.time_limit_s, force=force or None)
+            previous = {x["action"]: x["provider"] for x in (st.plan or {}).get("steps", [])}
+            plan = plan_problem(problem, time_limit_s=self.time_limit_s, force=force or None, hint=previous or None)
             if not plan.feasible and force:
                 # The steps still running may be what makes it infeasible: try without keeping them.
                 plan = plan_problem(problem, time_limit_s=self.time_limit_s)

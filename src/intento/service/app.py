@@ -1,0 +1,284 @@
+"""The FastAPI application behind `intento serve`.
+
+Input: a checked project, a store path, options. Output: an ASGI app. Runs started over HTTP are
+driven by a background thread each (simulated when the service was started with a scenario, else
+through the registered handlers); their state is always read back from the store.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from intento import __version__
+from intento.diagnostics import IntentoError
+from intento.plan import Explanation, Plan
+from intento.spec import Spec
+
+#: Largest request body accepted (bytes); larger ones are answered 413.
+MAX_BODY = 1_000_000
+#: Upper bound on the per-request solver time limit a caller may ask for.
+MAX_TIME_LIMIT_S = 30.0
+
+
+class PlanRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    intent: str = Field(description="the intent to plan")
+    given: dict[str, Any] = Field(default_factory=dict, description="the `given` values, by dotted name")
+    state: dict[str, Any] | None = Field(None, description="the observed state (facts, providers, at)")
+    time_limit_s: float = Field(10.0, gt=0, le=MAX_TIME_LIMIT_S, description="solver time limit for this request")
+    explain: str = Field("basic", pattern="^(none|basic|full)$", description="explanation level")
+
+
+class CheckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sources: dict[str, str] = Field(description="file name -> `.intent` source text", max_length=200)
+
+
+class RunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    intent: str
+    given: dict[str, Any] = Field(default_factory=dict)
+    state: dict[str, Any] | None = None
+
+
+class Observation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    fact: str | None = Field(None, description="a fact observed true")
+    provider: str | None = Field(None, description="a provider whose status was observed")
+    status: str | None = Field(None, pattern="^(up|degraded|down)$")
+    latency: int | None = Field(None, ge=1, description="degraded: the observed latency in ms")
+
+
+class Metrics:
+    """Counters and a solve-time histogram, rendered in Prometheus text format."""
+
+    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.plans: dict[str, int] = {}
+        self.solve_buckets = [0] * (len(self.BUCKETS) + 1)
+        self.solve_sum = 0.0
+        self.solve_count = 0
+        self.replans = 0
+        self.escalations = 0
+
+    def observe_plan(self, status: str, seconds: float) -> None:
+        with self.lock:
+            self.plans[status] = self.plans.get(status, 0) + 1
+            i = next((k for k, b in enumerate(self.BUCKETS) if seconds <= b), len(self.BUCKETS))
+            self.solve_buckets[i] += 1
+            self.solve_sum += seconds
+            self.solve_count += 1
+
+    def render(self, runs_by_state: dict[str, int]) -> str:
+        lines = ["# HELP intento_plans_total Plans answered, by status.", "# TYPE intento_plans_total counter"]
+        for status, n in sorted(self.plans.items()):
+            lines.append(f'intento_plans_total{{status="{status}"}} {n}')
+        lines += ["# HELP intento_solve_seconds Time to plan a request.", "# TYPE intento_solve_seconds histogram"]
+        cumulative = 0
+        for b, n in zip(self.BUCKETS, self.solve_buckets):
+            cumulative += n
+            lines.append(f'intento_solve_seconds_bucket{{le="{b}"}} {cumulative}')
+        lines.append(f'intento_solve_seconds_bucket{{le="+Inf"}} {self.solve_count}')
+        lines.append(f"intento_solve_seconds_sum {self.solve_sum}")
+        lines.append(f"intento_solve_seconds_count {self.solve_count}")
+        lines += ["# HELP intento_runs Runs in the store, by state.", "# TYPE intento_runs gauge"]
+        for state, n in sorted(runs_by_state.items()):
+            lines.append(f'intento_runs{{state="{state}"}} {n}')
+        lines += ["# HELP intento_replans_total Re-plans made by runs in the store.", "# TYPE intento_replans_total counter", f"intento_replans_total {self.replans}"]
+        lines += ["# HELP intento_escalations_total Runs that escalated.", "# TYPE intento_escalations_total counter", f"intento_escalations_total {self.escalations}"]
+        return "\n".join(lines) + "\n"
+
+
+def _error(status: int, code: str, message: str, diagnostics: list | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": {"code": code, "message": message}}
+    if diagnostics:
+        body["error"]["diagnostics"] = diagnostics
+    return JSONResponse(body, status_code=status)
+
+
+def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=None, token: str | None = None, max_body: int = MAX_BODY) -> FastAPI:
+    from intento.audit import AuditLog, read_records, secret_key, verify
+    from intento.execute import Executor, RealEnvironment, SimEnvironment, Store, post
+    from intento.execute.report import status_text
+    from intento.execute.state import fold
+    from intento.solve import plan_problem, prepare
+
+    store_path = Path(store_path)
+    audit_path = store_path.with_name(store_path.name + ".audit.jsonl")
+    Store(store_path).close()  # create and migrate once, up front
+    metrics = Metrics()
+    pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="intento-run")
+    token = token if token is not None else os.environ.get("INTENTO_TOKEN")
+    app = FastAPI(title="intento", version=__version__, description="Intent-driven orchestration: plan, explain, run and audit intents.")
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > max_body):
+            return _error(413, "too_large", f"request body over {max_body} bytes")
+        if token and request.url.path not in ("/healthz",):
+            auth = request.headers.get("authorization", "")
+            if not hmac.compare_digest(auth.encode(), f"Bearer {token}".encode()):
+                return _error(401, "unauthorized", "missing or wrong bearer token")
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        problems = [{"where": ".".join(str(x) for x in e["loc"]), "message": e["msg"]} for e in exc.errors()[:20]]
+        return _error(422, "invalid_request", "the request body does not match its schema", problems)
+
+    @app.exception_handler(IntentoError)
+    async def bad_input(request: Request, exc: IntentoError):
+        diags = [d.to_model().model_dump() for d in exc.diagnostics]
+        return _error(422, "invalid_input", exc.diagnostics[0].message if exc.diagnostics else "invalid input", diags)
+
+    def _plan(req: PlanRequest) -> Plan:
+        problem = prepare(spec, req.intent, req.given, req.state)
+        t0 = time.perf_counter()
+        result = plan_problem(problem, time_limit_s=req.time_limit_s, explain=req.explain)
+        metrics.observe_plan(result.status, time.perf_counter() - t0)
+        return result
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"ok": True, "version": __version__, "project": spec.fingerprint}
+
+    @app.post("/v1/plan", response_model=Plan)
+    def plan(req: PlanRequest) -> Plan:
+        """Plan a request: the optimal steps, or `infeasible` with a minimal conflict."""
+        return _plan(req)
+
+    @app.post("/v1/explain", response_model=Explanation)
+    def explain(req: PlanRequest) -> Explanation:
+        """Plan with a full explanation (counterfactuals and policy prices) and return it."""
+        req.explain = "full"
+        return _plan(req).explanation
+
+    @app.post("/v1/check")
+    def check(req: CheckRequest) -> dict:
+        """Check `.intent` sources; the diagnostics are the same as `intento check --format json`."""
+        from intento.check import check_sources
+        from intento.diagnostics import Source
+
+        result = check_sources([Source(name, text) for name, text in req.sources.items()])
+        diags = [d.to_model().model_dump() for d in result.diagnostics]
+        return {"ok": result.ok, "errors": sum(d.is_error for d in result.diagnostics), "warnings": sum(not d.is_error for d in result.diagnostics), "diagnostics": diags}
+
+    def _executor(store: Store) -> Executor:
+        env = SimEnvironment(scenario, start=0) if scenario is not None else RealEnvironment(registry)
+        return Executor(spec, store, env, registry, AuditLog(audit_path), secret_key=secret_key(audit_path))
+
+    def _drive(run_id: str) -> None:
+        store = Store(store_path)
+        try:
+            ex = _executor(store)
+            final = ex.drive(run_id)
+            with metrics.lock:
+                metrics.replans += max(0, final.plans - 1)
+                metrics.escalations += final.status == "escalated"
+        finally:
+            store.close()
+
+    @app.post("/v1/runs", status_code=202)
+    def start_run(req: RunRequest, idempotency_key: str | None = Header(None, max_length=200)) -> dict:
+        """Start a run. The same `Idempotency-Key` never creates two runs."""
+        if scenario is None and registry is None:
+            return _error(409, "no_world", "this service was started without handlers or a simulation scenario, so it cannot run steps")
+        store = Store(store_path)
+        try:
+            run_id, created = _executor(store).create(req.intent, req.given, req.state, idempotency_key)
+        finally:
+            store.close()
+        if created:
+            pool.submit(_drive, run_id)
+        return {"run": run_id, "created": created}
+
+    def _open_run(run_id: str):
+        store = Store(store_path)
+        row = store.run(run_id)
+        if row is None:
+            store.close()
+            return None, None
+        return store, row
+
+    @app.get("/v1/runs/{run_id}")
+    def run_status(run_id: str) -> Any:
+        """A run's state: as `intento status`, as text and as data."""
+        store, row = _open_run(run_id)
+        if store is None:
+            return _error(404, "not_found", f"no run `{run_id}`")
+        try:
+            events = store.events(run_id)
+            st = fold(events)
+            return {
+                "run": run_id,
+                "intent": st.intent,
+                "status": st.status,
+                "facts": sorted(st.facts),
+                "spent": str(st.spent),
+                "plans": st.plans,
+                "steps": {a: {"provider": s.provider, "status": s.status, "attempt": s.attempt} for a, s in st.steps.items()},
+                "outcome": st.outcome,
+                "text": status_text(row, events, spec),
+            }
+        finally:
+            store.close()
+
+    @app.post("/v1/runs/{run_id}/observations", status_code=202)
+    def observe(run_id: str, ob: Observation) -> Any:
+        """Tell a run what was observed; its executor records it and re-plans."""
+        if (ob.fact is None) == (ob.provider is None) or (ob.provider is not None and ob.status is None):
+            return _error(422, "invalid_observation", "give either `fact`, or `provider` with `status`")
+        if ob.provider is not None and ob.provider not in spec.providers:
+            return _error(422, "unknown_provider", f"unknown provider `{ob.provider}`")
+        store, _ = _open_run(run_id)
+        if store is None:
+            return _error(404, "not_found", f"no run `{run_id}`")
+        try:
+            post(store, run_id, {k: v for k, v in ob.model_dump().items() if v is not None} | {"source": "api"})
+        finally:
+            store.close()
+        return {"queued": True}
+
+    @app.get("/v1/audit")
+    def audit(offset: int = 0, limit: int = 50) -> Any:
+        """Audit records, oldest first, `limit` (at most 500) from `offset`."""
+        if offset < 0 or not (1 <= limit <= 500):
+            return _error(422, "invalid_page", "offset must be >= 0 and limit between 1 and 500")
+        records, _, _ = read_records(audit_path) if audit_path.exists() else ([], b"", [])
+        return {"total": len(records), "offset": offset, "records": records[offset : offset + limit]}
+
+    @app.get("/v1/audit/verify")
+    def audit_verify() -> dict:
+        """Recompute the audit chain."""
+        if not audit_path.exists():
+            return {"ok": True, "records": 0, "message": "no records yet"}
+        v = verify(audit_path)
+        return {"ok": v.ok, "records": v.records, "problem": v.problem, "first_bad_seq": v.first_bad_seq, "message": v.message}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def prometheus() -> str:
+        store = Store(store_path)
+        try:
+            by_state: dict[str, int] = {}
+            for r in store.runs():
+                by_state[r["status"]] = by_state.get(r["status"], 0) + 1
+        finally:
+            store.close()
+        return metrics.render(by_state)
+
+    app.state.pool = pool
+    return app

@@ -1,0 +1,71 @@
+"""The embedding API: caching, async planning, hints, thread safety, typed exceptions, OpenAPI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import intento
+from intento.service import create_app
+
+ROOT = Path(__file__).resolve().parents[2]
+US = {"customer.region": "us", "order.amount": "80 USD", "customer.email": "a@example.com"}
+
+
+@pytest.fixture
+def project():
+    return intento.load(ROOT / "examples" / "order_fulfilment", ROOT / "policies")
+
+
+def test_repeated_requests_are_served_from_the_cache(project):
+    first = project.plan("fulfil_order", US)
+    again = project.plan("fulfil_order", US)
+    assert project.cache_hits == 1 and again.to_json() == first.to_json()
+    again.steps.clear()  # callers get copies: the cache cannot be corrupted
+    assert project.plan("fulfil_order", US).steps == first.steps
+    other = project.plan("fulfil_order", US, {"providers": {"stripe": {"status": "down"}}})
+    assert other.step("charge_payment").provider != first.step("charge_payment").provider
+    timed = project.plan("fulfil_order", US, include_timings=True)
+    assert timed.solver.wall_ms is not None and project.cache_hits == 2
+
+
+def test_async_and_threads_give_the_same_plan(project):
+    async def many():
+        return await asyncio.gather(*(project.aplan("fulfil_order", dict(US, **{"customer.email": f"{i}@x"})) for i in range(6)))
+
+    plans = asyncio.run(many())
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda i: project.plan("fulfil_order", dict(US, **{"customer.email": f"t{i}@x"})), range(6)))
+    assert len({json.dumps([(s.action, s.provider) for s in p.steps]) for p in plans + threaded}) == 1
+
+
+def test_hint_never_changes_the_answer(project):
+    base = project.plan("fulfil_order", US, explain="none")
+    wrong_hint = intento.Plan.model_validate(base.model_dump())
+    for s in wrong_hint.steps:
+        s.provider = "braintree" if s.action == "charge_payment" else s.provider
+    hinted = intento.load(ROOT / "examples" / "order_fulfilment", ROOT / "policies").plan("fulfil_order", US, explain="none", hint=wrong_hint)
+    assert hinted.steps == base.steps
+
+
+def test_typed_exceptions(tmp_path, project):
+    bad = tmp_path / "bad.intent"
+    bad.write_text("intent x { }")
+    with pytest.raises(intento.ProjectError) as e:
+        intento.load(bad)
+    assert e.value.diagnostics[0].code == "E017"
+    with pytest.raises(intento.RequestError):
+        project.plan("fulfil_order", {})
+    assert issubclass(intento.RequestError, intento.IntentoError)
+
+
+def test_committed_openapi_matches_the_app(project, tmp_path):
+    app = create_app(project.spec, tmp_path / "o.db")
+    committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    assert app.openapi() == committed
+    paths = set(committed["paths"])
+    assert {"/v1/plan", "/v1/explain", "/v1/check", "/v1/runs", "/v1/runs/{run_id}", "/v1/runs/{run_id}/observations", "/v1/audit", "/v1/audit/verify", "/healthz", "/metrics"} <= paths

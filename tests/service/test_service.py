@@ -1,0 +1,144 @@
+"""The HTTP service, tested against a real `intento serve` process on a loopback port."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXE = str(Path(sys.executable).parent / "intento")
+US = {"customer.region": "us", "order.amount": "80 USD", "customer.email": "api@example.com"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(tmp: Path, env_extra: dict | None = None):
+    port = _free_port()
+    scen = ROOT / "examples" / "order_fulfilment" / "scenarios" / "stripe_outage.json"
+    args = [EXE, "serve", ROOT / "examples" / "order_fulfilment", ROOT / "policies", "--store", tmp / "s.db", "--port", port, "--simulate", scen]
+    proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, **(env_extra or {})))
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=1)
+            return proc, base
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stderr.read().decode())
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the server did not come up")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    proc, base = _serve(tmp_path_factory.mktemp("svc"))
+    yield base
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def call(base, method, path, body=None, headers=None, raw: bytes | None = None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(base + path, data=data, method=method, headers={"content-type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            text = r.read().decode()
+            return r.status, (json.loads(text) if r.headers.get_content_type() == "application/json" else text)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read().decode())
+
+
+def test_plan_explain_check(server):
+    status, plan = call(server, "POST", "/v1/plan", {"intent": "fulfil_order", "given": US})
+    assert status == 200 and plan["status"] == "optimal" and plan["steps"]
+    status, plan = call(server, "POST", "/v1/plan", {"intent": "fulfil_order", "given": dict(US, **{"customer.region": "eu"}), "state": {"providers": {"adyen": {"status": "down"}}}})
+    assert status == 200 and plan["status"] == "infeasible" and plan["explanation"]["conflict"]
+    status, expl = call(server, "POST", "/v1/explain", {"intent": "fulfil_order", "given": US})
+    assert status == 200 and expl["level"] == "full" and expl["prices"]
+    status, body = call(server, "POST", "/v1/check", {"sources": {"x.intent": "action a { achieves b; via nope { latency 1s } }"}})
+    assert status == 200 and body["ok"] is False and body["diagnostics"][0]["code"] == "E012"
+
+
+def test_bad_input_is_a_4xx_with_a_json_error(server):
+    status, body = call(server, "POST", "/v1/plan", {"intent": "fulfil_order", "given": {"customer.region": 3}})
+    assert status == 422 and body["error"]["code"] == "invalid_input" and {d["code"] for d in body["error"]["diagnostics"]} >= {"E103", "E104"}
+    status, body = call(server, "POST", "/v1/plan", {"intent": "nope"})
+    assert status == 422 and body["error"]["diagnostics"][0]["code"] == "E102"
+    status, body = call(server, "POST", "/v1/plan", raw=b'{"intent": ')
+    assert status == 422 and body["error"]["code"] == "invalid_request"
+    status, body = call(server, "POST", "/v1/plan", {"intent": "fulfil_order", "given": US, "time_limit_s": 1000})
+    assert status == 422
+    # An oversize body is refused from its declared length, before it is read.
+    import http.client
+
+    host, port = server.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.putrequest("POST", "/v1/plan")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", "1000001")
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert resp.status == 413 and json.loads(resp.read())["error"]["code"] == "too_large"
+    conn.close()
+    status, body = call(server, "GET", "/v1/runs/nope")
+    assert status == 404 and body["error"]["code"] == "not_found"
+
+
+def test_runs_idempotency_under_concurrency_status_observations(server):
+    key = {"Idempotency-Key": "order-4711"}
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        answers = list(pool.map(lambda _: call(server, "POST", "/v1/runs", {"intent": "fulfil_order", "given": US}, key), range(100)))
+    assert all(s == 202 for s, _ in answers)
+    assert len({b["run"] for _, b in answers}) == 1
+    assert sum(b["created"] for _, b in answers) == 1
+    run_id = answers[0][1]["run"]
+    for _ in range(200):
+        status, body = call(server, "GET", f"/v1/runs/{run_id}")
+        if body["status"] in ("succeeded", "escalated"):
+            break
+        time.sleep(0.05)
+    assert body["status"] == "succeeded" and body["steps"]["charge_payment"]["provider"] == "braintree"
+    assert "api@example.com" not in json.dumps(body)
+    assert call(server, "POST", f"/v1/runs/{run_id}/observations", {"fact": "x.y"})[0] == 202
+    assert call(server, "POST", f"/v1/runs/{run_id}/observations", {"provider": "stripe"})[0] == 422
+    assert call(server, "POST", f"/v1/runs/{run_id}/observations", {"provider": "nope", "status": "down"})[0] == 422
+    assert call(server, "POST", "/v1/runs/nope/observations", {"fact": "x"})[0] == 404
+
+
+def test_audit_and_metrics(server):
+    call(server, "POST", "/v1/runs", {"intent": "fulfil_order", "given": dict(US, **{"customer.email": "m@example.com"})}, {"Idempotency-Key": "m1"})
+    time.sleep(1.0)
+    status, page = call(server, "GET", "/v1/audit?offset=0&limit=2")
+    assert status == 200 and page["total"] >= 2 and len(page["records"]) == 2 and page["records"][0]["seq"] == 1
+    assert call(server, "GET", "/v1/audit?limit=0")[0] == 422
+    status, v = call(server, "GET", "/v1/audit/verify")
+    assert status == 200 and v["ok"]
+    status, text = call(server, "GET", "/metrics")
+    assert status == 200 and 'intento_plans_total{status="optimal"}' in text and "intento_solve_seconds_bucket" in text and 'intento_runs{state="succeeded"}' in text
+
+
+def test_bearer_token(tmp_path):
+    proc, base = _serve(tmp_path, {"INTENTO_TOKEN": "s3cret"})
+    try:
+        assert call(base, "POST", "/v1/plan", {"intent": "fulfil_order", "given": US})[0] == 401
+        assert call(base, "POST", "/v1/plan", {"intent": "fulfil_order", "given": US}, {"Authorization": "Bearer wrong"})[0] == 401
+        assert call(base, "POST", "/v1/plan", {"intent": "fulfil_order", "given": US}, {"Authorization": "Bearer s3cret"})[0] == 200
+        assert call(base, "GET", "/healthz")[0] == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
