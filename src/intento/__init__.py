@@ -26,7 +26,18 @@ from intento.spec import Spec
 
 __version__ = "0.1.0"
 
-from intento.execute.handlers import PermanentError, Registry, RetryableError, StepContext, handler, on_escalation, reconciler
+_HANDLER_API = ("handler", "reconciler", "on_escalation", "Registry", "StepContext", "RetryableError", "PermanentError")
+
+
+def __getattr__(name: str):
+    # The handler API is loaded on first use, so `import intento` stays light (Temporal's
+    # workflow sandbox imports this package, and must not pull in the solver).
+    if name in _HANDLER_API:
+        from intento.execute import handlers
+
+        return getattr(handlers, name)
+    raise AttributeError(f"module 'intento' has no attribute {name!r}")
+
 
 __all__ = [
     "load",

@@ -428,9 +428,17 @@ def run_command(
     journal: Optional[Path] = typer.Option(None, "--journal", help="Simulation: where simulated providers record their effects (default: STORE.journal.jsonl)."),
     time_limit: float = typer.Option(10.0, "--time-limit", help="Solver time limit per (re-)plan, in seconds.", min=0.001),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress; only the final status."),
+    engine: str = typer.Option("embedded", "--engine", help="embedded (SQLite store, this process) or temporal (a workflow on a Temporal cluster; needs `intento worker`)."),
+    temporal: str = typer.Option("127.0.0.1:7233", "--temporal", help="With --engine temporal: the Temporal frontend, HOST:PORT."),
+    task_queue: str = typer.Option("intento", "--task-queue", help="With --engine temporal: the workers' task queue."),
 ) -> None:
     """Achieve an intent: plan, run the steps, observe, re-plan, compensate and escalate if needed.
     Running the same command again resumes the same run. Exit 0 when the goal holds, 3 when the run escalated."""
+    if engine == "temporal":
+        _run_on_temporal(paths, intent, given, state, key, temporal, task_queue)
+    elif engine != "embedded":
+        print("intento: --engine is `embedded` or `temporal`", file=sys.stderr)
+        raise typer.Exit(1)
     ex, st_store, spec = _executor(paths, store, simulate, handlers, journal or store.with_name(store.name + ".journal.jsonl") if simulate else None, time_limit, progress=_live(quiet))
     with _bad_input_exits():
         given_data, _ = _json_input(given, "given")
@@ -441,6 +449,74 @@ def run_command(
     _print_status(st_store, run_id, spec)
     ex.env.close()
     raise typer.Exit(0 if final.status == "succeeded" else 3)
+
+
+@app.command("worker")
+def worker_command(
+    paths: List[Path] = typer.Argument(..., help="The project the worker plans and runs."),
+    temporal: str = typer.Option("127.0.0.1:7233", "--temporal", help="The Temporal frontend, HOST:PORT."),
+    task_queue: str = typer.Option("intento", "--task-queue", help="The task queue to poll."),
+    store: Path = typer.Option(Path("intento.db"), "--store", help="Where the audit log goes (STORE.audit.jsonl)."),
+    simulate: Optional[Path] = typer.Option(None, "--simulate", help="Run steps against this simulation scenario."),
+    handlers: Optional[str] = typer.Option(None, "--handlers", help="Real handlers: `module:registry` or `module`."),
+) -> None:
+    """Run a Temporal worker for intento runs: each run a workflow, planning and steps as activities."""
+    import asyncio
+
+    from intento.audit import AuditLog
+    from intento.temporal import Activities, worker
+
+    spec = _load_spec(paths)
+    scenario, registry = _world(spec, simulate, handlers)
+
+    async def serve_forever() -> None:
+        client = await _temporal_client(temporal)
+        acts = Activities(spec, scenario=scenario, registry=registry, audit=AuditLog(store.with_name(store.name + ".audit.jsonl")))
+        print(f"intento worker on {temporal}, task queue {task_queue}")
+        await worker(client, task_queue, acts).run()
+
+    asyncio.run(serve_forever())
+
+
+async def _temporal_client(address: str):
+    """A connected Temporal client, or exit 1 with a one-line reason."""
+    from temporalio.client import Client
+
+    try:
+        return await Client.connect(address)
+    except Exception as e:
+        print(f"intento: cannot reach Temporal at {address}: {e}", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+def _run_on_temporal(paths, intent, given, state, key, temporal: str, task_queue: str) -> None:
+    import asyncio
+    import hashlib
+
+    from intento.temporal import IntentRun, run_request
+
+    spec = _load_spec(paths)
+    with _bad_input_exits():
+        given_data, _ = _json_input(given, "given")
+        state_data, _ = _json_input(state, "state")
+        req = run_request(spec, intent, given_data, state_data)
+    workflow_id = key or "intento-" + hashlib.sha256(json.dumps(req, sort_keys=True).encode()).hexdigest()[:24]
+
+    async def go() -> dict:
+        from temporalio.common import WorkflowIDConflictPolicy
+
+        client = await _temporal_client(temporal)
+        # The same request (or --key) never starts two workflows: a running one is joined.
+        handle = await client.start_workflow(IntentRun.run, req, id=workflow_id, task_queue=task_queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+        print(f"run {workflow_id} ({intent}) on Temporal {temporal}, task queue {task_queue}")
+        return await handle.result()
+
+    result = asyncio.run(go())
+    for e in result.get("events", []):
+        detail = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("type", "at"))
+        print(f"[{e['at']:>8} ms] {e['type']} {detail}")
+    print(f"outcome: {result['status']}" + (f": {result['summary']}" if result.get("summary") else ""))
+    raise typer.Exit(0 if result["status"] == "succeeded" else 3)
 
 
 @app.command()

@@ -146,3 +146,29 @@ def formula_time(e: ast.Expr | None, fact_time: Mapping[str, float]) -> float:
         case ast.Or():
             return min(formula_time(x, fact_time) for x in e.items)
     raise AssertionError(f"not a fact formula: {e!r}")
+
+
+def formula_json(e: ast.Expr | None) -> object:
+    """A fact formula as plain JSON (None | "fact" | {"and": [...]} | {"or": [...]}), for engines
+    that must not import the AST (Temporal workflows)."""
+    match e:
+        case None:
+            return None
+        case ast.Ref():
+            return e.name
+        case ast.And():
+            return {"and": [formula_json(x) for x in e.items]}
+        case ast.Or():
+            return {"or": [formula_json(x) for x in e.items]}
+    raise AssertionError(f"not a fact formula: {e!r}")
+
+
+def holds_json(f: object, facts) -> bool:
+    """`formula_holds` over `formula_json` output."""
+    if f is None:
+        return True
+    if isinstance(f, str):
+        return f in facts
+    if "and" in f:
+        return all(holds_json(x, facts) for x in f["and"])
+    return any(holds_json(x, facts) for x in f["or"])

@@ -108,7 +108,7 @@ def test_examples_are_formatted():
     assert r.exit_code == 0, r.stdout
 
 
-@pytest.mark.parametrize("command", [["serve"], [], ["check"], ["fmt"], ["plan"], ["explain"], ["test"], ["run"], ["resume"], ["status"], ["runs"], ["observe"], ["audit"], ["audit", "verify"], ["policy", "diff"], ["schema"]])
+@pytest.mark.parametrize("command", [["serve"], ["worker"], [], ["check"], ["fmt"], ["plan"], ["explain"], ["test"], ["run"], ["resume"], ["status"], ["runs"], ["observe"], ["audit"], ["audit", "verify"], ["policy", "diff"], ["schema"]])
 def test_help_on_every_command(command):
     r = run(*command, "--help")
     assert r.exit_code == 0 and "Usage" in r.output

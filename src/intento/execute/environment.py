@@ -121,6 +121,25 @@ class Scenario(BaseModel):
     observations: list[SimObservation] = Field(default_factory=list, description="a status feed: provider status changes or facts at given times")
 
 
+def simulate_step(scenario: Scenario, req: StepRequest, now: int) -> tuple[str, int, str | None]:
+    """What a simulated provider does with a step sent at virtual time ``now``: (outcome kind,
+    duration in ms, error). A pure function of the scenario, the request and the time, shared by
+    the embedded executor's simulation and the Temporal engine's simulated activities."""
+    prov = scenario.providers.get(req.provider, scenario.default)
+    rng = _rng(scenario.seed, req.key, req.attempt)
+    duration = max(1, int(round(req.latency_ms * rng.lognormvariate(0, prov.latency_sigma))))
+    for w in prov.outages:
+        end = _ms(w.end) if w.end is not None else None
+        if _ms(w.start) <= now and (end is None or now < end):
+            # An unavailable provider answers with an error quickly.
+            return "failed", min(duration, 250), f"{req.provider} is unavailable"
+    if req.timeout_ms is not None and duration > req.timeout_ms:
+        return "timed_out", req.timeout_ms, f"no answer within {req.timeout_ms}ms"
+    if rng.random() < prov.failure_rate:
+        return "failed", duration, f"{req.provider} returned an error"
+    return "succeeded", duration, None
+
+
 class Environment:
     def now(self) -> int:
         raise NotImplementedError
@@ -182,31 +201,10 @@ class SimEnvironment(Environment):
     def _provider(self, name: str) -> SimProvider:
         return self.scenario.providers.get(name, self.scenario.default)
 
-    def _in_outage(self, name: str, t: int) -> bool:
-        for w in self._provider(name).outages:
-            end = _ms(w.end) if w.end is not None else None
-            if _ms(w.start) <= t and (end is None or t < end):
-                return True
-        return False
-
     def dispatch(self, req: StepRequest) -> None:
-        prov = self._provider(req.provider)
-        rng = _rng(self.scenario.seed, req.key, req.attempt)
-        duration = max(1, int(round(req.latency_ms * rng.lognormvariate(0, prov.latency_sigma))))
-        if self._in_outage(req.provider, self.clock):
-            # An unavailable provider answers with an error quickly.
-            t = self.clock + min(duration, 250)
-            self._push(t, "outcome", Outcome("failed", req, t, t - self.clock, error=f"{req.provider} is unavailable", retryable=True))
-            return
-        if req.timeout_ms is not None and duration > req.timeout_ms:
-            t = self.clock + req.timeout_ms
-            self._push(t, "outcome", Outcome("timed_out", req, t, req.timeout_ms, error=f"no answer within {req.timeout_ms}ms"))
-            return
+        kind, duration, error = simulate_step(self.scenario, req, self.clock)
         t = self.clock + duration
-        if rng.random() < prov.failure_rate:
-            self._push(t, "outcome", Outcome("failed", req, t, duration, error=f"{req.provider} returned an error", retryable=True))
-        else:
-            self._push(t, "outcome", Outcome("succeeded", req, t, duration))
+        self._push(t, "outcome", Outcome(kind, req, t, duration, error=error, retryable=True))
 
     def expect_external(self, req: StepRequest, facts: list[str], since: int) -> None:
         for fact in facts:
