@@ -117,3 +117,22 @@ def test_escalation_parity(spec, temporal_address, tmp_path):
     assert {m["policy"] for m in result["conflict"]} == {m["policy"] for m in final.outcome["conflict"]} == {"goal", "adyen", "eu_data_residency"}
     assert result["compensated"] == final.outcome["compensated"]
     asyncio.run(Replayer(workflows=[IntentRun]).replay_workflow(history))
+
+
+def test_cli_worker_and_run_on_temporal(temporal_address, tmp_path):
+    exe = str(Path(sys.executable).parent / "intento")
+    project = [str(ROOT / "examples" / "order_fulfilment"), str(ROOT / "policies")]
+    scen = str(ROOT / "examples" / "order_fulfilment" / "scenarios" / "stripe_outage.json")
+    queue = f"cli-{uuid.uuid4().hex[:8]}"
+    w = subprocess.Popen([exe, "worker", *project, "--temporal", temporal_address, "--task-queue", queue, "--simulate", scen, "--store", str(tmp_path / "w.db")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        r = subprocess.run(
+            [exe, "run", *project, "-i", "fulfil_order", "-g", str(ROOT / "examples" / "order_fulfilment" / "requests" / "us_order.json"), "--engine", "temporal", "--temporal", temporal_address, "--task-queue", queue],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "outcome: succeeded" in r.stdout and "provider=braintree" in r.stdout
+    finally:
+        w.terminate()
+        w.wait(timeout=20)
+    assert verify(tmp_path / "w.db.audit.jsonl").ok
