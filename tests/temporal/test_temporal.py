@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -136,3 +137,87 @@ def test_cli_worker_and_run_on_temporal(temporal_address, tmp_path):
         w.terminate()
         w.wait(timeout=20)
     assert verify(tmp_path / "w.db.audit.jsonl").ok
+
+
+SMALL = """
+provider bank { region "eu" }
+provider ops { region "eu" }
+provider psp { region "eu" }
+action file_lands { external; achieves file.received; timeout 300ms; via bank { latency 100ms } }
+action fetch_by_hand { achieves file.received; via ops { cost 25 USD; latency 50ms } }
+action post { requires file.received; achieves posted; via psp { cost 1 USD; latency 10ms } }
+intent settle { goal posted; minimize cost then latency }
+"""
+
+
+def _small_spec():
+    from intento.check import check_sources
+    from intento.diagnostics import Source
+
+    return check_sources([Source("small.intent", SMALL)]).spec
+
+
+def _run_small(address, spec, registry=None, signal_fact=None, step_timeout_s=None):
+    async def go():
+        client = await Client.connect(address)
+        queue = f"small-{uuid.uuid4().hex[:8]}"
+        async with worker(client, queue, Activities(spec, scenario=None if registry else Scenario(seed=1), registry=registry)):
+            req = run_request(spec, "settle", {})
+            if step_timeout_s:
+                req["step_timeout_s"] = step_timeout_s
+            handle = await client.start_workflow(IntentRun.run, req, id=f"run-{uuid.uuid4().hex[:8]}", task_queue=queue)
+            if signal_fact:
+                await asyncio.sleep(0.1)
+                await handle.signal(IntentRun.observe, {"fact": signal_fact})
+            result = await handle.result()
+            history = await handle.fetch_history()
+        await Replayer(workflows=[IntentRun]).replay_workflow(history)
+        return result
+
+    return asyncio.run(go())
+
+
+def test_external_fact_by_signal_or_timeout(temporal_address):
+    spec = _small_spec()
+    on_time = _run_small(temporal_address, spec, signal_fact="file.received")
+    assert on_time["status"] == "succeeded" and on_time["done"] == {"file_lands": "bank", "post": "psp"}
+    late = _run_small(temporal_address, spec)
+    assert late["status"] == "succeeded" and late["done"] == {"fetch_by_hand": "ops", "post": "psp"}
+    assert any(e["type"] == "step_timed_out" and e["action"] == "file_lands" for e in late["events"])
+
+
+def test_a_lost_non_idempotent_step_is_reconciled(temporal_address):
+    import threading
+
+    from intento.execute import Registry
+
+    spec = _small_spec()
+    for happened in (True, False):
+        reg = Registry()
+        calls = []
+        lock = threading.Lock()
+
+        @reg.handler("fetch_by_hand")
+        def fetch(ctx):
+            with lock:
+                calls.append(ctx.attempt)
+                first = len(calls) == 1
+            if first:
+                time.sleep(2.5)  # longer than the step timeout: the activity is lost
+            return None
+
+        @reg.handler("post")
+        def post(ctx):
+            return None
+
+        @reg.reconciler("fetch_by_hand")
+        def did_it(ctx, happened=happened):
+            return happened
+
+        result = _run_small(temporal_address, spec, registry=reg, step_timeout_s=1)
+        assert result["status"] == "succeeded"
+        kinds = [e["type"] for e in result["events"]]
+        assert "needs_reconciliation" in kinds and "reconciled" in kinds
+        # It took effect: recorded, never run again. It did not: sent again exactly once.
+        time.sleep(1.6)  # let the abandoned first call finish before counting
+        assert len(calls) == (1 if happened else 2), (happened, calls)

@@ -60,7 +60,7 @@ def worker(client, task_queue: str, activities: Activities, max_workers: int = 8
         client,
         task_queue=task_queue,
         workflows=[IntentRun],
-        activities=[activities.plan, activities.step],
+        activities=[activities.plan, activities.step, activities.reconcile],
         activity_executor=ThreadPoolExecutor(max_workers=max_workers),
         workflow_runner=runner,
     )

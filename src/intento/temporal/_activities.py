@@ -87,9 +87,17 @@ class Activities:
         try:
             if fn is None:
                 raise PermanentError(f"no handler registered for `{r.action}` via `{r.provider}`")
-            result = fn(StepContext(r.run_id, r.action, r.provider, r.attempt, r.key, r.context)) or {}
+            result = fn(StepContext(r.run, r.action, r.provider, r.attempt, r.key, r.context)) or {}
             return {"kind": "succeeded", "latency_ms": int(result.get("latency_ms", (time.perf_counter() - t0) * 1000)), "facts": list(result.get("facts", [])), "error": None, "retryable": True}
         except PermanentError as e:
             return {"kind": "failed", "latency_ms": 0, "error": str(e), "retryable": False}
         except Exception as e:  # RetryableError or a handler bug: a failure of the step
             return {"kind": "failed", "latency_ms": 0, "error": f"{type(e).__name__}: {e}" if not isinstance(e, RetryableError) else str(e), "retryable": True}
+
+    @activity.defn(name="intento.reconcile")
+    def reconcile(self, req: dict[str, Any]) -> bool | None:
+        """Did a lost step take effect? The registered reconciler answers; None: nobody can tell."""
+        fn = self.registry.reconcilers.get(req["action"])
+        if fn is None:
+            return None
+        return bool(fn(StepContext(req["run"], req["action"], req["provider"], req["attempt"], req["key"], req.get("context", {}))))

@@ -13,6 +13,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from intento.evaluate import holds_json
@@ -80,7 +81,9 @@ class IntentRun:
         attempts: dict[str, int] = {}
         completed: list[tuple[str, str, dict]] = []
         running: dict[str, tuple[str, int, Any]] = {}
+        awaiting: dict[str, tuple[str, int]] = {}  # external action -> (provider, due ms)
         spent = 0.0
+        step_timeout = timedelta(seconds=req.get("step_timeout_s", 300))
         deadline = req.get("deadline_ms")
         budget = req.get("budget")
         reason: str | None = "run started"
@@ -90,6 +93,13 @@ class IntentRun:
             for ob in self.inbox:
                 if ob.get("fact"):
                     self.facts.add(ob["fact"])
+                    for a, (p, _) in list(awaiting.items()):
+                        step = next((x for x in self.plan["steps"] if x["action"] == a), None) if self.plan else None
+                        if step and set(step["achieves"]) <= self.facts:
+                            del awaiting[a]
+                            self.done[a] = p
+                            completed.append((a, p, step))
+                            self._event(start, "step_succeeded", action=a, provider=p, external=True)
                 if ob.get("provider"):
                     observed[ob["provider"]] = ob
                 self._event(start, "observation", **ob)
@@ -133,7 +143,13 @@ class IntentRun:
                 return {"status": "succeeded", "done": dict(self.done), "facts": sorted(self.facts), "events": self.events}
             for s in self.plan["steps"]:
                 a = s["action"]
-                if a in self.done or a in running or s["external"] or not holds_json(s["requirement"], self.facts):
+                if a in self.done or a in running or a in awaiting or not holds_json(s["requirement"], self.facts):
+                    continue
+                if s["external"]:
+                    # Never dispatched: its facts are awaited (signals) until its timeout.
+                    timeout = s["timeout_ms"] if s["timeout_ms"] is not None else 3 * s["latency_ms"]
+                    awaiting[a] = (s["provider"], self._now(start) + timeout)
+                    self._event(start, "step_dispatched", action=a, provider=s["provider"], external=True)
                     continue
                 attempts[a] = attempts.get(a, 0) + 1
                 key = f"{run_id}/{a}/{s['provider']}"
@@ -141,19 +157,38 @@ class IntentRun:
                 handle = workflow.start_activity(
                     "intento.step",
                     {"run": run_id, "action": a, "provider": s["provider"], "attempt": attempts[a], "key": key, "latency_ms": s["latency_ms"], "timeout_ms": s["timeout_ms"], "idempotent": s["idempotent"], "context": req["given"], "now_ms": self._now(start)},
-                    start_to_close_timeout=timedelta(seconds=300),
+                    start_to_close_timeout=step_timeout,
                     retry_policy=ONCE,
                 )
                 running[a] = (s["provider"], attempts[a], handle)
-            if not running and not self.inbox:
+            due = min((d for _, d in awaiting.values()), default=None)
+            wait_for = None if due is None else timedelta(milliseconds=max(1, due - self._now(start)))
+            if not running and not self.inbox and due is None:
                 # Nothing can start and nothing is running: wait for an observation.
                 await workflow.wait_condition(lambda: bool(self.inbox))
                 continue
-            await workflow.wait_condition(lambda: bool(self.inbox) or any(h.done() for _, _, h in running.values()))
+            try:
+                await workflow.wait_condition(lambda: bool(self.inbox) or any(h.done() for _, _, h in running.values()), timeout=wait_for)
+            except TimeoutError:
+                pass
+            now = self._now(start)
+            for a, (p, d) in list(awaiting.items()):
+                if d <= now:
+                    del awaiting[a]
+                    failures.setdefault(p, []).append(now)
+                    excluded.append([a, p, "the external fact did not arrive in time"])
+                    self._event(start, "step_timed_out", action=a, provider=p, external=True)
+                    reason = f"the external fact of `{a}` did not arrive in time"
             for a in [a for a, (_, _, h) in running.items() if h.done()]:
                 provider, attempt, handle = running.pop(a)
-                out = handle.result()
                 step = next((s for s in self.plan["steps"] if s["action"] == a), None)
+                try:
+                    out = handle.result()
+                except ActivityError as err:
+                    # The activity was lost (a worker crash, a timeout): its effect is unknown.
+                    out = await self._reconcile(start, req, run_id, a, provider, attempt, step, err)
+                    if out is None:
+                        return await self._give_up(start, req, completed, {"reason": f"`{a}` was lost in flight, is not idempotent, and no reconciler can tell whether it took effect"})
                 if out["kind"] == "succeeded":
                     achieves = step["achieves"] if step else []
                     self.facts |= set(achieves) | set(out.get("facts", []))
@@ -169,6 +204,23 @@ class IntentRun:
                         excluded.append([a, provider, out.get("error") or "failed permanently"])
                     self._event(start, "step_failed" if out["kind"] == "failed" else "step_timed_out", action=a, provider=provider, attempt=attempt, error=out.get("error"))
                     reason = f"`{a}` via `{provider}` failed: {out.get('error')}"
+
+    async def _reconcile(self, start, req, run_id, action, provider, attempt, step, err) -> dict | None:
+        """A lost step: idempotent ones are sent again with the same key; a non-idempotent one only
+        after the reconciler says its effect did not happen (None: nobody can tell)."""
+        self._event(start, "needs_reconciliation", action=action, provider=provider, attempt=attempt, error=str(err.cause or err))
+        args = {"run": run_id, "action": action, "provider": provider, "attempt": attempt, "key": f"{run_id}/{action}/{provider}", "latency_ms": step["latency_ms"] if step else 1, "timeout_ms": step["timeout_ms"] if step else None, "idempotent": bool(step and step["idempotent"]), "context": req["given"], "now_ms": self._now(start)}
+        if not (step and step["idempotent"]):
+            happened = await workflow.execute_activity("intento.reconcile", args, start_to_close_timeout=timedelta(seconds=60), retry_policy=RetryPolicy(maximum_attempts=3))
+            self._event(start, "reconciled", action=action, provider=provider, happened=happened)
+            if happened is None:
+                return None
+            if happened:
+                return {"kind": "succeeded", "latency_ms": 0, "facts": [], "reconciled": True}
+        try:
+            return await workflow.execute_activity("intento.step", args, start_to_close_timeout=timedelta(seconds=req.get("step_timeout_s", 300)), retry_policy=ONCE)
+        except ActivityError as again:
+            return {"kind": "failed", "latency_ms": 0, "error": f"lost again: {again.cause or again}", "retryable": True}
 
     async def _give_up(self, start, req, completed, outcome: dict) -> dict:
         self.state = "giving_up"
