@@ -8,7 +8,10 @@ an exception.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import threading
+from collections import OrderedDict
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -16,7 +19,7 @@ from intento.backends import ModelTooLarge, Solution, SolveOptions
 from intento.diagnostics import Diagnostic, IntentoError, RequestError, Severity, Source, did_you_mean
 from intento.explain import basic, conflict_sentence, full, minimal_conflict, ref
 from intento.plan import Broken, Objective, Plan, SolverInfo, Step
-from intento.problem import RISK_SCALE, Problem, build_problem
+from intento.problem import RISK_SCALE, Problem, build_problem, policy_applies
 from intento.request import resolve_context, resolve_state
 from intento.semantics import evaluate_choice
 from intento.spec import Spec
@@ -59,7 +62,44 @@ def prepare(
             deadline_ms=ispec.deadline_ms if deadline_ms == "declared" else deadline_ms,
             budget=ispec.budget if budget == "declared" else budget,
         )
-    return build_problem(spec, ispec, ctx, rstate, excluded, done)
+    # The given values shape the model only through the `when` guards they decide: requests
+    # that agree on which policies apply (and on state and history) share one built problem.
+    applies = tuple(p.name for p in spec.policies.values() if policy_applies(p, ispec, ctx))
+    key = (
+        spec.fingerprint,
+        intent,
+        applies,
+        rstate.model.model_dump_json(),
+        ispec.deadline_ms,
+        str(ispec.budget),
+        tuple(sorted((excluded or {}).items())),
+        tuple(sorted((done or {}).items())),
+    )
+    with _CACHE_LOCK:
+        cached = _PROBLEMS.get(key)
+        if cached is not None:
+            _PROBLEMS.move_to_end(key)
+            PROBLEM_CACHE_STATS["hits"] += 1
+    if cached is not None:
+        problem = copy.copy(cached)
+        problem.context = ctx
+        return problem
+    problem = build_problem(spec, ispec, ctx, rstate, excluded, done)
+    with _CACHE_LOCK:
+        PROBLEM_CACHE_STATS["misses"] += 1
+        _PROBLEMS[key] = problem
+        if len(_PROBLEMS) > PROBLEM_CACHE_SIZE:
+            _PROBLEMS.popitem(last=False)
+    return problem
+
+
+#: Built problems kept for reuse (LRU): keyed by project hash, intent, the policies the context
+#: makes apply, the observed state and a run's history. Problems are not mutated after they are
+#: built; each solve compiles its own CP-SAT model from one.
+PROBLEM_CACHE_SIZE = 512
+_PROBLEMS: "OrderedDict[tuple, Problem]" = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+PROBLEM_CACHE_STATS = {"hits": 0, "misses": 0}
 
 
 def plan(

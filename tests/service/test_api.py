@@ -69,3 +69,16 @@ def test_committed_openapi_matches_the_app(project, tmp_path):
     assert app.openapi() == committed
     paths = set(committed["paths"])
     assert {"/v1/plan", "/v1/explain", "/v1/check", "/v1/runs", "/v1/runs/{run_id}", "/v1/runs/{run_id}/observations", "/v1/audit", "/v1/audit/verify", "/healthz", "/metrics"} <= paths
+
+
+def test_built_problems_are_shared_by_requests_that_shape_the_model_alike(project):
+    from intento.solve import _PROBLEMS, PROBLEM_CACHE_STATS, prepare
+
+    _PROBLEMS.clear()  # the cache is process-wide: start from empty
+    a = prepare(project.spec, "fulfil_order", dict(US, **{"customer.email": "one@x"}))
+    hits = PROBLEM_CACHE_STATS["hits"]
+    b = prepare(project.spec, "fulfil_order", dict(US, **{"customer.email": "two@x", "order.amount": "90 USD"}))
+    assert PROBLEM_CACHE_STATS["hits"] == hits + 1  # no guard changed: the same model
+    assert b.context["customer.email"] == "two@x" and a.context["customer.email"] == "one@x"
+    c = prepare(project.spec, "fulfil_order", dict(US, **{"order.amount": "1500 USD"}))  # fraud_check_large now applies
+    assert PROBLEM_CACHE_STATS["hits"] == hits + 1 and {p.name for p in c.applicable} - {p.name for p in a.applicable} == {"fraud_check_large"}
