@@ -268,6 +268,7 @@ def plan(
         from intento.render import same_optimum
 
         ok, detail = same_optimum(result, other)
+        sys.stdout.flush()
         print(("verified: " if ok else "VERIFICATION FAILED: ") + detail, file=sys.stderr)
         if not ok:
             raise typer.Exit(5)

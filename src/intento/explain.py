@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from ortools.sat.python import cp_model
 
-from intento.backends.cpsat import new_solver
+from intento.backends import SolveOptions, cpsat
+from intento.backends.cpsat import latency_floor, new_solver
 from intento.compile import compile_problem
 from decimal import Decimal
 
@@ -85,6 +86,8 @@ def _feasible(c, lits: list, time_limit_s: float) -> bool | None:
 def minimal_conflict(problem: Problem, time_limit_s: float = 10.0, force: dict[str, str] | None = None) -> list[Member] | None:
     """A minimal infeasible subset of the members, or None if it could not be established.
     With ``force`` (action -> provider) the conflict is the one that forbids that choice."""
+    if latency_floor(problem, frozenset()):
+        return _conflict_by_solving(problem, time_limit_s, force)
     c = compile_problem(problem, literals=True, force=force)
     members = [m for m in problem.members if m.id in c.literals]
     lits = {m.id: c.literals[m.id] for m in members}
@@ -101,6 +104,29 @@ def minimal_conflict(problem: Problem, time_limit_s: float = 10.0, force: dict[s
     for m in list(current):
         trial = [x for x in current if x is not m]
         r = _feasible(c, [lits[x.id] for x in trial], time_limit_s)
+        if r is None:
+            return None
+        if r is False:
+            current = trial
+    return current
+
+
+def _conflict_by_solving(problem: Problem, time_limit_s: float, force: dict[str, str] | None) -> list[Member] | None:
+    """The deletion pass with a full solve as the feasibility test. Used where a latency floor
+    meets a capacity: only the checked solve (`cpsat.solve`) judges such a schedule exactly."""
+    every = frozenset(m.id for m in problem.members)
+
+    def feasible(keep: list[Member]) -> bool | None:
+        relax = every - {m.id for m in keep}
+        status = cpsat.solve(problem, SolveOptions(time_limit_s=time_limit_s), force=force, relax=relax, tiebreak=False).status
+        return None if status == "unknown" else status != "infeasible"
+
+    current = list(problem.members)
+    if feasible(current) is not False:
+        return None
+    for m in list(current):
+        trial = [x for x in current if x is not m]
+        r = feasible(trial)
         if r is None:
             return None
         if r is False:

@@ -146,8 +146,11 @@ def _decimal(v: Any) -> Decimal | None:
 
 
 def _duration_value(v: Any) -> Duration | None:
+    """A duration: "2s" or milliseconds (a JSON integer, or a string of digits)."""
     if isinstance(v, bool):
         return None
+    if isinstance(v, str) and v.strip().isdigit() and len(v.strip()) <= MAX_NUMBER_DIGITS:
+        v = int(v.strip())
     if isinstance(v, int):
         return Duration(v) if 0 <= v < 10**MAX_NUMBER_DIGITS else None
     return parse_duration(str(v)) if isinstance(v, str) else None
@@ -157,7 +160,12 @@ def _money_value(v: Any, currency: str | None) -> Money | None:
     if isinstance(v, bool):
         return None
     if isinstance(v, str):
-        return parse_money(v)
+        money = parse_money(v)
+        if money is not None:
+            return money
+        # A plain number written as a string: an amount in the project currency.
+        amount = parse_number(v.strip())
+        return Money(amount, currency or "") if amount is not None else None
     if isinstance(v, (int, Decimal, float)):
         d = _decimal(v)
         return Money(d, currency or "") if d is not None else None

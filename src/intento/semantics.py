@@ -204,3 +204,17 @@ def _rule_holds(problem: Problem, rule: tuple, ev: Evaluation, times, starts) ->
         providers = [ev.choice[a] for a in rule[1] if a in ev.choice]
         return len(providers) == len(set(providers))
     raise AssertionError(rule)
+
+
+def objective_key(problem: Problem, ev: Evaluation) -> tuple:
+    """The objective as integers, in the order CP-SAT optimises it."""
+    metric = {"cost": problem.money_int(ev.cost), "latency": int(ev.latency_ms), "risk": ev.risk_int}
+    penalty = sum(int(s.penalty * problem.penalty_scale) for s in ev.violated_soft)
+    obj = problem.intent.objective
+    if obj.kind == "lex":
+        return ((penalty,) if problem.soft else ()) + tuple(metric[m] for m in obj.metrics)
+    scale, weight_scale = problem.weighted_scales()
+    units = problem.metric_units()
+    total = sum(int(w * weight_scale) * (scale // units[m]) * metric[m] for m, w in obj.terms)
+    total += (weight_scale // problem.penalty_scale) * scale * penalty
+    return (total,)

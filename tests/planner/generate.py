@@ -56,7 +56,12 @@ def planning_case(draw):
             lat = draw(st.integers(1, 20))
             rel = draw(st.sampled_from(RELS))
             body.append(f"via {p} {{ cost {cost} USD; latency {lat}ms; reliability {rel} }}")
+        extra_flags = draw(st.sampled_from(["", "", "external", "idempotent", "undo comp"]))
+        if extra_flags:
+            body.append(extra_flags)
         lines.append(f"action {a} {{ " + "; ".join(body) + " }")
+    # A compensation: never chosen by the planner, whatever it would achieve.
+    lines.append(f"action comp {{ achieves {draw(st.sampled_from(FACTS))}; via {providers[0]} {{ cost 0 USD; latency 1ms }} }}")
     goal_facts = draw(st.lists(st.sampled_from(FACTS[: min(nact, len(FACTS))]), min_size=1, max_size=3, unique=True))
     goal = " and ".join(goal_facts) if draw(st.integers(0, 3)) else draw(formula())
     intent = ["given region: string", f"goal {goal}"]
@@ -93,6 +98,10 @@ def planning_case(draw):
         lambda: 'limit count(via where region == "eu") >= 1',
         lambda: 'require "green" in tags for ' + draw(st.sampled_from(actions)),
         lambda: "distinct provider for " + ", ".join(draw(st.lists(st.sampled_from(actions), min_size=2, max_size=2, unique=True))),
+        lambda: f"limit latency >= {draw(st.integers(1, 30))}ms",
+        lambda: f'limit count(via where "pci" in tags) == {draw(st.integers(0, 2))}',
+        lambda: f"limit reliability > {draw(st.sampled_from(['0.8', '0.95']))}",
+        lambda: f"forbid via [{draw(st.sampled_from(actions))}] where cost > 1 USD or latency >= 15ms",
     ]
     for i in range(draw(st.integers(0, 3))):
         stmt = templates[draw(st.integers(0, len(templates) - 1))]()
@@ -111,6 +120,10 @@ def planning_case(draw):
         p = draw(st.sampled_from(providers))
         if p not in provs:
             provs[p] = {"status": "degraded", "latency": f"{draw(st.integers(1, 30))}ms"}
+            if draw(st.booleans()):
+                provs[p]["cost"] = draw(st.sampled_from(["0.25 USD", "4"]))
+            if draw(st.booleans()):
+                provs[p]["reliability"] = draw(st.sampled_from(["0.5", "0.99"]))
     if provs:
         state["providers"] = provs
     return source, context, state

@@ -220,3 +220,11 @@ def test_schemas_are_generated():
     assert {"steps", "cost", "latency_ms", "objective", "solver", "explanation"} <= set(plan_schema["properties"])
     state_schema = State.model_json_schema()
     assert set(state_schema["properties"]) == {"facts", "providers", "at"}
+
+
+def test_numbers_in_strings_are_accepted_where_the_type_is_clear(orders):
+    a = orders.plan("fulfil_order", dict(US, **{"order.amount": "80"}), {"providers": {"stripe": {"status": "degraded", "cost": "0.2", "latency": "900"}}})
+    s = a.step("charge_payment")
+    assert (s.provider, s.cost, s.latency_ms) == ("stripe", "0.2", 900)
+    with pytest.raises(IntentoError):
+        orders.plan("fulfil_order", dict(US, **{"order.amount": "eighty"}))

@@ -218,15 +218,18 @@ def check_plan(spec, intent_name, context, state, plan: dict) -> list[str]:
         problems.append(f"latency {plan['latency_ms']} != {latency}")
     if not math.isclose(plan["reliability"], float(total_rel), rel_tol=1e-9):
         problems.append("reliability is not the product")
-    # Broken soft statements are reported, exactly.
-    broken = set()
+    # Broken soft statements are reported, exactly (a reliability limit within the contract's
+    # rounding of its edge may be judged either way).
+    must, may = set(), set()
     for p in soft:
         for st in p.statements:
             if _statement_broken(spec, st, env_steps, facts_at, total_cost, latency, total_rel):
-                broken.add(p.name)
+                must.add(p.name)
+            if _statement_broken(spec, st, env_steps, facts_at, total_cost, latency, total_rel, edge_ok=False):
+                may.add(p.name)
     reported = {b["policy"] for b in plan["broken"]}
-    if broken != reported:
-        problems.append(f"broken soft policies {sorted(reported)} != {sorted(broken)}")
+    if not must <= reported <= may:
+        problems.append(f"broken soft policies {sorted(reported)} != {sorted(must)}")
     return problems
 
 
@@ -234,7 +237,7 @@ def _in_scope(st_actions, name):
     return st_actions is None or name in {a.name for a in st_actions}
 
 
-def _statement_broken(spec, st, env_steps, facts_at, cost, latency, rel) -> str | None:
+def _statement_broken(spec, st, env_steps, facts_at, cost, latency, rel, edge_ok: bool = True) -> str | None:
     cmp = {"<=": lambda a, b: a <= b, "<": lambda a, b: a < b, ">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "==": lambda a, b: a == b}
     if isinstance(st, ast.ForbidVia):
         for name, (_, attrs) in env_steps.items():
@@ -268,7 +271,7 @@ def _statement_broken(spec, st, env_steps, facts_at, cost, latency, rel) -> str 
             lhs = -sum(Decimal(math.log(float(x))) for x in [rel]) if rel > 0 else Decimal("inf")
             rhs = -Decimal(math.log(float(v))) if v > 0 else Decimal("inf")
             flip = {"<=": ">=", "<": ">", ">=": "<=", ">": "<", "==": "=="}[st.op]
-            if not cmp[flip](lhs, rhs) and abs(lhs - rhs) > Decimal("0.00001"):
+            if not cmp[flip](lhs, rhs) and (not edge_ok or abs(lhs - rhs) > Decimal("0.00001")):
                 return "reliability limit"
     elif isinstance(st, ast.LimitCount):
         n = sum(1 for name, (_, attrs) in env_steps.items() if _in_scope(st.actions, name) and pred(st.pred, attrs))

@@ -27,6 +27,8 @@ class Solution:
     choice: dict[str, str] = field(default_factory=dict)
     starts: dict[str, int] = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
+    #: The soft `require F before A` statements the schedule does not wait for.
+    skipped: frozenset[str] = frozenset()
 
 
 class ModelTooLarge(Exception):

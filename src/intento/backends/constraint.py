@@ -23,25 +23,11 @@ from constraint import Problem as CSP
 
 from intento.backends import ModelTooLarge, Solution, SolveOptions, rank_weight
 from intento.problem import Problem, SoftStatement
-from intento.semantics import Evaluation, evaluate_choice
+from intento.semantics import Evaluation, evaluate_choice, objective_key
 
 #: Most assignments the exhaustive back-end will enumerate.
 MAX_ASSIGNMENTS = 200_000
 _UNUSED = "-"
-
-
-def objective_key(problem: Problem, ev: Evaluation) -> tuple:
-    """The objective as integers, in the order CP-SAT optimises it."""
-    metric = {"cost": problem.money_int(ev.cost), "latency": int(ev.latency_ms), "risk": ev.risk_int}
-    penalty = sum(int(s.penalty * problem.penalty_scale) for s in ev.violated_soft)
-    obj = problem.intent.objective
-    if obj.kind == "lex":
-        return ((penalty,) if problem.soft else ()) + tuple(metric[m] for m in obj.metrics)
-    scale, weight_scale = problem.weighted_scales()
-    units = problem.metric_units()
-    total = sum(int(w * weight_scale) * (scale // units[m]) * metric[m] for m, w in obj.terms)
-    total += (weight_scale // problem.penalty_scale) * scale * penalty
-    return (total,)
 
 
 def tiebreak_key(problem: Problem, ev: Evaluation) -> tuple:

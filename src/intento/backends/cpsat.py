@@ -18,13 +18,14 @@ change the answer when the search completes.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from ortools.sat.python import cp_model
 
 from intento.backends import Solution, SolveOptions, rank_weight
 from intento.compile import Compiled, compile_problem
-from intento.problem import Problem
-from intento.semantics import capacity_respected, earliest_schedule, options_of
+from intento.problem import Problem, SoftStatement
+from intento.semantics import capacity_respected, capacity_schedule, earliest_schedule, evaluate_choice, objective_key, options_of
 
 #: Below this many options, CP-SAT's presolve costs more than it saves: each stage re-solves a
 #: model that differs from the previous one by a single constraint (benchmarks/plan_latency.py:
@@ -58,6 +59,8 @@ class _Stager:
         self.deadline = time.monotonic() + options.time_limit_s
         self.proven = True
         self.last: dict | None = None
+        #: The optimum (or best bound found) of the last stage solved.
+        self.value: int | None = None
         self.stats = {"stages": 0, "branches": 0, "conflicts": 0, "wall_s": 0.0}
 
     def _vars(self):
@@ -89,6 +92,7 @@ class _Stager:
         result = _STATUS[status]
         if result in ("optimal", "feasible"):
             value = int(round(solver.ObjectiveValue()))
+            self.value = value
             self.last = {v.Index(): solver.Value(v) for v in self._vars()}
             if result == "optimal":
                 m.Add(expr == value)
@@ -128,9 +132,54 @@ def solve(
     hint: dict[str, str] | None = None,
 ) -> Solution:
     """Solve the stages. ``force``/``relax`` build a counterfactual model (explain.py);
-    ``tiebreak=False`` stops after the objective, when only its value matters."""
+    ``tiebreak=False`` stops after the objective, when only its value matters.
+
+    Where a capacity can bind, the model lets a waiting step start at any time after it is ready,
+    which is exact for every rule that prefers earlier ends. A latency floor (`limit latency >=`,
+    `>` or `==`) would profit from waiting for no reason, so then each answer is checked against
+    the contract's schedule of its choice (`schedule_of`), and a choice that only met its
+    objective by idling is excluded and the request solved again."""
+    if not latency_floor(problem, relax):
+        return _solve_once(problem, options, force, relax, tiebreak, hint, [])[0]
+    t_end = time.monotonic() + options.time_limit_s
+    excluded: list[dict[str, str]] = []
+    totals: dict = {}
+    while True:
+        left = max(0.001, t_end - time.monotonic())
+        sol, values = _solve_once(problem, replace(options, time_limit_s=left), force, relax, tiebreak, hint, excluded)
+        for k, v in sol.stats.items():
+            totals[k] = totals.get(k, 0) + v if k in ("stages", "branches", "conflicts", "build_s", "solve_s") else v
+        sol.stats = dict(totals)
+        if sol.status not in ("optimal", "feasible") or values is None:
+            return sol
+        starts = schedule_of(problem, sol.choice, sol.skipped, left)
+        if starts is not None:
+            ev = evaluate_choice(problem, sol.choice, starts=starts, skipped=sol.skipped)
+            broken = [b for b in ev.broken_members if b not in relax]
+            if not broken and all(s != float("inf") for s in starts.values()) and objective_key(problem, ev) <= values:
+                sol.starts = {a: int(t) for a, t in starts.items()}
+                return sol
+        excluded.append(sol.choice)
+        if time.monotonic() >= t_end:
+            return Solution("unknown", stats=sol.stats)
+
+
+def latency_floor(problem: Problem, relax: frozenset[str]) -> bool:
+    """Does a hard or soft rule bound the makespan from below while some capacity can bind?"""
+    floors = [r for m, r in problem.rules if m.id not in relax] + [r for _, r in problem.soft_rules]
+    if not any(r[0] == "limit" and r[1] == "latency" and r[2] in (">=", ">", "==") for r in floors):
+        return False
+    return any(p.capacity is not None for p in problem.spec.providers.values())
+
+
+def _solve_once(problem, options, force, relax, tiebreak, hint, excluded) -> tuple[Solution, tuple | None]:
+    """One staged solve with the ``excluded`` choices ruled out; also returns the objective
+    stages' values (None unless every one was solved)."""
     t0 = time.perf_counter()
     c = compile_problem(problem, force=force, relax=relax)
+    for choice in excluded:
+        xs = c.x.items()
+        c.model.Add(sum(1 - v for k, v in xs if choice.get(k[0]) == k[1]) + sum(v for k, v in xs if choice.get(k[0]) != k[1]) >= 1)
     build_s = time.perf_counter() - t0
     st = _Stager(c, options)
     if hint:
@@ -138,13 +187,16 @@ def solve(
         st.last = {v.Index(): int(hint.get(an) == p) for (an, p), v in c.x.items()} | {v.Index(): 0 for v in c.start.values()} | {v.Index(): 0 for v in c.violated.values()}
     status = "optimal"
     schedule = None
-    stages = objective_stages(c) + ([("steps", sum(c.use.values()))] if tiebreak else [])
+    objective = objective_stages(c)
+    stages = objective + ([("steps", sum(c.use.values()))] if tiebreak else [])
+    values = []
     for i, (name, expr) in enumerate(stages):
         r = st.minimize(expr, name)
         if i == 0 and r in ("infeasible", "unknown", "timeout"):
-            return Solution("infeasible" if r == "infeasible" else "unknown", stats=_stats(c, st, build_s))
+            return Solution("infeasible" if r == "infeasible" else "unknown", stats=_stats(c, st, build_s)), None
         if r in ("unknown", "timeout"):
             break
+        values.append(st.value)
     else:
         if tiebreak:
             _canonical_choice(c, st)
@@ -152,10 +204,39 @@ def solve(
     if not st.proven:
         status = "feasible"
     if st.last is None:  # the only stage was skipped: no time left at all
-        return Solution("unknown", stats=_stats(c, st, build_s))
+        return Solution("unknown", stats=_stats(c, st, build_s)), None
     choice = {an: p for (an, p), v in c.x.items() if st.last[v.Index()]}
     starts = schedule or {an: st.last[c.start[an].Index()] for an in choice}
-    return Solution(status, choice, starts, _stats(c, st, build_s))
+    skipped = frozenset(s.id for s, _, _ in _soft_befores(problem) if st.last[c.violated[s.id].Index()])
+    sol = Solution(status, choice, starts, _stats(c, st, build_s), skipped)
+    return sol, (tuple(values[: len(objective)]) if len(values) >= len(objective) else None)
+
+
+def _soft_befores(problem: Problem):
+    return [(o, f, t) for o, f, t in problem.befores if isinstance(o, SoftStatement)]
+
+
+def schedule_of(problem: Problem, choice: dict[str, str], skipped: frozenset[str] = frozenset(), time_limit_s: float = 10.0) -> dict[str, float] | None:
+    """The contract's schedule of a choice: every step at its earliest start when that respects
+    every capacity; otherwise the least makespan, then the earliest starts in declaration order.
+    The exact permutation search of `semantics.capacity_schedule` for a few steps, a small CP-SAT
+    model beyond that (None if it finds none in time)."""
+    chosen = options_of(problem, choice)
+    starts = capacity_schedule(problem, chosen, skipped)
+    if starts is not None:
+        return starts
+    c = compile_problem(problem, force=choice, relax=frozenset(m.id for m in problem.members) | {"deadline"})
+    m = c.model
+    for a in problem.actions:
+        if a.name not in choice:
+            m.Add(c.use[a.name] == 0)
+    for s, _, _ in _soft_befores(problem):
+        m.Add(c.violated[s.id] == int(s.id in skipped))
+    st = _Stager(c, SolveOptions(time_limit_s=time_limit_s))
+    for name, expr in [("makespan", c.makespan)] + [(a.name, c.start[a.name]) for a in problem.actions if a.name in choice]:
+        if st.minimize(expr, name) != "optimal":
+            return None
+    return {a: float(st.last[c.start[a].Index()]) for a in choice}
 
 
 def _rank(c: Compiled, action: str):
