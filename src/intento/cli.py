@@ -517,7 +517,17 @@ def _run_on_temporal(paths, intent, given, state, key, temporal: str, task_queue
         detail = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("type", "at"))
         print(f"[{e['at']:>8} ms] {e['type']} {detail}")
     print(f"outcome: {result['status']}" + (f": {result['summary']}" if result.get("summary") else ""))
-    raise typer.Exit(0 if result["status"] == "succeeded" else 3)
+    _exit_now(0 if result["status"] == "succeeded" else 3)
+
+
+def _exit_now(code: int) -> None:
+    """Exit without interpreter teardown. The Temporal client's native runtime keeps threads of
+    its own that can abort the process while Python finalises ("PyGILState_Release ... must be
+    current", temporalio/sdk-python#300), turning a finished run's exit code into SIGABRT. The
+    outcome is already on Temporal and printed; nothing is left to clean up."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @app.command()
