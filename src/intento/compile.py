@@ -50,6 +50,8 @@ class Compiled:
     literals: dict[str, cp_model.IntVar] = field(default_factory=dict)
     #: Actions that may wait past their requirement because of a capacity that can bind.
     waiting: set[str] = field(default_factory=set)
+    #: Whether a formula holds at all, as a literal or 0/1 (set by `compile_problem`).
+    holds: object = None
     #: Which member each group of constraints came from (member id -> number of constraints).
     origin: dict[str, int] = field(default_factory=dict)
 
@@ -87,7 +89,11 @@ def compile_problem(
         return [c.literals[member.id]]
 
     allowed: dict[str, list] = {}
+    needed = relevant_actions(problem, force)
     for a in problem.actions:
+        if needed is not None and a.name not in needed:
+            allowed[a.name] = []
+            continue
         opts = []
         for o in a.options:
             blockers = [b for b in o.forbidden_by if active(b)]
@@ -97,6 +103,8 @@ def compile_problem(
                 continue
             opts.append((o, blockers))
         allowed[a.name] = opts
+    if not literals:
+        _drop_dominated(problem, allowed, force)
     if horizon is None:
         horizon = serial_horizon(problem, allowed)
     deadline = problem.intent.deadline_ms
@@ -181,6 +189,57 @@ def compile_problem(
                 return formula_cache[key]
         raise AssertionError(f"not a fact formula: {e!r}")
 
+    # -- redundant boolean reachability: whether a fact or formula holds at all. Implied by the
+    # times above, but linear, so the LP relaxation sees which actions the goal needs (cost and
+    # step-count stages prove their optimum far sooner with it).
+    hold_cache: dict[str, object] = {}
+
+    def holds(e: ast.Expr):
+        key = repr(e)
+        if key in hold_cache:
+            return hold_cache[key]
+        match e:
+            case ast.Ref() if e.name in problem.state.facts:
+                h = 1
+            case ast.Ref():
+                srcs = achievers.get(e.name, [])
+                if not srcs:
+                    h = 0
+                else:
+                    h = m.NewBoolVar(f"{prefix}holds[{e.name}]")
+                    m.Add(h <= sum(c.use[s] for s in srcs))
+                    for s in srcs:
+                        m.Add(c.use[s] <= h)
+                    t = t_fact(e.name)
+                    m.Add(t <= horizon).OnlyEnforceIf(h)
+                    m.Add(t == never).OnlyEnforceIf(h.Not())
+            case ast.And() | ast.Or():
+                every = isinstance(e, ast.And)
+                parts = [holds(x) for x in e.items]
+                consts = {x for x in parts if isinstance(x, int)}
+                lits = [x for x in parts if not isinstance(x, int)]
+                absorbing = 0 if every else 1
+                if absorbing in consts:
+                    h = absorbing
+                elif not lits:
+                    h = 1 - absorbing
+                else:
+                    h = m.NewBoolVar(f"{prefix}holds[{type(e).__name__.lower()}#{len(hold_cache)}]")
+                    if every:  # h == min(lits)
+                        m.Add(h >= sum(lits) - (len(lits) - 1))
+                        for x in lits:
+                            m.Add(h <= x)
+                    else:  # h == max(lits)
+                        m.Add(h <= sum(lits))
+                        for x in lits:
+                            m.Add(x <= h)
+            case _:
+                raise AssertionError(f"not a fact formula: {e!r}")
+        hold_cache[key] = h
+        return h
+
+    c.holds = holds
+
     # -- soft statements get a violation literal each (priced below) --
     for s in problem.soft:
         c.violated[s.id] = m.NewBoolVar(f"{prefix}violated[{s.id}]")
@@ -190,6 +249,13 @@ def compile_problem(
         if not allowed[a.name]:
             continue
         use, start = c.use[a.name], c.start[a.name]
+        if a.requires is not None:
+            h = holds(a.requires)
+            if isinstance(h, int):
+                if h == 0:
+                    m.Add(use == 0)
+            else:
+                m.Add(use <= h)
         parts = [t_formula(a.requires)] if a.requires is not None else []
         for owner, formula, target in problem.befores:
             if target != a.name:
@@ -278,6 +344,14 @@ def _add_rule(c: Compiled, rule: tuple, t_formula, enforce: list, never: int) ->
     kind = rule[0]
     if kind in ("goal", "require"):
         m.Add(t_formula(rule[1]) <= c.horizon).OnlyEnforceIf(enforce)
+        h = c.holds(rule[1])
+        if isinstance(h, int):
+            if h == 0:
+                m.AddBoolOr([]).OnlyEnforceIf(enforce)
+        elif not enforce:
+            m.Add(h == 1)
+        else:
+            m.Add(h >= enforce[0])
     elif kind == "budget":
         m.Add(c.cost <= p.money_int(rule[1])).OnlyEnforceIf(enforce)
     elif kind == "deadline":
@@ -336,3 +410,98 @@ def _binding_capacities(problem: Problem, allowed) -> set[str]:
         for p, n in counts.items()
         if problem.spec.providers[p].capacity is not None and problem.spec.providers[p].capacity < n
     }
+
+
+#: Rules that can make a plan better for holding *more* steps: a floor on a count, on the cost
+#: or on the makespan, or a ceiling on reliability (a floor on risk).
+_FLOOR_OPS = (">=", ">", "==")
+
+
+def _rewards_more_steps(rule: tuple) -> bool:
+    if rule[0] == "count":
+        return rule[2] in _FLOOR_OPS
+    if rule[0] == "limit":
+        _, metric, op, _ = rule
+        return op in (("<=", "<", "==") if metric == "reliability" else _FLOOR_OPS)
+    return False
+
+
+def relevant_actions(problem: Problem, force: dict[str, str] | None = None) -> set[str] | None:
+    """The actions an optimal plan can contain, or None when every action may be.
+
+    An action that achieves nothing the goal, a `require`, a `before` or the requirement of
+    another such action reads can only add cost, latency, risk and steps, and break rules, so no
+    optimal plan (tie-break: fewer steps) holds it - unless a rule rewards more steps (a floor on
+    a count, cost or latency, a ceiling on reliability), a weight is negative, or an option costs
+    less than nothing. Leaving such actions out of the model is exact and shrinks large estates
+    by about half (benchmarks/plan_latency.py)."""
+    from intento.evaluate import formula_facts
+
+    rules = [r for _, r in problem.rules] + [r for _, r in problem.soft_rules]
+    if any(_rewards_more_steps(r) for r in rules):
+        return None
+    obj = problem.intent.objective
+    if obj.kind != "lex" and any(w < 0 for _, w in obj.terms):
+        return None
+    if any(o.cost < 0 for a in problem.actions for o in a.options):
+        return None
+    facts: set[str] = set()
+    for r in rules:
+        if r[0] in ("goal", "require"):
+            facts |= formula_facts(r[1])
+    for _, formula, _ in problem.befores:
+        facts |= formula_facts(formula)
+    keep = {a.name for a in problem.actions if a.done or a.name in (force or {})}
+    for a in problem.actions:
+        if a.name in keep:
+            facts |= formula_facts(a.requires)
+    changed = True
+    while changed:
+        changed = False
+        for a in problem.actions:
+            if a.name not in keep and facts & set(a.achieves):
+                keep.add(a.name)
+                facts |= formula_facts(a.requires)
+                changed = True
+    return keep
+
+
+def _drop_dominated(problem: Problem, allowed: dict[str, list], force: dict[str, str]) -> None:
+    """Leave out options no optimal plan takes: another option of the same action that is no
+    worse in cost, latency and (where it counts) risk, breaks no more soft statements, and which
+    every rule judges alike, would give a plan at least as good and earlier in the tie-break.
+
+    Exact under these conditions, else nothing is dropped for that action: no rule rewards more
+    (floors on cost, latency or count, ceilings on reliability); the action is in no `distinct`
+    rule; the better option's provider has no capacity; both options match the same `count`
+    rules; the better one is declared earlier, or is strictly cheaper (or less risky) on a term
+    the objective minimises."""
+    rules = [r for _, r in problem.rules] + [r for _, r in problem.soft_rules]
+    if any(_rewards_more_steps(r) for r in rules):
+        return
+    obj = problem.intent.objective
+    weights = dict(obj.terms) if obj.kind != "lex" else {m: 1 for m in obj.metrics}
+    if any(w <= 0 for w in weights.values()):
+        return
+    risk_counts = "risk" in weights or any(r[0] == "limit" and r[1] == "reliability" for r in rules)
+    in_distinct = {a for r in rules if r[0] == "distinct" for a in r[1]}
+    counts = [set(r[1]) for r in rules if r[0] == "count"]
+    providers = problem.spec.providers
+    for a in problem.actions:
+        opts = allowed[a.name]
+        if len(opts) < 2 or a.done or a.name in force or a.name in in_distinct:
+            continue
+
+        def dominates(o1, o2) -> bool:
+            if providers[o1.provider].capacity is not None:
+                return False
+            if o1.cost > o2.cost or o1.latency_ms > o2.latency_ms or (risk_counts and o1.risk > o2.risk):
+                return False
+            if not set(map(id, o1.soft_violations)) <= set(map(id, o2.soft_violations)):
+                return False
+            if any(((a.name, o1.provider) in m) != ((a.name, o2.provider) in m) for m in counts):
+                return False
+            return o1.index < o2.index or ("cost" in weights and o1.cost < o2.cost) or ("risk" in weights and o1.risk < o2.risk)
+
+        keep = [(o, b) for o, b in opts if not b and not any(dominates(o1, o) for o1, b1 in opts if o1 is not o and not b1)]
+        allowed[a.name] = keep + [(o, b) for o, b in opts if b]

@@ -40,7 +40,16 @@ def new_solver(time_limit_s: float, num_workers: int = 1, seed: int = 0, options
     solver.parameters.num_workers = num_workers
     solver.parameters.random_seed = seed
     if options is not None:
-        solver.parameters.cp_model_presolve = options >= PRESOLVE_MIN_OPTIONS
+        large = options >= PRESOLVE_MIN_OPTIONS
+        solver.parameters.cp_model_presolve = large
+        if large:
+            # The LP relaxation of the goal's reachability (see `compile`) bounds the cost stage
+            # tightly once the enforced constraints are linearised too (level 2), and branching on
+            # its values finds the optimum in a few steps: 200-action p95 from ~7 s to well under
+            # 1 s (benchmarks/plan_latency.py), where the default search walked down one solution
+            # at a time.
+            solver.parameters.linearization_level = 2
+            solver.parameters.search_branching = cp_model.LP_SEARCH
     return solver
 
 
@@ -63,10 +72,6 @@ class _Stager:
         self.value: int | None = None
         self.stats = {"stages": 0, "branches": 0, "conflicts": 0, "wall_s": 0.0}
 
-    def _vars(self):
-        c = self.c
-        return list(c.x.values()) + list(c.start.values()) + list(c.violated.values())
-
     def minimize(self, expr, name: str) -> str:
         """Minimise ``expr``, then fix it; returns the solver status of this stage."""
         c, m = self.c, self.c.model
@@ -76,8 +81,12 @@ class _Stager:
             return "timeout"
         m.ClearHints()
         if self.last is not None:
-            for v in self._vars():
-                m.AddHint(v, self.last[v.Index()])
+            # The previous stage's whole solution: a feasible start for this one, since each stage
+            # only fixes the expression the previous one optimised. (A partial hint, e.g. the
+            # options of a previous plan, only guides the first choices.)
+            hint = m.Proto().solution_hint
+            hint.vars.extend(self.last.keys())
+            hint.values.extend(self.last.values())
         m.Minimize(expr)
         solver = new_solver(left, self.options.num_workers, self.options.seed, len(c.x))
         status = solver.Solve(m)
@@ -93,7 +102,7 @@ class _Stager:
         if result in ("optimal", "feasible"):
             value = int(round(solver.ObjectiveValue()))
             self.value = value
-            self.last = {v.Index(): solver.Value(v) for v in self._vars()}
+            self.last = dict(enumerate(solver.ResponseProto().solution))
             if result == "optimal":
                 m.Add(expr == value)
             else:
@@ -137,31 +146,52 @@ def solve(
     Where a capacity can bind, the model lets a waiting step start at any time after it is ready,
     which is exact for every rule that prefers earlier ends. A latency floor (`limit latency >=`,
     `>` or `==`) would profit from waiting for no reason, so then each answer is checked against
-    the contract's schedule of its choice (`schedule_of`), and a choice that only met its
-    objective by idling is excluded and the request solved again."""
+    the contract's schedule of its choice (`schedule_of`). A choice that only met its objective by
+    idling is kept as a candidate at its contract value and excluded, and the request solved
+    again; the model's optimum over the choices left bounds each of their contract values from
+    below, so once it is no better than the best candidate, that candidate is optimal."""
     if not latency_floor(problem, relax):
         return _solve_once(problem, options, force, relax, tiebreak, hint, [])[0]
     t_end = time.monotonic() + options.time_limit_s
     excluded: list[dict[str, str]] = []
     totals: dict = {}
+    best: tuple[tuple, Solution] | None = None  # (contract key, solution at the contract schedule)
+
+    def answer(sol: Solution, proven: bool) -> Solution:
+        sol.stats = dict(totals)
+        if best is None:
+            return sol
+        found = best[1]
+        found.status = "optimal" if proven else "feasible"
+        found.stats = dict(totals)
+        return found
+
     while True:
         left = max(0.001, t_end - time.monotonic())
         sol, values = _solve_once(problem, replace(options, time_limit_s=left), force, relax, tiebreak, hint, excluded)
         for k, v in sol.stats.items():
             totals[k] = totals.get(k, 0) + v if k in ("stages", "branches", "conflicts", "build_s", "solve_s") else v
-        sol.stats = dict(totals)
+        if sol.status == "infeasible":
+            return answer(sol, True)
         if sol.status not in ("optimal", "feasible") or values is None:
+            return answer(sol, False)
+        if best is not None and values >= best[0]:
+            return answer(sol, sol.status == "optimal")
+        starts = schedule_of(problem, sol.choice, sol.skipped, max(0.001, t_end - time.monotonic()))
+        if starts is None:  # out of time before the check could finish: nothing verified
+            return answer(Solution("unknown"), False)
+        ev = evaluate_choice(problem, sol.choice, starts=starts, skipped=sol.skipped)
+        broken = [b for b in ev.broken_members if b not in relax]
+        verified = not broken and all(s != float("inf") for s in starts.values())
+        sol.starts = {a: int(t) for a, t in starts.items()} if verified else sol.starts
+        if verified and objective_key(problem, ev) <= values:
+            sol.stats = dict(totals)
             return sol
-        starts = schedule_of(problem, sol.choice, sol.skipped, left)
-        if starts is not None:
-            ev = evaluate_choice(problem, sol.choice, starts=starts, skipped=sol.skipped)
-            broken = [b for b in ev.broken_members if b not in relax]
-            if not broken and all(s != float("inf") for s in starts.values()) and objective_key(problem, ev) <= values:
-                sol.starts = {a: int(t) for a, t in starts.items()}
-                return sol
+        if verified and (best is None or objective_key(problem, ev) < best[0]):
+            best = (objective_key(problem, ev), sol)
         excluded.append(sol.choice)
         if time.monotonic() >= t_end:
-            return Solution("unknown", stats=sol.stats)
+            return answer(Solution("unknown"), False)
 
 
 def latency_floor(problem: Problem, relax: frozenset[str]) -> bool:
@@ -184,19 +214,18 @@ def _solve_once(problem, options, force, relax, tiebreak, hint, excluded) -> tup
     st = _Stager(c, options)
     if hint:
         # A starting point for the first stage only (e.g. the previous plan of a re-plan).
-        st.last = {v.Index(): int(hint.get(an) == p) for (an, p), v in c.x.items()} | {v.Index(): 0 for v in c.start.values()} | {v.Index(): 0 for v in c.violated.values()}
+        st.last = {v.Index(): int(hint.get(an) == p) for (an, p), v in c.x.items()}
     status = "optimal"
     schedule = None
     objective = objective_stages(c)
-    stages = objective + ([("steps", sum(c.use.values()))] if tiebreak else [])
-    values = []
-    for i, (name, expr) in enumerate(stages):
+    values: list[int] = []
+    for i, (name, expr, radices) in enumerate(pack([(n, e, stage_bound(c, n)) for n, e in objective])):
         r = st.minimize(expr, name)
         if i == 0 and r in ("infeasible", "unknown", "timeout"):
             return Solution("infeasible" if r == "infeasible" else "unknown", stats=_stats(c, st, build_s)), None
         if r in ("unknown", "timeout"):
             break
-        values.append(st.value)
+        values.extend(unpack(st.value, radices))
     else:
         if tiebreak:
             _canonical_choice(c, st)
@@ -239,22 +268,69 @@ def schedule_of(problem: Problem, choice: dict[str, str], skipped: frozenset[str
     return {a: float(st.last[c.start[a].Index()]) for a in choice}
 
 
+#: Largest range a packed stage may span: keeps the LP's coefficients modest.
+PACK_LIMIT = 2**31
+
+
+def stage_bound(c: Compiled, name: str) -> int | None:
+    """An upper bound on a stage's expression when it is known never to be negative, else None."""
+    p = c.problem
+    if name == "penalty":
+        return sum(int(s.penalty * p.penalty_scale) for s in p.soft)
+    if name == "cost":
+        costs = [p.money_int(p.option(an, pv).cost) for an, pv in c.x]
+        return None if any(v < 0 for v in costs) else sum(costs)
+    if name == "latency":
+        return c.horizon
+    if name == "risk":
+        return sum(p.option(an, pv).risk for an, pv in c.x)
+    if name == "steps":
+        return len(c.use)
+    return None
+
+
+def pack(stages: list[tuple[str, object, int | None]]) -> list[tuple[str, object, list[int]]]:
+    """Merge the first two lexicographic stages into one solve where their ranges allow: with
+    0 <= b <= B, minimising a * (B + 1) + b minimises a, then b (same answer, one presolve and
+    one first solution fewer). Used for the soft penalty with the first objective term, and for
+    fewer steps with the least rank. Only two: packing cost with latency as well makes the
+    coefficients large and the search slower (measured on benchmarks/plan_latency.py)."""
+    out = [(name, expr, []) for name, expr, _ in stages]
+    if len(stages) >= 2:
+        (n1, e1, hi1), (n2, e2, hi2) = stages[0], stages[1]
+        if hi1 is not None and hi2 is not None and (hi1 + 1) * (hi2 + 1) <= PACK_LIMIT:
+            out[:2] = [(f"{n1}+{n2}", e1 * (hi2 + 1) + e2, [hi2 + 1])]
+    return out
+
+
+def unpack(value: int, radices: list[int]) -> list[int]:
+    """The values of the stages `pack` merged into one, from the merged optimum."""
+    parts = []
+    for r in reversed(radices):
+        value, rest = divmod(value, r)
+        parts.append(rest)
+    return [value] + parts[::-1]
+
+
 def _rank(c: Compiled, action: str):
     """0 when the action is unused, else 1 + the chosen option's declaration index."""
     return sum((o.index + 1) * c.x[(action, o.provider)] for a in c.problem.actions if a.name == action for o in a.options if (action, o.provider) in c.x)
 
 
 def _canonical_choice(c: Compiled, st: _Stager) -> None:
-    """Tie-break stages 2 and 3: the least total weighted rank; if the choice is still not
-    unique, action by action in declaration order, the least rank (0 = unused)."""
+    """The tie-break's choice rules: fewer steps, then the least total weighted rank (one packed
+    solve); if the choice is still not unique, action by action in declaration order, the least
+    rank (0 = unused)."""
     actions = [a for a in c.problem.actions if any((a.name, o.provider) in c.x for o in a.options)]
     if not actions:
         return
     n = len(c.problem.actions)
     index = {a.name: i for i, a in enumerate(c.problem.actions)}
-    weighted = sum(rank_weight(n, index[a.name], o.index) * c.x[(a.name, o.provider)] for a in actions for o in a.options if (a.name, o.provider) in c.x)
-    if st.minimize(weighted, "tie-break rank") in ("unknown", "timeout"):
-        return
+    weights = {(a.name, o.provider): rank_weight(n, index[a.name], o.index) for a in actions for o in a.options if (a.name, o.provider) in c.x}
+    weighted = sum(w * c.x[k] for k, w in weights.items())
+    for name, expr, _ in pack([("steps", sum(c.use.values()), len(c.use)), ("rank", weighted, sum(weights.values()))]):
+        if st.minimize(expr, f"tie-break {name}") in ("unknown", "timeout"):
+            return
     if _unique(c, st):
         return
     for a in actions:
