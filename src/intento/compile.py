@@ -244,6 +244,21 @@ def compile_problem(
     for s in problem.soft:
         c.violated[s.id] = m.NewBoolVar(f"{prefix}violated[{s.id}]")
 
+    # -- whether every capacity holds all its chosen steps at once (single requests only: in a
+    # batch the others' steps count too): then no step needs to wait --
+    fits = None
+    if shared_capacity is None and c.waiting:
+        over = []
+        for pname in sorted(capacity_binding):
+            cap = problem.spec.providers[pname].capacity
+            o = m.NewBoolVar(f"{prefix}over[{pname}]")
+            m.Add(sum(xv for (an, pv), xv in c.x.items() if pv == pname) >= cap + 1).OnlyEnforceIf(o)
+            over.append(o)
+        fits = m.NewBoolVar(f"{prefix}fits")
+        m.AddBoolOr(over + [fits])
+        for o in over:
+            m.AddImplication(fits, o.Not())
+
     # -- when each used step starts: its `requires` and every `require F before` it honours --
     for a in problem.actions:
         if not allowed[a.name]:
@@ -278,16 +293,22 @@ def compile_problem(
                 # violation literal stands for only when F was in fact late.
                 m.Add(t_formula(formula) > start).OnlyEnforceIf([enforce[0].Not(), use])
         if not parts:
-            if a.name not in c.waiting:
-                m.Add(start == 0)
-            continue
-        if len(parts) == 1:
+            t = 0
+        elif len(parts) == 1:
             t = parts[0]
         else:
             t = m.NewIntVar(0, never, f"ready[{a.name}]")
             m.AddMaxEquality(t, parts)
         if a.name in c.waiting:
             m.Add(start >= t).OnlyEnforceIf(use)
+            # Only a step on a provider whose capacity binds ever waits (moving any other one to
+            # its ready time keeps every capacity and ends nothing later), and none waits when no
+            # capacity is exceeded at all: the contract's schedule is then the earliest one.
+            for (an, pv), xv in c.x.items():
+                if an == a.name and pv not in capacity_binding:
+                    m.Add(start == t).OnlyEnforceIf(xv)
+            if fits is not None:
+                m.Add(start == t).OnlyEnforceIf([use, fits])
         else:
             m.Add(start == t).OnlyEnforceIf(use)
 

@@ -107,6 +107,9 @@ class Problem:
     befores: list[tuple[Member | SoftStatement, ast.Expr, str]]
     money_scale: int
     applicable: list[PolicySpec]
+    #: Requests with equal shapes compile to the same model (only given values that decide no
+    #: guard differ); set by `solve.prepare`, None when unknown.
+    shape: tuple | None = field(default=None, compare=False)
 
     def option(self, action: str, provider: str) -> Option | None:
         for a in self.actions:

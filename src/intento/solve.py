@@ -85,6 +85,7 @@ def prepare(
         problem.context = ctx
         return problem
     problem = build_problem(spec, ispec, ctx, rstate, excluded, done)
+    problem.shape = key
     with _CACHE_LOCK:
         PROBLEM_CACHE_STATS["misses"] += 1
         _PROBLEMS[key] = problem

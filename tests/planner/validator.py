@@ -135,8 +135,9 @@ def applies(policy, intent, context) -> bool:
     return pred(policy.when, context)
 
 
-def check_plan(spec, intent_name, context, state, plan: dict) -> list[str]:
-    """Every way the plan breaks the contract (empty: valid)."""
+def check_plan(spec, intent_name, context, state, plan: dict, batch: bool = False) -> list[str]:
+    """Every way the plan breaks the contract (empty: valid). ``batch``: the plan is one of a
+    batch, whose other plans may hold a provider's slots, so a step may wait past its requirements."""
     problems: list[str] = []
     intent = spec.intents[intent_name]
     context = typed_context(spec, intent, context)
@@ -179,7 +180,7 @@ def check_plan(spec, intent_name, context, state, plan: dict) -> list[str]:
     for s, _ in env_steps.values():
         on[s["provider"]] = on.get(s["provider"], 0) + 1
     # Only a capacity the plan could exceed lets a step wait past its requirements.
-    capacity_binding = any(spec.providers[p].capacity is not None and n > spec.providers[p].capacity for p, n in on.items())
+    capacity_binding = batch or any(spec.providers[p].capacity is not None and n > spec.providers[p].capacity for p, n in on.items())
     for name, (s, attrs) in env_steps.items():
         req = spec.actions[name].requires
         befores = [st.formula for p in hard for st in p.statements if isinstance(st, ast.RequireBefore) and st.action.name == name]
