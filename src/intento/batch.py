@@ -182,7 +182,12 @@ def _solve_jointly(spec, problems, joint, sols, keys, shared, options, deadline,
                     hint[xv.Index()] = int(s.choice.get(an) == pv)
                 for an, sv in c.start.items():
                     hint[sv.Index()] = int(at.get(an, 0))
-        status, last = _stages(model, [sum(row[k] for row in per_request) for k in range(attempt_held, len(names))], names[attempt_held:], hint, options, deadline, relative_gap, stats, t0, all_vars=[v for c in compiled for v in list(c.x.values()) + list(c.start.values())])
+        # The first stage minimised jointly is bounded by the sum of the requests' values alone
+        # (the stages before it being at theirs); later ones are not.
+        first_bound = sum(_padded(keys[i], problems[i], has_penalty, depth, tiebreak)[attempt_held] for i in joint) if keys and attempt_held < len(names) else None
+        exprs = [sum(row[k] for row in per_request) for k in range(attempt_held, len(names))]
+        all_vars = [v for c in compiled for v in list(c.x.values()) + list(c.start.values())]
+        status, last = _stages(model, exprs, names[attempt_held:], hint, options, deadline, relative_gap, stats, t0, all_vars, first_bound)
         if last is not None or time.monotonic() >= deadline or attempt_held == 0:
             break
         # The held optimum does not fit the shared capacities: minimise every stage jointly.
@@ -200,9 +205,10 @@ def _solve_jointly(spec, problems, joint, sols, keys, shared, options, deadline,
     return out
 
 
-def _stages(model, exprs, names, hint, options, deadline, relative_gap, stats, t0, all_vars):
+def _stages(model, exprs, names, hint, options, deadline, relative_gap, stats, t0, all_vars, first_bound=None):
     """Minimise each expression in turn, holding the earlier ones at what was found (with none
-    left to minimise: find a schedule)."""
+    left to minimise: find a schedule). ``first_bound``: a known lower bound on the first one,
+    reported when it beats CP-SAT's."""
     if not exprs:
         exprs, names = [0], ["schedule"]
     status, last = "optimal", None
@@ -228,7 +234,7 @@ def _stages(model, exprs, names, hint, options, deadline, relative_gap, stats, t
                 "stage": names[i],
                 "status": r,
                 "objective": solver.ObjectiveValue() if r in ("optimal", "feasible") else None,
-                "bound": solver.BestObjectiveBound(),
+                "bound": max(solver.BestObjectiveBound(), first_bound) if i == 0 and first_bound is not None else solver.BestObjectiveBound(),
                 "wall_s": solver.WallTime(),
                 "elapsed_s": time.perf_counter() - t0,
                 "by": "joint",

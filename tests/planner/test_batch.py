@@ -116,6 +116,9 @@ def test_capacity_that_binds_delays_the_fleet_and_keeps_each_cost():
     assert _capacity_overruns(spec, plans) == []
     by = {e["stage"]: e["by"] for e in stats["stage_log"]}
     assert by["cost"] == "alone" and by["latency"] == "joint" and stats["distinct"] == 1
+    latency = next(e for e in stats["stage_log"] if e["stage"] == "latency")
+    # Five makespans of 10, 10, 20, 20, 30 ms; alone each would take 10 ms.
+    assert latency["objective"] == 90 and 50 <= latency["bound"] <= 90
     reference = plan_many(spec, [{"intent": "job"}] * 5, explain="none", decompose=False)
     assert _stage_sums(spec, [{"intent": "job"}] * 5, plans) == _stage_sums(spec, [{"intent": "job"}] * 5, reference)
 
