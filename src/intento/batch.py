@@ -152,6 +152,7 @@ def _solve_jointly(spec, problems, joint, sols, keys, shared, options, deadline,
     repaired_ok = repaired is not None and all(
         evaluate_choice(problems[i], sols[i].choice, {a: float(t) for a, t in st.items()}, sols[i].skipped).valid for i, st in zip(joint, repaired)
     )
+    held_bound, held_log = None, []
     for attempt_held in ([held, 0] if held else [0]):
         tb = time.perf_counter()
         model = cp_model.CpModel()
@@ -187,6 +188,9 @@ def _solve_jointly(spec, problems, joint, sols, keys, shared, options, deadline,
         first_bound = sum(_padded(keys[i], problems[i], has_penalty, depth, tiebreak)[attempt_held] for i in joint) if keys and attempt_held < len(names) else None
         exprs = [sum(row[k] for row in per_request) for k in range(attempt_held, len(names))]
         all_vars = [v for c in compiled for v in list(c.x.values()) + list(c.start.values())]
+        if attempt_held == held:
+            held_bound = first_bound
+            held_log = [e for e in stats["stage_log"] if e.get("by") == "alone"]
         status, last = _stages(model, exprs, names[attempt_held:], hint, options, deadline, relative_gap, stats, t0, all_vars, first_bound)
         if last is not None or time.monotonic() >= deadline or attempt_held == 0:
             break
@@ -194,8 +198,14 @@ def _solve_jointly(spec, problems, joint, sols, keys, shared, options, deadline,
         stats["stage_log"] = [e for e in stats["stage_log"] if e.get("by") != "alone"]
     out = {}
     if last is None and repaired_ok:
-        stats["stage_log"].append({"stage": "schedule", "status": "feasible", "objective": None, "bound": None, "wall_s": 0.0, "elapsed_s": time.perf_counter() - t0, "by": "list schedule"})
-        return {i: Solution("feasible", dict(sols[i].choice), dict(st), skipped=sols[i].skipped) for i, st in zip(joint, repaired)}
+        found = {i: Solution("feasible", dict(sols[i].choice), dict(st), skipped=sols[i].skipped) for i, st in zip(joint, repaired)}
+        # The alone choices keep every held stage at its optimum; report the first one after.
+        stage = {"stage": "schedule", "objective": None, "bound": None}
+        if keys and held < len(names):
+            value = sum(_padded(_aligned_key(problems[i], found[i]), problems[i], has_penalty, depth, tiebreak)[held] for i in joint)
+            stage = {"stage": names[held], "objective": float(value), "bound": None if held_bound is None else float(held_bound)}
+        stats["stage_log"] = held_log + [{**stage, "status": "feasible", "wall_s": 0.0, "elapsed_s": time.perf_counter() - t0, "by": "list schedule"}]
+        return found
     for i, c in zip(joint, compiled):
         if last is None:
             out[i] = Solution("infeasible" if status == "infeasible" else "unknown")

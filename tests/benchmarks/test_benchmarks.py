@@ -70,3 +70,33 @@ def test_strategies_never_violate_except_greedy_under_random_outages(spec, tmp_p
             store = Store(tmp_path / f"{s}{i}.db")
             rid = run_strategy(s, Request(spec, "fulfil_order", given, f"run-{i}"), scenario, store)
             assert measure(store, rid, s, spec, "fulfil_order", given).violations == [], (s, i)
+
+
+def test_a_replan_starts_from_half_done_with_the_next_provider_down():
+    from benchmarks.plan_latency import replan_state
+    from benchmarks.scenarios import estate
+    from intento.check import check_sources
+    from intento.diagnostics import Source
+
+    e = estate(20, seed=3)
+    spec = check_sources([Source("e", e.source)]).spec
+    p = intento.Project(spec).plan(e.intent, e.given("eu"), explain="none")
+    assert p.status == "optimal"
+    steps = sorted(p.steps, key=lambda s: (s.start_ms, s.action))
+    half = len(steps) // 2
+    state = replan_state(spec, p)
+    assert set(state["facts"]) == {f for s in steps[:half] for f in spec.actions[s.action].achieves}
+    assert state["providers"] == {steps[half].provider: {"status": "down"}}
+    q = intento.Project(spec).plan(e.intent, e.given("eu"), state, hint=p, explain="none")
+    assert q.status in ("optimal", "infeasible")
+    assert all(s.provider != steps[half].provider for s in q.steps)
+
+
+def test_fleet_gaps_are_measured_against_a_bound():
+    from benchmarks import fleet
+
+    rows = fleet.run(sizes=(30,), time_limit_s=20.0, workers=1, progress=lambda _: None)
+    r = rows[0]
+    assert r["planned"] == 30 and r["distinct"] <= 6
+    assert r["gap_vs_bound"] == 0.0 and 0.0 <= r["latency_gap_vs_bound"] <= 0.01
+    assert fleet._gap({"objective": 110.0, "bound": 99.0}) == pytest.approx(0.1) and fleet._gap({"objective": None, "bound": 1}) is None

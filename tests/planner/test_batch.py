@@ -5,6 +5,7 @@ overruns a shared capacity, and keeps infeasible requests from sinking the rest.
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -163,3 +164,32 @@ def test_requests_feasible_alone_but_not_together_say_so():
     plans = project.plan_many([{"intent": "job"}] * 2)
     assert [p.status for p in plans] == ["infeasible", "infeasible"]
     assert all("not together" in p.explanation.summary and "`wh`" in p.explanation.summary for p in plans)
+
+
+def test_the_list_schedule_respects_requirements_and_capacity():
+    from intento.backends import cpsat
+    from intento.batch import _list_schedule
+    from intento.semantics import evaluate_choice
+
+    src = """
+    provider wh { capacity 2 }
+    provider pay { }
+    action charge { achieves paid; via pay { cost 1 USD; latency 4ms } }
+    action pick { requires paid; achieves picked; via wh { cost 1 USD; latency 10ms } }
+    action ship { requires picked or paid; achieves shipped; via wh { cost 1 USD; latency 3ms } }
+    intent job { goal picked and shipped }
+    """
+    spec = _spec(src)
+    problems = [prepare(spec, "job") for _ in range(4)]
+    sols = [cpsat.solve(p) for p in problems]
+    starts = _list_schedule(spec, list(zip(problems, sols)), {"wh"})
+    plans = []
+    for p, s, st in zip(problems, sols, starts):
+        ev = evaluate_choice(p, s.choice, {a: float(t) for a, t in st.items()})
+        assert ev.valid
+        for a in s.choice:
+            # Never before its requirement holds (the earliest schedule of its own choice).
+            assert st[a] >= s.starts[a]
+        plans.append(SimpleNamespace(steps=[SimpleNamespace(provider=s.choice[a], start_ms=st[a], end_ms=st[a] + p.option(a, s.choice[a]).latency_ms) for a in s.choice]))
+    assert _capacity_overruns(spec, plans) == []
+    assert max(st["pick"] for st in starts) > 4, "eight steps on two slots: some wait"
