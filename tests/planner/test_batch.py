@@ -184,12 +184,12 @@ def test_the_list_schedule_respects_requirements_and_capacity():
     sols = [cpsat.solve(p) for p in problems]
     starts = _list_schedule(spec, list(zip(problems, sols)), {"wh"})
     plans = []
-    for p, s, st in zip(problems, sols, starts):
-        ev = evaluate_choice(p, s.choice, {a: float(t) for a, t in st.items()})
+    for p, s, at in zip(problems, sols, starts):
+        ev = evaluate_choice(p, s.choice, {a: float(t) for a, t in at.items()})
         assert ev.valid
         for a in s.choice:
             # Never before its requirement holds (the earliest schedule of its own choice).
-            assert st[a] >= s.starts[a]
-        plans.append(SimpleNamespace(steps=[SimpleNamespace(provider=s.choice[a], start_ms=st[a], end_ms=st[a] + p.option(a, s.choice[a]).latency_ms) for a in s.choice]))
+            assert at[a] >= s.starts[a]
+        plans.append(SimpleNamespace(steps=[SimpleNamespace(provider=s.choice[a], start_ms=at[a], end_ms=at[a] + p.option(a, s.choice[a]).latency_ms) for a in s.choice]))
     assert _capacity_overruns(spec, plans) == []
-    assert max(st["pick"] for st in starts) > 4, "eight steps on two slots: some wait"
+    assert max(at["pick"] for at in starts) > 4, "eight steps on two slots: some wait"
