@@ -78,7 +78,8 @@ def executor_overhead(runs: int = 10) -> dict:
     return {"runs": runs, "steps": steps, "events": events, "ms_per_step_excluding_planning": (total - planning[0]) * 1000 / steps, "ms_per_event_write": (total - planning[0]) * 1000 / events}
 
 
-def plots(results: dict) -> list[str]:
+def plots(results: dict, suffix: str = "") -> list[str]:
+    """The PNG plots; ``suffix`` keeps a quick run from overwriting the full run's."""
     try:
         import matplotlib
 
@@ -99,8 +100,8 @@ def plots(results: dict) -> list[str]:
         ax.legend()
         ax.set_title("Success vs outage rate")
         fig.tight_layout()
-        fig.savefig(RESULTS / "success_vs_outage.png", dpi=110)
-        made.append("success_vs_outage.png")
+        fig.savefig(RESULTS / f"success_vs_outage{suffix}.png", dpi=110)
+        made.append(f"success_vs_outage{suffix}.png")
         plt.close(fig)
     lat = results.get("planner_latency", [])
     if lat:
@@ -117,8 +118,8 @@ def plots(results: dict) -> list[str]:
         ax.legend()
         ax.set_title("Planner time vs model size")
         fig.tight_layout()
-        fig.savefig(RESULTS / "planner_time_vs_size.png", dpi=110)
-        made.append("planner_time_vs_size.png")
+        fig.savefig(RESULTS / f"planner_time_vs_size{suffix}.png", dpi=110)
+        made.append(f"planner_time_vs_size{suffix}.png")
         plt.close(fig)
     fleet = results.get("fleet", [])
     if fleet:
@@ -134,8 +135,8 @@ def plots(results: dict) -> list[str]:
         ax2.legend(loc="upper left")
         ax1.set_title("Fleet planning with shared capacity")
         fig.tight_layout()
-        fig.savefig(RESULTS / "fleet.png", dpi=110)
-        made.append("fleet.png")
+        fig.savefig(RESULTS / f"fleet{suffix}.png", dpi=110)
+        made.append(f"fleet{suffix}.png")
         plt.close(fig)
     return made
 
@@ -187,14 +188,15 @@ def main(argv=None) -> None:
     out.append("")
 
     print("== explanation overhead", flush=True)
+    eo_file = "explain_overhead_quick.json" if quick else "explain_overhead.json"
     import io
     import contextlib
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        explain_overhead.main(["--sizes", "5", "20", "--requests", "3" if quick else "8"])
+        explain_overhead.main(["--sizes", "5", "20", "--requests", "3" if quick else "8", "--out", eo_file])
     out += ["## Explanation overhead", ""] + buf.getvalue().strip().splitlines() + [""]
-    results["explain_overhead"] = json.loads((RESULTS / "explain_overhead.json").read_text())
+    results["explain_overhead"] = json.loads((RESULTS / eo_file).read_text())
 
     print("== executor overhead", flush=True)
     eo = executor_overhead(3 if quick else 10)
@@ -207,7 +209,7 @@ def main(argv=None) -> None:
     out += ["## Fleet planning (2 workers, 1% gap stop)", ""] + fleet.table(fl) + [""]
 
     results["duration_s"] = time.perf_counter() - t0
-    made = plots(results)
+    made = plots(results, "_quick" if quick else "")
     (RESULTS / ("summary_quick.json" if quick else "summary.json")).write_text(json.dumps(results, indent=2, default=str))
     print()
     print("\n".join(out))

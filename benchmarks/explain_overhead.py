@@ -25,6 +25,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[5, 20, 50])
     ap.add_argument("--requests", type=int, default=10)
+    ap.add_argument("--out", default="explain_overhead.json", help="file name under benchmarks/results/")
     args = ap.parse_args(argv)
     rows = []
     print("| actions | level | p50 ms | p95 ms | solves added |")
@@ -44,7 +45,7 @@ def main(argv=None) -> None:
             rows.append({"actions": size, "level": level, "p50_ms": pct(times, 0.5), "p95_ms": pct(times, 0.95)})
             print(f"| {size} | {level} | {pct(times, 0.5):.1f} | {pct(times, 0.95):.1f} | {added} |", flush=True)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "explain_overhead.json").write_text(json.dumps(rows, indent=2))
+    (RESULTS / args.out).write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":
