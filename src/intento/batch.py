@@ -164,7 +164,8 @@ def _solve_jointly(spec, problems, joint, sols, keys, shared, options, deadline,
             for c, row in zip(compiled, per_request):
                 n = len(c.problem.actions)
                 row.append(sum(c.use.values()))
-                row.append(sum(rank_weight(n, a.index, o.index) * c.x[(a.name, o.provider)] for a in c.problem.actions for o in a.options if (a.name, o.provider) in c.x))
+                # Positions in the problem's action list, as in the single request's tie-break.
+                row.append(sum(rank_weight(n, k, o.index) * c.x[(a.name, o.provider)] for k, a in enumerate(c.problem.actions) for o in a.options if (a.name, o.provider) in c.x))
         for k in range(attempt_held):
             total = 0
             for i, c, row in zip(joint, compiled, per_request):
