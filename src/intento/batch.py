@@ -131,13 +131,20 @@ def _plans(problems, final: dict[int, Solution], stats, stats_out, options: Solv
 
 def floored(p: Problem) -> bool:
     """A latency floor could be met by waiting for a slot for no reason, which the contract's
-    schedule never does: such a request's steps start when their requirements hold, batch or not
-    (their runs still take the shared slots the others must wait for)."""
+    schedule never does: such a request keeps its plan made alone in a batch (its runs still take
+    the shared slots the others must wait for)."""
     return cpsat.latency_floor(p, frozenset())
 
 
 def _solve_jointly(spec, problems, joint, sols, keys, shared, options, deadline, relative_gap, tiebreak, stats, t0) -> dict[int, Solution]:
     ps = [problems[i] for i in joint]
+    # A request with a latency floor keeps its plan made alone (the contract's schedule of its
+    # choice, capacity waits within it included): it holds those slots and the others plan
+    # around them.
+    sols = list(sols)
+    for i, p in zip(joint, ps):
+        if floored(p) and sols[i].status not in ("optimal", "feasible"):
+            sols[i] = cpsat.solve(p, dataclasses.replace(options, time_limit_s=max(0.001, deadline - time.monotonic())), tiebreak=tiebreak)
     has_penalty, depth, names = _layout(ps, tiebreak)
     n_obj = len(names) - (2 if tiebreak else 0)
     held = 0
@@ -159,6 +166,12 @@ def _solve_jointly(spec, problems, joint, sols, keys, shared, options, deadline,
         horizon = sum(serial_horizon(p) for p in ps)
         compiled = [compile_problem(p, model=model, prefix=f"r{i}.", shared_capacity=set() if floored(p) else shared, horizon=horizon) for i, p in zip(joint, ps)]
         _add_capacity(model, spec, compiled, shared)
+        for i, c in zip(joint, compiled):
+            if floored(c.problem) and sols[i].status in ("optimal", "feasible"):
+                for (an, pv), xv in c.x.items():
+                    model.Add(xv == int(sols[i].choice.get(an) == pv))
+                for an, t in sols[i].starts.items():
+                    model.Add(c.start[an] == int(t))
         per_request = [_aligned_exprs(c, has_penalty, n_obj) for c in compiled]
         if tiebreak:
             for c, row in zip(compiled, per_request):
