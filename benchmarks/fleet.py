@@ -36,6 +36,7 @@ def run(sizes=(1, 10, 100), time_limit_s: float = 10.0, workers: int = 2, seed: 
         wall = time.perf_counter() - t0
         log = {st["stage"]: st for st in stats.get("stage_log", [])}
         gaps = {name: _gap(log.get(name, {})) for name in ("cost", "latency")}
+        cost = log.get("cost", {})
         rows.append(
             {
                 "intents": n,
@@ -46,12 +47,11 @@ def run(sizes=(1, 10, 100), time_limit_s: float = 10.0, workers: int = 2, seed: 
                 "variables": stats.get("variables"),
                 "gap_vs_bound": gaps["cost"],
                 "latency_gap_vs_bound": gaps["latency"],
-                "cost_stage_status": log.get("cost", {}).get("status"),
-                "cost_done_s": log.get("cost", {}).get("elapsed_s"),
+                "cost_stage_status": cost.get("status"),
+                "cost_done_s": cost.get("elapsed_s"),
                 "stages": {k: {"status": v["status"], "by": v.get("by"), "elapsed_s": round(v["elapsed_s"], 3)} for k, v in log.items()},
             }
         )
-        cost = log.get("cost", {})
         gap = gaps["cost"]
         shown = "n/a" if gap is None else f"{gap:.2%}"
         lat = "n/a" if gaps["latency"] is None else f"{gaps['latency']:.2%}"

@@ -33,14 +33,14 @@ from typing import Any
 
 from ortools.sat.python import cp_model
 
-from intento.backends import Solution, SolveOptions, rank_weight
+from intento.backends import Solution, SolveOptions
 from intento.backends import cpsat
-from intento.backends.cpsat import _STATUS, _soft_befores, new_solver, objective_stages
+from intento.backends.cpsat import _STATUS, _soft_befores, new_solver, objective_stages, rank_weights
 from intento.compile import Compiled, compile_problem, serial_horizon
 from intento.plan import Plan
 from intento.problem import Problem
 from intento.evaluate import INF, formula_time
-from intento.semantics import evaluate_choice, fact_times, objective_key, options_of, requirement
+from intento.semantics import evaluate_choice, fact_times, objective_key, options_of, requirement, tiebreak_key
 from intento.solve import prepare, to_plan
 from intento.spec import Spec
 
@@ -95,8 +95,9 @@ def plan_many(
     # 2. Side by side, do they fit?
     if joint and bounds_known and _fits(spec, [(problems[i], sols[i]) for i in joint], shared):
         has_penalty, depth, names = _layout([problems[i] for i in joint], tiebreak)
+        rows = [_padded(keys[i], problems[i], has_penalty, depth, tiebreak) for i in joint]
         for k, name in enumerate(names):
-            total = sum(_padded(keys[i], problems[i], has_penalty, depth, tiebreak)[k] for i in joint)
+            total = sum(row[k] for row in rows)
             stats["stage_log"].append({"stage": name, "status": "optimal", "objective": float(total), "bound": float(total), "wall_s": 0.0, "elapsed_s": time.perf_counter() - t0, "by": "alone"})
         for i in joint:
             final[i] = dataclasses.replace(sols[i])
@@ -159,6 +160,8 @@ def _solve_jointly(spec, problems, joint, sols, keys, shared, options, deadline,
     repaired_ok = repaired is not None and all(
         evaluate_choice(problems[i], sols[i].choice, {a: float(t) for a, t in st.items()}, sols[i].skipped).valid for i, st in zip(joint, repaired)
     )
+    # Each request's stage values alone, in the batch's stage order.
+    alone_rows = {i: _padded(keys[i], problems[i], has_penalty, depth, tiebreak) for i in keys}
     held_bound, held_log = None, []
     for attempt_held in ([held, 0] if held else [0]):
         tb = time.perf_counter()
@@ -175,14 +178,12 @@ def _solve_jointly(spec, problems, joint, sols, keys, shared, options, deadline,
         per_request = [_aligned_exprs(c, has_penalty, n_obj) for c in compiled]
         if tiebreak:
             for c, row in zip(compiled, per_request):
-                n = len(c.problem.actions)
                 row.append(sum(c.use.values()))
-                # Positions in the problem's action list, as in the single request's tie-break.
-                row.append(sum(rank_weight(n, k, o.index) * c.x[(a.name, o.provider)] for k, a in enumerate(c.problem.actions) for o in a.options if (a.name, o.provider) in c.x))
+                row.append(sum(w * c.x[k] for k, w in rank_weights(c).items()))
         for k in range(attempt_held):
             total = 0
             for i, c, row in zip(joint, compiled, per_request):
-                v = _padded(keys[i], problems[i], has_penalty, depth, tiebreak)[k]
+                v = alone_rows[i][k]
                 model.Add(row[k] == v)
                 total += v
             stats["stage_log"].append({"stage": names[k], "status": "optimal", "objective": float(total), "bound": float(total), "wall_s": 0.0, "elapsed_s": time.perf_counter() - t0, "by": "alone"})
@@ -199,7 +200,7 @@ def _solve_jointly(spec, problems, joint, sols, keys, shared, options, deadline,
                     hint[sv.Index()] = int(at.get(an, 0))
         # The first stage minimised jointly is bounded by the sum of the requests' values alone
         # (the stages before it being at theirs); later ones are not.
-        first_bound = sum(_padded(keys[i], problems[i], has_penalty, depth, tiebreak)[attempt_held] for i in joint) if keys and attempt_held < len(names) else None
+        first_bound = sum(alone_rows[i][attempt_held] for i in joint) if keys and attempt_held < len(names) else None
         exprs = [sum(row[k] for row in per_request) for k in range(attempt_held, len(names))]
         all_vars = [v for c in compiled for v in list(c.x.values()) + list(c.start.values())]
         if attempt_held == held:
@@ -397,10 +398,7 @@ def _padded(key: tuple, p: Problem, has_penalty: bool, depth: int, tiebreak: boo
 def _aligned_key(p: Problem, s: Solution) -> tuple:
     """A request's objective values, then its steps and rank, in its plan made alone."""
     ev = evaluate_choice(p, s.choice, {a: float(t) for a, t in s.starts.items()}, s.skipped)
-    n = len(p.actions)
-    index = {a.name: i for i, a in enumerate(p.actions)}
-    rank = sum(rank_weight(n, index[an], p.option(an, pv).index) for an, pv in s.choice.items())
-    return tuple(objective_key(p, ev)) + (len(s.choice), rank)
+    return objective_key(p, ev) + tiebreak_key(p, ev)[:2]
 
 
 def _aligned_exprs(c: Compiled, has_penalty: bool, depth: int) -> list:

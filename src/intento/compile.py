@@ -447,6 +447,12 @@ def _rewards_more_steps(rule: tuple) -> bool:
     return False
 
 
+def _all_rules(problem: Problem) -> tuple[list[tuple], bool]:
+    """Every hard and soft solver-decided rule, and whether one of them rewards more steps."""
+    rules = [r for _, r in problem.rules] + [r for _, r in problem.soft_rules]
+    return rules, any(_rewards_more_steps(r) for r in rules)
+
+
 def relevant_actions(problem: Problem, force: dict[str, str] | None = None) -> set[str] | None:
     """The actions an optimal plan can contain, or None when every action may be.
 
@@ -458,8 +464,8 @@ def relevant_actions(problem: Problem, force: dict[str, str] | None = None) -> s
     by about half (benchmarks/plan_latency.py)."""
     from intento.evaluate import formula_facts
 
-    rules = [r for _, r in problem.rules] + [r for _, r in problem.soft_rules]
-    if any(_rewards_more_steps(r) for r in rules):
+    rules, rewarding = _all_rules(problem)
+    if rewarding:
         return None
     obj = problem.intent.objective
     if obj.kind != "lex" and any(w < 0 for _, w in obj.terms):
@@ -497,8 +503,8 @@ def _drop_dominated(problem: Problem, allowed: dict[str, list], force: dict[str,
     rule; the better option's provider has no capacity; both options match the same `count`
     rules; the better one is declared earlier, or is strictly cheaper (or less risky) on a term
     the objective minimises."""
-    rules = [r for _, r in problem.rules] + [r for _, r in problem.soft_rules]
-    if any(_rewards_more_steps(r) for r in rules):
+    rules, rewarding = _all_rules(problem)
+    if rewarding:
         return
     obj = problem.intent.objective
     weights = dict(obj.terms) if obj.kind != "lex" else {m: 1 for m in obj.metrics}

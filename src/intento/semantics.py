@@ -12,6 +12,7 @@ import itertools
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from intento.backends import rank_weight
 from intento.evaluate import COMPARE, FLIP, INF, formula_time
 from intento.problem import Act, Option, Problem, SoftStatement, risk_int
 from intento.syntax import ast
@@ -218,3 +219,18 @@ def objective_key(problem: Problem, ev: Evaluation) -> tuple:
     total = sum(int(w * weight_scale) * (scale // units[m]) * metric[m] for m, w in obj.terms)
     total += (weight_scale // problem.penalty_scale) * scale * penalty
     return (total,)
+
+
+def tiebreak_key(problem: Problem, ev: Evaluation) -> tuple:
+    """Fewer steps; least total weighted rank; ranks in declaration order; earlier starts."""
+    ranks = []
+    n = len(problem.actions)
+    weighted = 0
+    for i, a in enumerate(problem.actions):
+        p = ev.choice.get(a.name)
+        idx = None if p is None else next(o.index for o in a.options if o.provider == p)
+        ranks.append(0 if idx is None else 1 + idx)
+        if idx is not None:
+            weighted += rank_weight(n, i, idx)
+    starts = tuple(ev.starts.get(a.name, 0) for a in problem.actions)
+    return (len(ev.choice), weighted, tuple(ranks), starts)

@@ -21,28 +21,13 @@ import time
 from constraint import FunctionConstraint
 from constraint import Problem as CSP
 
-from intento.backends import ModelTooLarge, Solution, SolveOptions, rank_weight
+from intento.backends import ModelTooLarge, Solution, SolveOptions
 from intento.problem import Problem, SoftStatement
-from intento.semantics import Evaluation, evaluate_choice, objective_key
+from intento.semantics import Evaluation, evaluate_choice, objective_key, tiebreak_key
 
 #: Most assignments the exhaustive back-end will enumerate.
 MAX_ASSIGNMENTS = 200_000
 _UNUSED = "-"
-
-
-def tiebreak_key(problem: Problem, ev: Evaluation) -> tuple:
-    """Fewer steps; least total weighted rank; ranks in declaration order; earlier starts."""
-    ranks = []
-    n = len(problem.actions)
-    weighted = 0
-    for i, a in enumerate(problem.actions):
-        p = ev.choice.get(a.name)
-        idx = None if p is None else next(o.index for o in a.options if o.provider == p)
-        ranks.append(0 if idx is None else 1 + idx)
-        if idx is not None:
-            weighted += rank_weight(n, i, idx)
-    starts = tuple(ev.starts.get(a.name, 0) for a in problem.actions)
-    return (len(ev.choice), weighted, tuple(ranks), starts)
 
 
 def solve(problem: Problem, options: SolveOptions = SolveOptions(), *, force: dict[str, str] | None = None) -> Solution:

@@ -183,12 +183,13 @@ def solve(
         ev = evaluate_choice(problem, sol.choice, starts=starts, skipped=sol.skipped)
         broken = [b for b in ev.broken_members if b not in relax]
         verified = not broken and all(s != float("inf") for s in starts.values())
+        key = objective_key(problem, ev)
         sol.starts = {a: int(t) for a, t in starts.items()} if verified else sol.starts
-        if verified and objective_key(problem, ev) <= values:
+        if verified and key <= values:
             sol.stats = dict(totals)
             return sol
-        if verified and (best is None or objective_key(problem, ev) < best[0]):
-            best = (objective_key(problem, ev), sol)
+        if verified and (best is None or key < best[0]):
+            best = (key, sol)
         excluded.append(sol.choice)
         if time.monotonic() >= t_end:
             return answer(Solution("unknown"), False)
@@ -317,6 +318,13 @@ def _rank(c: Compiled, action: str):
     return sum((o.index + 1) * c.x[(action, o.provider)] for a in c.problem.actions if a.name == action for o in a.options if (action, o.provider) in c.x)
 
 
+def rank_weights(c: Compiled) -> dict[tuple[str, str], int]:
+    """The tie-break's weight of each option in the model (`rank_weight`, by the action's
+    position in the problem)."""
+    n = len(c.problem.actions)
+    return {(a.name, o.provider): rank_weight(n, i, o.index) for i, a in enumerate(c.problem.actions) for o in a.options if (a.name, o.provider) in c.x}
+
+
 def _canonical_choice(c: Compiled, st: _Stager) -> None:
     """The tie-break's choice rules: fewer steps, then the least total weighted rank (one packed
     solve); if the choice is still not unique, action by action in declaration order, the least
@@ -324,9 +332,7 @@ def _canonical_choice(c: Compiled, st: _Stager) -> None:
     actions = [a for a in c.problem.actions if any((a.name, o.provider) in c.x for o in a.options)]
     if not actions:
         return
-    n = len(c.problem.actions)
-    index = {a.name: i for i, a in enumerate(c.problem.actions)}
-    weights = {(a.name, o.provider): rank_weight(n, index[a.name], o.index) for a in actions for o in a.options if (a.name, o.provider) in c.x}
+    weights = rank_weights(c)
     weighted = sum(w * c.x[k] for k, w in weights.items())
     for name, expr, _ in pack([("steps", sum(c.use.values()), len(c.use)), ("rank", weighted, sum(weights.values()))]):
         if st.minimize(expr, f"tie-break {name}") in ("unknown", "timeout"):
