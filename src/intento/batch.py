@@ -146,6 +146,7 @@ def _solve_jointly(spec, problems, joint, sols, keys, shared, options, deadline,
     for i, p in zip(joint, ps):
         if floored(p) and sols[i].status not in ("optimal", "feasible"):
             sols[i] = cpsat.solve(p, dataclasses.replace(options, time_limit_s=max(0.001, deadline - time.monotonic())), tiebreak=tiebreak)
+    held_plan = {i for i, p in zip(joint, ps) if floored(p) and sols[i].status in ("optimal", "feasible")}
     has_penalty, depth, names = _layout(ps, tiebreak)
     n_obj = len(names) - (2 if tiebreak else 0)
     held = 0
@@ -167,10 +168,12 @@ def _solve_jointly(spec, problems, joint, sols, keys, shared, options, deadline,
         tb = time.perf_counter()
         model = cp_model.CpModel()
         horizon = sum(serial_horizon(p) for p in ps)
-        compiled = [compile_problem(p, model=model, prefix=f"r{i}.", shared_capacity=set() if floored(p) else shared, horizon=horizon) for i, p in zip(joint, ps)]
+        # A floored request with its plan made alone is held to it (waits within it included);
+        # one without may not wait at all.
+        compiled = [compile_problem(p, model=model, prefix=f"r{i}.", shared_capacity=set() if floored(p) and i not in held_plan else shared, horizon=horizon) for i, p in zip(joint, ps)]
         _add_capacity(model, spec, compiled, shared)
         for i, c in zip(joint, compiled):
-            if floored(c.problem) and sols[i].status in ("optimal", "feasible"):
+            if i in held_plan:
                 for (an, pv), xv in c.x.items():
                     model.Add(xv == int(sols[i].choice.get(an) == pv))
                 for an, t in sols[i].starts.items():

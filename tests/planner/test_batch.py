@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import intento
-from intento.backends import constraint
-from intento.batch import _aligned_key, _layout, _padded, plan_many
-from intento.backends import Solution
+from intento.backends import Solution, constraint, cpsat
+from intento.batch import _aligned_key, _layout, _list_schedule, _padded, plan_many
 from intento.check import check_sources
 from intento.diagnostics import Source
+from intento.semantics import evaluate_choice
 from intento.solve import prepare
 from tests.planner.validator import check_plan
 from tests.planner.generate import planning_case
@@ -167,9 +167,6 @@ def test_requests_feasible_alone_but_not_together_say_so():
 
 
 def test_the_list_schedule_respects_requirements_and_capacity():
-    from intento.backends import cpsat
-    from intento.batch import _list_schedule
-    from intento.semantics import evaluate_choice
 
     src = """
     provider wh { capacity 2 }
@@ -193,3 +190,20 @@ def test_the_list_schedule_respects_requirements_and_capacity():
         plans.append(SimpleNamespace(steps=[SimpleNamespace(provider=s.choice[a], start_ms=at[a], end_ms=at[a] + p.option(a, s.choice[a]).latency_ms) for a in s.choice]))
     assert _capacity_overruns(spec, plans) == []
     assert max(at["pick"] for at in starts) > 4, "eight steps on two slots: some wait"
+
+
+def test_a_latency_floor_request_keeps_its_plan_made_alone():
+    # Alone, the contract serialises both steps on the one slot (29 ms), which meets the floor.
+    src = """
+    provider p0 { capacity 1 }
+    action a { achieves x; via p0 { cost 0 USD; latency 12ms } }
+    action b { achieves y; via p0 { cost 0 USD; latency 17ms } }
+    intent job { goal x and y; minimize cost then latency }
+    policy slow { soft 1; limit latency >= 28ms }
+    """
+    project = intento.Project(_spec(src))
+    alone = project.plan("job")
+    assert alone.latency_ms == 29 and not alone.broken
+    for decompose in (True, False):
+        (p,) = plan_many(project.spec, [{"intent": "job"}], decompose=decompose)
+        assert p.status == "optimal" and [(s.action, s.start_ms) for s in p.steps] == [(s.action, s.start_ms) for s in alone.steps]

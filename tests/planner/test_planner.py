@@ -14,6 +14,8 @@ from intento.check import check_sources
 from intento.diagnostics import IntentoError, Source
 from intento.plan import Plan
 from intento.request import State
+from intento.backends import constraint, cpsat
+from intento.solve import prepare
 from tests.planner.validator import check_plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -228,3 +230,22 @@ def test_numbers_in_strings_are_accepted_where_the_type_is_clear(orders):
     assert (s.provider, s.cost, s.latency_ms) == ("stripe", "0.2", 900)
     with pytest.raises(IntentoError):
         orders.plan("fulfil_order", dict(US, **{"order.amount": "eighty"}))
+
+
+def test_a_latency_floor_met_only_by_idling_is_priced_not_forbidden():
+    # The only plan runs a and b on one slot, 10 ms in all; the model could stretch it to
+    # 15 ms by idling, which the contract never does: the plan pays the floor's penalty rather
+    # than being reported impossible (a case the explanation property test found).
+    src = """
+    provider solo { capacity 1 }
+    provider free { }
+    action a { achieves x; via solo { cost 0 USD; latency 5ms } }
+    action b { achieves y; via solo { cost 0 USD; latency 5ms } }
+    action c { achieves z; via free { cost 0 USD; latency 6ms } }
+    intent job { goal x and y and z }
+    policy slow { soft 1; limit latency >= 15ms }
+    """
+    problem = prepare(check_sources([Source("floor", src)]).spec, "job")
+    fast, slow = cpsat.solve(problem), constraint.solve(problem)
+    assert fast.status == slow.status == "optimal"
+    assert sorted(fast.starts.values()) == sorted(slow.starts.values()) == [0, 0, 5]
