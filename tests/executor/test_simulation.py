@@ -163,3 +163,54 @@ def test_policies_over_the_whole_plan_hold_across_re_plans(orders, tmp_path):
     assert all(e["data"]["provider"] != "adyen" for e in events if e["type"] == "step_dispatched" and e["data"]["action"] == "charge_payment")
     assert final.status == "escalated"
     assert "separation_of_duties" in {m["policy"] for m in final.outcome["conflict"]}
+
+
+def _step(provider, latency_ms=800, timeout_ms=30_000, attempt=1):
+    from intento.execute.environment import StepRequest
+
+    return StepRequest("r", "charge_payment", provider, attempt, f"r/charge_payment/{provider}", latency_ms, timeout_ms, False, {})
+
+
+def test_latency_spike_slows_steps_in_its_window_only():
+    from intento.execute.environment import simulate_step
+
+    calm = Scenario.model_validate({"seed": 2, "default": {"latency_sigma": 0}})
+    spiky = Scenario.model_validate({"seed": 2, "default": {"latency_sigma": 0}, "providers": {"stripe": {"latency_sigma": 0, "spikes": [{"from": "1s", "to": "1m", "factor": 50}]}}})
+    assert simulate_step(calm, _step("stripe"), 5_000) == ("succeeded", 800, None)
+    assert simulate_step(spiky, _step("stripe"), 500) == ("succeeded", 800, None)  # before the window
+    # In the window 800 ms x 50 = 40 s exceeds the 30 s timeout: the step times out.
+    assert simulate_step(spiky, _step("stripe"), 5_000)[:2] == ("timed_out", 30_000)
+    assert simulate_step(spiky, _step("stripe", timeout_ms=None), 5_000) == ("succeeded", 40_000, None)
+    assert simulate_step(spiky, _step("stripe"), 60_000) == ("succeeded", 800, None)  # `to` is exclusive
+
+
+def test_error_burst_fails_steps_in_its_window_only():
+    from intento.execute.environment import simulate_step
+
+    sc = Scenario.model_validate({"seed": 5, "providers": {"stripe": {"bursts": [{"from": "10s", "to": "20s", "failure_rate": 1.0}]}}})
+    for attempt in range(1, 20):
+        assert simulate_step(sc, _step("stripe", attempt=attempt), 15_000)[0] == "failed"
+        assert simulate_step(sc, _step("stripe", attempt=attempt), 25_000)[0] == "succeeded"
+    # A partial burst fails about its rate of steps, drawn per (seed, key, attempt).
+    half = Scenario.model_validate({"seed": 5, "providers": {"stripe": {"bursts": [{"from": 0, "failure_rate": 0.5}]}}})
+    failed = sum(simulate_step(half, _step("stripe", attempt=a), 100)[0] == "failed" for a in range(1, 401))
+    assert 150 < failed < 250
+
+
+def test_spike_makes_the_executor_time_out_and_re_route(orders, tmp_path):
+    # stripe is 100x slower from the start: charge_payment (timeout 30s) times out and moves on.
+    final, events, _ = run(orders, tmp_path, "fulfil_order", US, {"seed": 3, "providers": {"stripe": {"spikes": [{"from": 0, "factor": 100}]}}}, name="spike")
+    assert final.status == "succeeded"
+    assert final.steps["charge_payment"].provider != "stripe"
+    assert any(e["type"] == "step_timed_out" and e["data"]["provider"] == "stripe" for e in events)
+
+
+def test_bad_spike_and_burst_are_refused_with_the_field():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="factor"):
+        Scenario.model_validate({"providers": {"p": {"spikes": [{"from": 0, "factor": 0.5}]}}})
+    with pytest.raises(ValidationError, match="failure_rate"):
+        Scenario.model_validate({"providers": {"p": {"bursts": [{"from": "1s", "failure_rate": 2}]}}})
+    with pytest.raises(ValidationError, match="duration"):
+        Scenario.model_validate({"providers": {"p": {"bursts": [{"from": "soon", "failure_rate": 0.5}]}}})

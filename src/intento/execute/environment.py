@@ -84,12 +84,26 @@ class Window(BaseModel):
 
     _check = field_validator("start", "end")(_duration_field)
 
+    def covers(self, now: int) -> bool:
+        end = _ms(self.end) if self.end is not None else None
+        return _ms(self.start) <= now and (end is None or now < end)
+
+
+class Spike(Window):
+    factor: float = Field(ge=1, le=10_000, description="a step sent in the window takes this many times longer")
+
+
+class Burst(Window):
+    failure_rate: float = Field(ge=0, le=1, description="probability that a step sent in the window fails")
+
 
 class SimProvider(BaseModel):
     model_config = ConfigDict(extra="forbid")
     latency_sigma: float = Field(0.2, ge=0, le=3, description="spread of the latency: a lognormal factor on the option's latency")
     failure_rate: float = Field(0.0, ge=0, le=1, description="probability that a step fails")
     outages: list[Window] = Field(default_factory=list, description="windows during which every step fails")
+    spikes: list[Spike] = Field(default_factory=list, description="latency spikes: windows during which steps take `factor` times longer")
+    bursts: list[Burst] = Field(default_factory=list, description="error bursts: windows during which steps fail with `failure_rate`")
 
 
 class SimFact(BaseModel):
@@ -128,14 +142,16 @@ def simulate_step(scenario: Scenario, req: StepRequest, now: int) -> tuple[str, 
     prov = scenario.providers.get(req.provider, scenario.default)
     rng = _rng(scenario.seed, req.key, req.attempt)
     duration = max(1, int(round(req.latency_ms * rng.lognormvariate(0, prov.latency_sigma))))
-    for w in prov.outages:
-        end = _ms(w.end) if w.end is not None else None
-        if _ms(w.start) <= now and (end is None or now < end):
-            # An unavailable provider answers with an error quickly.
-            return "failed", min(duration, 250), f"{req.provider} is unavailable"
+    if any(w.covers(now) for w in prov.outages):
+        # An unavailable provider answers with an error quickly.
+        return "failed", min(duration, 250), f"{req.provider} is unavailable"
+    for w in prov.spikes:
+        if w.covers(now):
+            duration = max(1, int(round(duration * w.factor)))
     if req.timeout_ms is not None and duration > req.timeout_ms:
         return "timed_out", req.timeout_ms, f"no answer within {req.timeout_ms}ms"
-    if rng.random() < prov.failure_rate:
+    failure_rate = max([prov.failure_rate] + [w.failure_rate for w in prov.bursts if w.covers(now)])
+    if rng.random() < failure_rate:
         return "failed", duration, f"{req.provider} returned an error"
     return "succeeded", duration, None
 
