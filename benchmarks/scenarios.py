@@ -24,7 +24,9 @@ class Estate:
         return {"request.region": region}
 
 
-def estate(n_actions: int, n_providers: int | None = None, seed: int = 0, options=(3, 5)) -> Estate:
+def estate(n_actions: int, n_providers: int | None = None, seed: int = 0, options=(3, 5), timeouts: bool = False) -> Estate:
+    """``timeouts``: every action gets a `timeout` of 5 x its slowest option's latency (drawn
+    from nothing random, so the estate is otherwise the same), for fault schedules with spikes."""
     rng = random.Random(seed)
     n_providers = n_providers or max(6, n_actions // 3)
     lines = []
@@ -44,11 +46,15 @@ def estate(n_actions: int, n_providers: int | None = None, seed: int = 0, option
                 body.append(f"requires f{k[0]} or f{k[1]}")
             else:
                 body.append("requires " + " and ".join(f"f{j}" for j in k))
+        slowest = 0
         for p in rng.sample(providers, rng.randint(*options)):
             cost = round(rng.lognormvariate(-1.0, 0.8), 2)
             latency = max(1, int(rng.lognormvariate(6.0, 1.0)))
+            slowest = max(slowest, latency)
             rel = round(1 - rng.betavariate(1, 150), 4)
             body.append(f"via {p} {{ cost {cost} USD; latency {latency}ms; reliability {max(rel, 0.5)} }}")
+        if timeouts:
+            body.append(f"timeout {5 * slowest}ms")
         lines.append(f"action a{i} {{ " + "; ".join(body) + " }")
     goal_facts = sorted({n_actions - 1, *rng.sample(range(n_actions), min(n_actions, max(1, n_actions // 10)))})
     lines.append(

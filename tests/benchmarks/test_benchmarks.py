@@ -100,3 +100,127 @@ def test_fleet_gaps_are_measured_against_a_bound():
     assert r["planned"] == 30 and r["distinct"] <= 6
     assert r["gap_vs_bound"] == 0.0 and 0.0 <= r["latency_gap_vs_bound"] <= 0.01
     assert fleet._gap({"objective": 110.0, "bound": 99.0}) == pytest.approx(0.1) and fleet._gap({"objective": None, "bound": 1}) is None
+
+
+# ---- fault schedules -----------------------------------------------------------------------------
+
+
+def test_fault_schedules_are_seeded_and_draw_what_their_kind_says(spec):
+    from benchmarks import faults
+    from intento.execute.environment import _ms
+
+    horizon = 60_000
+    for kind in ("outages",) + faults.KINDS:
+        a, down_a = faults.schedule(kind, spec, horizon, 0.5, random.Random(7))
+        b, down_b = faults.schedule(kind, spec, horizon, 0.5, random.Random(7))
+        assert a == b and down_a == down_b, kind
+    outages, down = faults.schedule("outages", spec, horizon, 1.0, random.Random(1))
+    assert sorted(down) == sorted(spec.providers) and all(p.outages[0].end is None for p in outages.providers.values())
+    windows, down = faults.schedule("outage windows", spec, horizon, 1.0, random.Random(1))
+    assert down == [] and set(windows.providers) == set(spec.providers)
+    for name, p in windows.providers.items():
+        (w,) = p.outages
+        assert 0 <= _ms(w.start) <= 1.5 * horizon < _ms(w.start) + 10 * horizon and _ms(w.end) > _ms(w.start)
+        assert p.failure_rate == 0.01  # the background noise stays
+    # Every other window is announced on the status feed, once down and once up again.
+    announced = {o.provider for o in windows.observations}
+    assert len(announced) == (len(spec.providers) + 1) // 2
+    assert sorted(o.status for o in windows.observations) == ["down"] * len(announced) + ["up"] * len(announced)
+    spikes, _ = faults.schedule("latency spikes", spec, horizon, 1.0, random.Random(1))
+    assert all(p.spikes[0].factor in (5, 20, 100) for p in spikes.providers.values())
+    bursts, _ = faults.schedule("error bursts", spec, horizon, 1.0, random.Random(1))
+    assert all(0.5 <= p.bursts[0].failure_rate <= 0.95 for p in bursts.providers.values())
+    none, _ = faults.schedule("latency spikes", spec, horizon, 0.0, random.Random(1))
+    assert none.providers == {}
+    with pytest.raises(ValueError, match="unknown fault kind"):
+        faults.schedule("meteor", spec, horizon, 0.5, random.Random(1))
+
+
+@pytest.fixture(scope="module")
+def settlement():
+    return intento.load(ROOT / "examples" / "settlement").spec
+
+
+SETTLE = {"customer.region": "eu", "settlement.date": "2026-11-24", "settlement.expected_total": "1000 USD"}
+
+
+def test_late_event_schedules_land_on_time_late_or_never(settlement):
+    from benchmarks import faults
+    from intento.execute.environment import _ms
+
+    seen = {"never": 0, "late": 0, "on time": 0}
+    for seed in range(60):
+        sc, _ = faults.schedule("late events", settlement, 1, 0.3, random.Random(seed))
+        at = sc.facts["settlement.received"].at
+        seen["never" if at is None else "late" if _ms(at) >= 8 * 3600_000 else "on time"] += 1
+    assert all(seen.values()) and seen["on time"] > seen["never"]
+
+
+def _run_all(spec, intent, given, scenario, tmp_path, strategies=STRATEGIES, name=""):
+    out = {}
+    for s in strategies:
+        store = Store(tmp_path / f"{name}{s}.db")
+        rid = run_strategy(s, Request(spec, intent, given, "run-x"), scenario, store)
+        out[s] = (measure(store, rid, s, spec, intent, given), store.events(rid))
+    return out
+
+
+def test_a_file_that_never_lands_is_waited_for_then_fetched_by_hand(settlement, tmp_path):
+    scenario = Scenario.model_validate({"seed": 1, "facts": {"settlement.received": {"at": None}}})
+    runs = _run_all(settlement, "settle_daily", SETTLE, scenario, tmp_path)
+    static, events = runs["static"]
+    assert not static.success and [e["type"] for e in events][-2:] == ["step_timed_out", "failed"]
+    assert events[-2]["at"] - events[0]["at"] == 8 * 3600_000  # the wait's timer: the action's timeout
+    for s in ("static+fallback", "greedy"):
+        m, events = runs[s]
+        done = [e["data"]["action"] for e in events if e["type"] == "step_succeeded"]
+        assert m.success and done[0] == "fetch_file_manually" and m.deadline_missed and m.violations == [], s
+    # intento knows that after the 8 h wait no plan meets the 9 h deadline: it escalates instead.
+    m, events = runs["intento"]
+    assert not m.success and events[-1]["type"] == "escalated"
+
+
+def test_a_file_that_lands_in_time_is_used_by_every_strategy(settlement, tmp_path):
+    scenario = Scenario.model_validate({"seed": 1, "facts": {"settlement.received": {"at": "5h"}}})
+    for s, (m, events) in _run_all(settlement, "settle_daily", SETTLE, scenario, tmp_path).items():
+        assert m.success and str(m.cost) == "3.50" and not m.deadline_missed, s
+        waited = next(e for e in events if e["type"] == "step_succeeded")
+        assert waited["data"]["action"] == "settlement_file_lands" and waited["at"] - events[0]["at"] == 5 * 3600_000, s
+
+
+def test_exhaustive_strategy_declines_large_models_and_matches_intento_on_small_ones(spec, tmp_path):
+    from benchmarks.baselines import TooLarge
+    from benchmarks.scenarios import estate
+    from intento.check import check_sources
+    from intento.diagnostics import Source
+
+    big = estate(40, seed=2)
+    big_spec = check_sources([Source("big", big.source)]).spec
+    with pytest.raises(TooLarge):
+        run_strategy("exhaustive", Request(big_spec, big.intent, big.given(), "run-big"), Scenario(), Store(tmp_path / "big.db"))
+    rng = random.Random(5)
+    for i in range(4):
+        scenario, _ = _scenario(spec, 0.3, rng)
+        runs = _run_all(spec, "fulfil_order", LARGE_EU if i % 2 else dict(LARGE_EU, **{"customer.region": "us"}), scenario, tmp_path, ("exhaustive", "intento"), name=str(i))
+        (a, ea), (b, eb) = runs["exhaustive"], runs["intento"]
+        assert (a.success, a.cost, a.violations) == (b.success, b.cost, []), i
+        # The same plans, step for step: the two back-ends share the optimum and the tie-break.
+        steps = lambda evs: [(e["type"], e["data"].get("action"), e["data"].get("provider")) for e in evs if e["type"].startswith("step_")]
+        assert steps(ea) == steps(eb), i
+
+
+def test_summary_counts_only_the_runs_a_strategy_made():
+    from benchmarks.adaptivity import _summarize
+    from benchmarks.metrics import RunMetrics
+    from decimal import Decimal
+
+    ok = lambda cost: RunMetrics("x", True, Decimal(cost), 1000, False, 1, 1, 0)
+    bad = RunMetrics("x", False, Decimal(0), 1000, True, 0, 1, 1)
+    per = {s: [ok("1"), bad, ok("3")] for s in STRATEGIES}
+    per["exhaustive"] = [None, bad, ok("3")]
+    r = _summarize(per, [True, False, True], [0.0, 0.1], [None, True, False], {s: 0.0 for s in STRATEGIES})
+    assert r["static"]["runs"] == 3 and r["static"]["success_rate"] == pytest.approx(2 / 3) and r["static"]["success_rate_when_possible"] == 1.0
+    assert r["exhaustive"]["runs"] == 2 and r["exhaustive"]["success_rate"] == 0.5 and r["exhaustive"]["success_rate_when_possible"] == 1.0
+    assert r["exhaustive"]["mean_cost_when_succeeded"] == 3.0 and r["exhaustive"]["deadline_misses"] == 1
+    assert r["intento"]["same_as_exhaustive"] == 1 and r["intento"]["compared_with_exhaustive"] == 2
+    assert r["intento"]["cost_gap_vs_hindsight_max"] == 0.1 and r["_scenarios"] == 3 and r["_hindsight_feasible"] == 2

@@ -30,20 +30,34 @@ MAX_ASSIGNMENTS = 200_000
 _UNUSED = "-"
 
 
-def solve(problem: Problem, options: SolveOptions = SolveOptions(), *, force: dict[str, str] | None = None) -> Solution:
-    """Enumerate; ``force`` (action -> provider) fixes those choices, for counterfactuals."""
-    t0 = time.perf_counter()
-    force = force or {}
+def _domains(problem: Problem, force: dict[str, str]) -> tuple[dict[str, list[str]] | None, int]:
+    """Each action's domain (unused, or an allowed option's provider) and how many assignments
+    (times the soft `before` choices) enumeration would visit; None when some forced action has
+    no allowed option."""
     domains = {
         a.name: ([] if a.name in force else [_UNUSED]) + [o.provider for o in a.options if not o.forbidden_by and force.get(a.name, o.provider) == o.provider]
         for a in problem.actions
     }
     if any(not d for d in domains.values()):
-        return Solution("infeasible", stats={"backend": "constraint", "variables": 0, "constraints": 0, "stages": 1})
+        return None, 0
     domains = {k: v for k, v in domains.items() if len(v) > 1 or k in force}
-    size = math.prod(len(v) for v in domains.values())
+    soft_befores = sum(1 for owner, _, _ in problem.befores if isinstance(owner, SoftStatement))
+    return domains, math.prod(len(v) for v in domains.values()) * 2**soft_befores
+
+
+def fits(problem: Problem) -> bool:
+    """Whether this back-end would enumerate the problem rather than refuse it."""
+    return _domains(problem, {})[1] <= MAX_ASSIGNMENTS
+
+
+def solve(problem: Problem, options: SolveOptions = SolveOptions(), *, force: dict[str, str] | None = None) -> Solution:
+    """Enumerate; ``force`` (action -> provider) fixes those choices, for counterfactuals."""
+    t0 = time.perf_counter()
+    force = force or {}
+    domains, size = _domains(problem, force)
+    if domains is None:
+        return Solution("infeasible", stats={"backend": "constraint", "variables": 0, "constraints": 0, "stages": 1})
     soft_befores = [owner for owner, _, _ in problem.befores if isinstance(owner, SoftStatement)]
-    size *= 2 ** len(soft_befores)
     if size > MAX_ASSIGNMENTS:
         raise ModelTooLarge(f"the exhaustive back-end enumerates at most {MAX_ASSIGNMENTS:,} assignments; this request has {size:,}")
     assignments = _assignments(problem, domains)

@@ -37,7 +37,7 @@ from intento.execute.handlers import Registry
 from intento.execute.state import RunState, fold
 from intento.execute.store import TERMINAL, Store, mark_taken, take
 from intento.semantics import requirement
-from intento.solve import plan_problem, prepare
+from intento.solve import Backend, plan_problem, prepare
 from intento.spec import Spec
 from intento.values import format_decimal, to_json
 
@@ -57,8 +57,12 @@ class Executor:
         secret_key: bytes = b"intento",
         new_id: Callable[[], str] | None = None,
         progress: Callable[[str, RunState, dict], None] | None = None,
+        backend: Backend = "cpsat",
     ):
+        """``backend``: the planner's back-end for every (re-)plan; `constraint` (exhaustive)
+        refuses models it could not enumerate, and the run then gives up saying so."""
         self.spec = spec
+        self.backend = backend
         self.store = store
         self.env = env
         self.registry = registry or Registry()
@@ -195,10 +199,10 @@ class Executor:
             done = {a: st.steps[a].provider for a in st.completed}
             problem = prepare(self.spec, st.intent, context, state, deadline_ms=deadline_left, budget=budget_left, excluded=st.excluded, done=done)
             previous = {x["action"]: x["provider"] for x in (st.plan or {}).get("steps", [])}
-            plan = plan_problem(problem, time_limit_s=self.time_limit_s, force=force or None, hint=previous or None)
+            plan = plan_problem(problem, backend=self.backend, time_limit_s=self.time_limit_s, force=force or None, hint=previous or None)
             if not plan.feasible and force:
                 # The steps still running may be what makes it infeasible: try without keeping them.
-                plan = plan_problem(problem, time_limit_s=self.time_limit_s)
+                plan = plan_problem(problem, backend=self.backend, time_limit_s=self.time_limit_s)
         except IntentoError as e:
             self._give_up(run_id, st, {"reason": "the request can no longer be planned: " + "; ".join(d.message for d in e.diagnostics), "conflict": [], "summary": None})
             return False
