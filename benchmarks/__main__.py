@@ -209,6 +209,7 @@ def main(argv=None) -> None:
         # Half the 200-action estates and nine in ten 500-action ones admit no plan (residency
         # and PCI rules): more requests there, so that the re-plan percentiles rest on samples.
         lat.append(plan_latency.measure(size, 6 if quick else {200: 40, 500: 200}.get(size, 20), 1, 10.0))
+        print(f"  {size} actions: done ({lat[-1]['requests']} requests, {lat[-1]['replans']} re-plans)", flush=True)
     results["planner_latency"] = lat
     out += [
         "## Planner latency (one worker)",

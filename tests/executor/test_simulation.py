@@ -214,3 +214,69 @@ def test_bad_spike_and_burst_are_refused_with_the_field():
         Scenario.model_validate({"providers": {"p": {"bursts": [{"from": "1s", "failure_rate": 2}]}}})
     with pytest.raises(ValidationError, match="duration"):
         Scenario.model_validate({"providers": {"p": {"bursts": [{"from": "soon", "failure_rate": 0.5}]}}})
+
+
+# ---- holding instead of giving up when the world may change soon ---------------------------------
+
+
+def test_a_step_in_flight_when_its_provider_is_reported_down_is_waited_for(tmp_path):
+    spec = check_sources([Source("h.intent", """
+provider p { region "eu" }
+action a { achieves x; via p { cost 1 USD; latency 1s } }
+intent job { goal x }
+""")]).spec
+    # The status feed says `p` is down while its step is in flight; the step still lands.
+    scenario = {"seed": 0, "default": {"latency_sigma": 0}, "observations": [{"at": 500, "provider": "p", "status": "down"}]}
+    final, events, _ = run(spec, tmp_path, "job", {}, scenario, name="inflight")
+    assert final.status == "succeeded", types(events)
+    hold = next(e for e in events if e["type"] == "holding")
+    assert hold["data"]["until"] is None and hold["data"]["running"] == ["a"] and hold["at"] == 500
+    assert "giving_up" not in types(events)
+
+
+def test_a_provider_presumed_down_is_retried_after_its_cool_down(orders, tmp_path):
+    from intento.execute.state import COOL_DOWN_MS
+
+    # EU orders can only notify through mailjet (residency); it is out until 62 minutes, after
+    # shipping (55 minutes in) has begun notifying. Two failures presume it down; the
+    # run holds for its cool-down instead of giving up, twice, then notifies.
+    scenario = {"seed": 2, "default": {"latency_sigma": 0}, "providers": {"mailjet": {"latency_sigma": 0, "outages": [{"from": 0, "to": "62m"}]}}}
+    final, events, _ = run(orders, tmp_path, "fulfil_order", EU, scenario, name="cool")
+    assert final.status == "succeeded", [e["data"].get("reason") for e in events if e["type"] in ("planned", "holding", "giving_up")]
+    holds = [e for e in events if e["type"] == "holding"]
+    assert len(holds) == 2 and all(h["data"]["providers"] == ["mailjet"] for h in holds)
+    for h in holds:
+        last_failure = max(e["at"] for e in events if e["type"] == "step_failed" and e["at"] <= h["at"])
+        assert h["data"]["until"] == last_failure + COOL_DOWN_MS
+        replan = next(e for e in events if e["type"] == "planned" and e["at"] > h["at"])
+        assert replan["at"] == h["data"]["until"] and "cool-down ended" in replan["data"]["reason"]
+    assert final.steps["notify_customer"].provider == "mailjet"
+    assert events[-1]["at"] - events[0]["at"] < 2 * 3600_000  # within the 2 h deadline
+
+
+def test_a_provider_down_for_good_is_held_for_at_most_three_cool_downs(orders, tmp_path):
+    from intento.execute.executor import MAX_COOLDOWN_HOLDS
+
+    scenario = {"seed": 1, "providers": {"adyen": {"outages": [{"from": 0}]}}}
+    final, events, _ = run(orders, tmp_path, "fulfil_order", EU, scenario, name="forever")
+    assert final.status == "escalated"
+    holds = [e["data"] for e in events if e["type"] == "holding"]
+    assert sum(1 for h in holds if h["until"] is not None) == MAX_COOLDOWN_HOLDS == 3
+    # The other holds waited for a step in flight (stock being reserved) when payment failed.
+    assert all(h["running"] for h in holds if h["until"] is None)
+
+
+def test_no_hold_past_the_deadline(orders, tmp_path):
+    from intento.execute.executor import MAX_COOLDOWN_HOLDS
+
+    # express_order has a 1 h deadline; mailjet (the only EU notifier) is out for 2 h. The run
+    # holds while a cool-down ends before the deadline, then gives up rather than wait past it.
+    scenario = {"seed": 2, "default": {"latency_sigma": 0}, "providers": {"mailjet": {"latency_sigma": 0, "outages": [{"from": 0, "to": "2h"}]}}}
+    final, events, _ = run(orders, tmp_path, "express_order", EU, scenario, name="deadline")
+    assert final.status == "escalated"
+    deadline_at = events[0]["at"] + 3600_000
+    holds = [e["data"]["until"] for e in events if e["type"] == "holding" and e["data"]["until"] is not None]
+    assert 0 < len(holds) < MAX_COOLDOWN_HOLDS and all(u < deadline_at for u in holds)
+    give_up = next(e for e in events if e["type"] == "giving_up")
+    last_failure = max(e["at"] for e in events if e["type"] == "step_failed")
+    assert give_up["at"] < deadline_at <= last_failure + 300_000  # the next cool-down would end too late

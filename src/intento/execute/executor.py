@@ -34,7 +34,7 @@ from intento.diagnostics import IntentoError
 from intento.evaluate import formula_holds
 from intento.execute.environment import Environment, Outcome, SimEnvironment, StepRequest
 from intento.execute.handlers import Registry
-from intento.execute.state import RunState, fold
+from intento.execute.state import COOL_DOWN_MS, RunState, fold
 from intento.execute.store import TERMINAL, Store, mark_taken, take
 from intento.semantics import requirement
 from intento.solve import Backend, plan_problem, prepare
@@ -43,6 +43,8 @@ from intento.values import format_decimal, to_json
 
 #: How many plans one run may make before it escalates (a guard against flapping).
 MAX_PLANS = 200
+#: How many times a run with no plan waits for providers presumed down to cool down.
+MAX_COOLDOWN_HOLDS = 3
 
 
 class Executor:
@@ -144,9 +146,9 @@ class Executor:
                     self._append(run_id, st.next_seq, "succeeded", self.env.now(), {"facts": sorted(st.facts), "spent": format_decimal(st.spent)}, status="succeeded")
                     return self._state(run_id)
                 if need_plan:
-                    if not self._plan(run_id, st, context, need_plan):
+                    if self._plan(run_id, st, context, need_plan) is False:
                         continue
-                    need_plan = None
+                    need_plan = None  # planned, or holding: the next outcome or timer re-plans
                     st = self._state(run_id)
                 self._dispatch_ready(run_id, st, context, waiting_external)
                 st = self._state(run_id)
@@ -173,8 +175,9 @@ class Executor:
             self.progress(type_, self._state(run_id), data)
 
     # ---- planning -----------------------------------------------------------------------------
-    def _plan(self, run_id: str, st: RunState, context: dict, reason: str) -> bool:
-        """Re-plan from the current state; on infeasible, start giving up. True when planned."""
+    def _plan(self, run_id: str, st: RunState, context: dict, reason: str) -> bool | None:
+        """Re-plan from the current state. True when planned; None when there is no plan yet but
+        the run holds (see `_hold`); False when it starts giving up."""
         now = self.env.now()
         if st.plans >= MAX_PLANS:
             self._give_up(run_id, st, {"reason": f"re-planned {MAX_PLANS} times without reaching the goal", "conflict": [], "summary": None})
@@ -226,10 +229,39 @@ class Executor:
         if self.audit is not None:
             self.audit.append(self.spec, st.intent, context, state, plan, kind="replan" if st.plans else "plan", run=run_id, reason=reason)
         if not plan.feasible:
+            hold = self._hold(st, now, context, providers, running, budget_left)
+            if hold is not None:
+                self._append(run_id, self._state(run_id).next_seq, "holding", now, hold)
+                return None
             conflict = [r.model_dump() for r in (plan.explanation.conflict or [])]
             self._give_up(run_id, self._state(run_id), {"reason": f"no plan from here ({plan.status})", "conflict": conflict, "summary": plan.explanation.summary})
             return False
         return True
+
+    def _hold(self, st: RunState, now: int, context: dict, providers: dict, running: dict[str, str], budget_left: Decimal | None) -> dict | None:
+        """No plan from here, but the world may change soon: wait instead of giving up when
+        steps are still running (their outcome may be what is missing), or when providers
+        presumed down only from their own failures (no status observation) would admit a plan
+        once their cool-down ends, before the deadline, at most `MAX_COOLDOWN_HOLDS` times."""
+        if running:
+            return {"until": None, "reason": "no plan without the steps still running: waiting for their outcome", "running": sorted(running)}
+        presumed = {p: max(st.failures[p]) + COOL_DOWN_MS for p, e in providers.items()
+                    if e["status"] == "down" and st.observed.get(p, {}).get("status") != "down" and st.failures.get(p)}
+        if not presumed or st.cooldown_holds >= MAX_COOLDOWN_HOLDS:
+            return None
+        until = min(presumed.values())
+        if st.deadline_at is not None and until >= st.deadline_at:
+            return None
+        up = {p: e for p, e in providers.items() if p not in presumed}
+        deadline_then = None if st.deadline_at is None else st.deadline_at - until
+        try:
+            retry = prepare(self.spec, st.intent, context, {"facts": sorted(st.facts), "providers": up}, deadline_ms=deadline_then,
+                            budget=budget_left, excluded=st.excluded, done={a: st.steps[a].provider for a in st.completed})
+        except IntentoError:
+            return None
+        if not plan_problem(retry, backend=self.backend, time_limit_s=self.time_limit_s, explain="none").feasible:
+            return None
+        return {"until": until, "reason": f"no plan while {', '.join(f'`{p}`' for p in sorted(presumed))} presumed down after failing; re-planning when the first cool-down ends", "providers": sorted(presumed)}
 
     def _cost(self, action: str, provider: str) -> Decimal:
         opt = self.spec.actions[action].option(provider)
@@ -286,11 +318,13 @@ class Executor:
         timers = list(waiting_external.values())
         if st.deadline_at is not None and st.status == "running":
             timers.append(st.deadline_at)
+        if st.holding and st.holding.get("until") is not None and st.status == "running":
+            timers.append(st.holding["until"])
         timers = [t for t in timers if t is not None]
         return min(timers) if timers else None
 
     def _timers(self, run_id: str, until: int | None, waiting_external: dict[str, int]) -> str | None:
-        """A timer fired: an external fact is late, or the deadline passed."""
+        """A timer fired: an external fact is late, the deadline passed, or a hold ended."""
         now = self.env.now()
         st = self._state(run_id)
         reason = None
@@ -304,6 +338,8 @@ class Executor:
                     reason = f"the external fact of `{action}` did not arrive in time"
         if st.deadline_at is not None and now >= st.deadline_at and reason is None and not formula_holds(self.spec.intents[st.intent].goal, st.facts):
             reason = "the deadline passed"
+        if reason is None and st.holding and st.holding.get("until") is not None and now >= st.holding["until"]:
+            reason = "a cool-down ended: " + ", ".join(f"`{p}`" for p in st.holding.get("providers", [])) + " may be back"
         return reason
 
     def _record(self, run_id: str, kind: str, item: Any, waiting_external: dict[str, int]) -> str | None:

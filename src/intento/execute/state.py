@@ -72,6 +72,9 @@ class RunState:
     next_seq: int = 1
     last_at: int = 0
     attempts: dict[str, int] = field(default_factory=dict)
+    #: No plan from here, but maybe soon: re-plan at `hold_until` (None: on the next outcome).
+    holding: dict | None = None
+    cooldown_holds: int = 0
 
     @property
     def terminal(self) -> bool:
@@ -116,6 +119,10 @@ def apply(st: RunState, ev: dict) -> None:
         st.plan = d
         st.plans += 1
         st.last_reason = d.get("reason")
+        st.holding = None
+    elif t == "holding":
+        st.holding = d
+        st.cooldown_holds += 1 if d.get("until") is not None else 0
     elif t == "step_dispatched":
         s = StepState(d["action"], d["provider"], "running", d["attempt"], d["key"], at, d.get("compensation_for"))
         st.attempts[d["action"]] = d["attempt"]
