@@ -22,6 +22,7 @@ import random
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -81,25 +82,43 @@ def _run_case(spec, intent, given, scenario: Scenario, run_id: str, per: dict, w
     return out
 
 
+@dataclass
+class _Tally:
+    """Every strategy's runs over one row group's scenarios, and intento's against references."""
+
+    per: dict[str, list[RunMetrics | None]] = field(default_factory=lambda: {s: [] for s in STRATEGIES})
+    wall: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STRATEGIES})
+    feasible: list[bool] = field(default_factory=list)
+    gaps: list[float] = field(default_factory=list)
+    agree: list[bool | None] = field(default_factory=list)
+    ratios: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: {s: [] for s in STRATEGIES})
+
+    def add(self, spec, intent, given, scenario: Scenario, run_id: str, reference, healthy) -> None:
+        """Run one scenario. ``reference``: the plan whose feasibility says "possible" and whose
+        cost intento's is compared with; ``healthy``: the healthy-world plan (for the ratios)."""
+        self.feasible.append(reference.feasible)
+        with tempfile.TemporaryDirectory() as d:
+            case = _run_case(spec, intent, given, scenario, run_id, self.per, self.wall, d)
+        self.agree.append(_agree(case))
+        _ratios(case, healthy, self.ratios)
+        m = case["intento"]
+        if m.success and reference.feasible:
+            self.gaps.append(float(m.cost / Decimal(reference.cost) - 1) if Decimal(reference.cost) else 0.0)
+
+    def summary(self) -> dict:
+        return _summarize(self.per, self.feasible, self.gaps, self.agree, self.wall, self.ratios)
+
+
 def run(rates=(0.1, 0.2, 0.3), scenarios: int = 20, seed: int = 0, progress=print) -> dict:
     rng = random.Random(seed)
     rows = {}
     for rate in rates:
-        per = {s: [] for s in STRATEGIES}
-        gaps, feasible_flags, agree, wall = [], [], [], {s: 0.0 for s in STRATEGIES}
-        ratios: dict[str, list[tuple[float, float]]] = {s: [] for s in STRATEGIES}
+        tally = _Tally()
         for i, (spec, intent, given) in enumerate(_requests(scenarios, rng)):
             scenario, down = _scenario(spec, rate, rng)
             hindsight = plan(spec, intent, given, {"providers": {p: {"status": "down"} for p in down}}, explain="none")
-            feasible_flags.append(hindsight.feasible)
-            with tempfile.TemporaryDirectory() as d:
-                case = _run_case(spec, intent, given, scenario, f"run-{rate}-{i}", per, wall, d)
-            agree.append(_agree(case))
-            _ratios(case, plan(spec, intent, given, None, explain="none"), ratios)
-            m = case["intento"]
-            if m.success and hindsight.feasible:
-                gaps.append(float(m.cost / Decimal(hindsight.cost) - 1) if Decimal(hindsight.cost) else 0.0)
-        rows[rate] = _summarize(per, feasible_flags, gaps, agree, wall, ratios)
+            tally.add(spec, intent, given, scenario, f"run-{rate}-{i}", hindsight, plan(spec, intent, given, None, explain="none"))
+        rows[rate] = tally.summary()
         progress(f"  outage rate {rate:.0%}: done ({scenarios} scenarios)")
     return rows
 
@@ -110,22 +129,13 @@ def run_faults(kinds=faults.KINDS, rate: float = 0.2, scenarios: int = 20, seed:
     rows = {}
     for kind in kinds:
         rng = random.Random(f"{seed}/{kind}")
-        per = {s: [] for s in STRATEGIES}
-        gaps, feasible_flags, agree, wall = [], [], [], {s: 0.0 for s in STRATEGIES}
-        ratios: dict[str, list[tuple[float, float]]] = {s: [] for s in STRATEGIES}
+        tally = _Tally()
         requests = _settlements(scenarios, rng) if kind == "late events" else _requests(scenarios, rng, timeouts=True)
         for i, (spec, intent, given) in enumerate(requests):
             healthy = plan(spec, intent, given, None, explain="none")
-            feasible_flags.append(healthy.feasible)
             scenario, _ = faults.schedule(kind, spec, healthy.latency_ms or 1, rate, rng)
-            with tempfile.TemporaryDirectory() as d:
-                case = _run_case(spec, intent, given, scenario, f"run-{kind}-{i}", per, wall, d)
-            agree.append(_agree(case))
-            _ratios(case, healthy, ratios)
-            m = case["intento"]
-            if m.success and healthy.feasible:
-                gaps.append(float(m.cost / Decimal(healthy.cost) - 1) if Decimal(healthy.cost) else 0.0)
-        rows[kind] = _summarize(per, feasible_flags, gaps, agree, wall, ratios)
+            tally.add(spec, intent, given, scenario, f"run-{kind}-{i}", healthy, healthy)
+        rows[kind] = tally.summary()
         progress(f"  {kind}: done ({scenarios} scenarios)")
     return rows
 

@@ -120,7 +120,6 @@ class _Workflow:
         choices = self._choices(problem, nominal)
         self.facts: set[str] = set()
         self.done: set[str] = set()
-        done = self.done
         #: step -> (action, provider, attempt); attempt -1 while backing off before a retry.
         running: dict[str, tuple[str, str, int]] = {}
         tries: dict[str, int] = {a: 0 for a in choices}
@@ -130,7 +129,7 @@ class _Workflow:
                 self._event("succeeded", {"facts": sorted(self.facts)}, status="succeeded")
                 return self.req.run_id
             for step in order:
-                if step in done or step in running:
+                if step in self.done or step in running:
                     continue
                 if formula_holds(self.spec.actions[step].requires, self.facts) and not self._dispatch(step, choices, tries, running, 0):
                     self._event("failed", {"reason": f"{step}: no choice can start"}, status="failed")
@@ -173,7 +172,7 @@ class _Workflow:
                 if item.kind == "succeeded":
                     achieved = list(self.spec.actions[action].achieves)
                     self.facts |= set(achieved)
-                    done.add(step)
+                    self.done.add(step)
                     self._event("step_succeeded", base | {"facts": achieved, "cost": format_decimal(self.spec.actions[action].option(provider).cost)})
                     continue
                 self._event("step_failed" if item.kind == "failed" else "step_timed_out", base | {"error": item.error})

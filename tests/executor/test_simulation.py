@@ -252,6 +252,15 @@ def test_a_provider_presumed_down_is_retried_after_its_cool_down(orders, tmp_pat
         assert replan["at"] == h["data"]["until"] and "cool-down ended" in replan["data"]["reason"]
     assert final.steps["notify_customer"].provider == "mailjet"
     assert events[-1]["at"] - events[0]["at"] < 2 * 3600_000  # within the 2 h deadline
+    # An operator asking mid-hold sees where the run stands and when it re-plans.
+    from intento.execute.report import status_text
+
+    cut = events.index(holds[0]) + 1
+    text = status_text({"id": "run-cool"}, events[:cut])
+    assert "stalled at: holding: no plan while `mailjet` presumed down" in text
+    from intento.render import _dur
+
+    assert f"(re-plan at {_dur(holds[0]['data']['until'] - events[0]['at'])})" in text
 
 
 def test_a_provider_down_for_good_is_held_for_at_most_three_cool_downs(orders, tmp_path):

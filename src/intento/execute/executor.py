@@ -229,7 +229,7 @@ class Executor:
         if self.audit is not None:
             self.audit.append(self.spec, st.intent, context, state, plan, kind="replan" if st.plans else "plan", run=run_id, reason=reason)
         if not plan.feasible:
-            hold = self._hold(st, now, context, providers, running, budget_left)
+            hold = self._hold(st, context, state, running, budget_left, done)
             if hold is not None:
                 self._append(run_id, self._state(run_id).next_seq, "holding", now, hold)
                 return None
@@ -238,13 +238,14 @@ class Executor:
             return False
         return True
 
-    def _hold(self, st: RunState, now: int, context: dict, providers: dict, running: dict[str, str], budget_left: Decimal | None) -> dict | None:
+    def _hold(self, st: RunState, context: dict, state: dict, running: dict[str, str], budget_left: Decimal | None, done: dict[str, str]) -> dict | None:
         """No plan from here, but the world may change soon: wait instead of giving up when
         steps are still running (their outcome may be what is missing), or when providers
         presumed down only from their own failures (no status observation) would admit a plan
         once their cool-down ends, before the deadline, at most `MAX_COOLDOWN_HOLDS` times."""
         if running:
             return {"until": None, "reason": "no plan without the steps still running: waiting for their outcome", "running": sorted(running)}
+        providers = state["providers"]
         presumed = {p: max(st.failures[p]) + COOL_DOWN_MS for p, e in providers.items()
                     if e["status"] == "down" and st.observed.get(p, {}).get("status") != "down" and st.failures.get(p)}
         if not presumed or st.cooldown_holds >= MAX_COOLDOWN_HOLDS:
@@ -255,8 +256,8 @@ class Executor:
         up = {p: e for p, e in providers.items() if p not in presumed}
         deadline_then = None if st.deadline_at is None else st.deadline_at - until
         try:
-            retry = prepare(self.spec, st.intent, context, {"facts": sorted(st.facts), "providers": up}, deadline_ms=deadline_then,
-                            budget=budget_left, excluded=st.excluded, done={a: st.steps[a].provider for a in st.completed})
+            retry = prepare(self.spec, st.intent, context, dict(state, providers=up), deadline_ms=deadline_then,
+                            budget=budget_left, excluded=st.excluded, done=done)
         except IntentoError:
             return None
         if not plan_problem(retry, backend=self.backend, time_limit_s=self.time_limit_s, explain="none").feasible:
@@ -318,8 +319,8 @@ class Executor:
         timers = list(waiting_external.values())
         if st.deadline_at is not None and st.status == "running":
             timers.append(st.deadline_at)
-        if st.holding and st.holding.get("until") is not None and st.status == "running":
-            timers.append(st.holding["until"])
+        if st.hold_until is not None:
+            timers.append(st.hold_until)
         timers = [t for t in timers if t is not None]
         return min(timers) if timers else None
 
@@ -338,7 +339,7 @@ class Executor:
                     reason = f"the external fact of `{action}` did not arrive in time"
         if st.deadline_at is not None and now >= st.deadline_at and reason is None and not formula_holds(self.spec.intents[st.intent].goal, st.facts):
             reason = "the deadline passed"
-        if reason is None and st.holding and st.holding.get("until") is not None and now >= st.holding["until"]:
+        if reason is None and st.hold_until is not None and now >= st.hold_until:
             reason = "a cool-down ended: " + ", ".join(f"`{p}`" for p in st.holding.get("providers", [])) + " may be back"
         return reason
 

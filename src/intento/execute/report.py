@@ -74,8 +74,8 @@ def _stall_point(st: RunState, events: list[dict]) -> str | None:
         return f"{oldest.action} via {oldest.provider}, running since {_dur(oldest.since - st.started_at)}"
     if st.status == "giving_up":
         return "giving up: compensating completed steps"
-    if st.holding and st.holding.get("until") is not None:
-        return f"holding: {st.holding.get('reason')} (re-plan at {_dur(st.holding['until'] - st.started_at)})"
+    if st.hold_until is not None:
+        return f"holding: {st.holding['reason']} (re-plan at {_dur(st.hold_until - st.started_at)})"
     return None
 
 

@@ -77,6 +77,11 @@ class RunState:
     cooldown_holds: int = 0
 
     @property
+    def hold_until(self) -> int | None:
+        """When a hold for a cool-down ends (None: not holding, or holding for an outcome)."""
+        return self.holding.get("until") if self.holding and self.status == "running" else None
+
+    @property
     def terminal(self) -> bool:
         return self.status in ("succeeded", "escalated", "failed")
 
