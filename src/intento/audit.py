@@ -20,9 +20,11 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,7 +40,7 @@ GENESIS = "0" * 64
 
 class Sources(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    project: str = Field(description="SHA-256 over every source file's name and text: the project version")
+    project: str = Field(description="SHA-256 over the sorted SHA-256 of every source file's text: the project version, whatever path the files were given by")
     policy_set: str = Field(description="SHA-256 over the policies that applied, each with its full source text")
     policies: list[str] = Field(description="the policies that applied to this decision")
     files: dict[str, str] = Field(description="each source file's SHA-256")
@@ -55,6 +57,14 @@ class AuditRecordV1(BaseModel):
     kind: Literal["plan", "replan"] = Field("plan", description="a first plan, or a re-plan after an observation")
     run: str | None = Field(None, description="the run this decision belongs to, if any")
     reason: str | None = Field(None, description="why a re-plan happened")
+    inputs: dict[str, Any] | None = Field(
+        None,
+        description=(
+            "a run's decisions: everything else the plan was decided from (deadline_ms and budget left, options excluded and why, "
+            "steps done, running and forced, the previous plan as a hint, the run's clock `at`, the time limit and back-end), "
+            "so `intento audit replay` re-solves exactly the same request"
+        ),
+    )
     intent: str
     context: dict[str, Any] = Field(description="the given values; secret ones replaced by a keyed hash")
     state: dict[str, Any] = Field(description="the observed state the plan started from")
@@ -129,6 +139,7 @@ class AuditLog:
         run: str | None = None,
         reason: str | None = None,
         now: datetime | None = None,
+        inputs: dict[str, Any] | None = None,
     ) -> AuditRecordV1:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         key = secret_key(self.path)
@@ -161,6 +172,8 @@ class AuditLog:
                     "intento": __version__,
                     "prev": prev,
                 }
+                if inputs is not None:
+                    body["inputs"] = to_json(inputs)
                 body["hash"] = record_hash(body)
                 record = AuditRecordV1.model_validate(body)
                 fh.seek(0, os.SEEK_END)
@@ -311,20 +324,10 @@ def _steps(plan: dict) -> dict[str, str]:
     return {s["action"]: s["provider"] for s in plan.get("steps", [])}
 
 
-def _comparable(plan: dict) -> dict:
-    """A plan without what may vary run to run (wall-clock and search counters)."""
-    out = json.loads(json.dumps(plan))
-    for k in ("wall_ms", "build_ms", "branches", "conflicts"):
-        out.get("solver", {}).pop(k, None)
-    return out
-
-
 def replay(path: str | Path, spec: Spec, time_limit_s: float = 10.0) -> list[ReplayResult]:
-    """Re-solve every recorded decision from its recorded inputs with ``spec``."""
-    from decimal import Decimal
-
+    """Re-solve every recorded decision from its recorded inputs with ``spec``: the request, and
+    for a run's decisions everything else it was decided from (`AuditRecordV1.inputs`)."""
     from intento.diagnostics import IntentoError
-    from intento.evaluate import reads
     from intento.solve import plan_problem, prepare
 
     results = []
@@ -332,25 +335,45 @@ def replay(path: str | Path, spec: Spec, time_limit_s: float = 10.0) -> list[Rep
     for rec in records:
         if "__malformed__" in rec:
             continue
-        seq, intent = rec["seq"], rec["intent"]
+        seq, intent = rec.get("seq"), rec.get("intent")
+        if not isinstance(intent, str) or not isinstance(rec.get("context") or {}, dict) or not isinstance(rec.get("inputs") or {}, dict):
+            results.append(ReplayResult(seq, False, False, ["not a decision record intento can read"]))
+            continue
         if intent not in spec.intents:
             results.append(ReplayResult(seq, False, False, [f"intent `{intent}` no longer exists"]))
             continue
-        params = spec.intents[intent].given
-        secret_guards = [
-            p.name for p in spec.policies.values() if p.when is not None and any(n in params and params[n].secret for n in reads(p.when))
-        ]
-        given = {k: (Decimal(v) if k in params and params[k].type == "number" and isinstance(v, str) else v) for k, v in rec["context"].items()}
+        given, unreadable = given_for_replay(spec, intent, rec.get("context") or {})
+        if unreadable:
+            results.append(ReplayResult(seq, False, False, [unreadable]))
+            continue
+        inputs = rec.get("inputs") or {}
+        old = rec.get("plan") or {}
+        level = (old.get("explanation") or {}).get("level", "basic")
         try:
-            problem = prepare(spec, intent, given, rec["state"])
+            extra = {}
+            if inputs:
+                extra = {
+                    "deadline_ms": inputs.get("deadline_ms"),
+                    "budget": Decimal(inputs["budget"]) if inputs.get("budget") is not None else None,
+                    "excluded": {(a, p): why for a, p, why in inputs.get("excluded", [])},
+                    "done": inputs.get("done") or {},
+                }
+            problem = prepare(spec, intent, given, rec.get("state"), **extra)
+            if inputs and not inputs.get("unforced"):
+                force, hint = inputs.get("force") or None, inputs.get("hint") or None
+            else:
+                force, hint = None, None
+            new = plan_problem(problem, time_limit_s=inputs.get("time_limit_s", time_limit_s), explain=level, force=force, hint=hint,
+                               backend=inputs.get("backend", "cpsat")).model_dump(mode="json")
         except IntentoError as e:
             results.append(ReplayResult(seq, False, False, [d.message for d in e.diagnostics]))
             continue
-        old = rec["plan"]
-        new = plan_problem(problem, time_limit_s=time_limit_s, explain=old.get("explanation", {}).get("level", "basic")).model_dump(mode="json")
+        except (KeyError, TypeError, ValueError, ArithmeticError) as e:
+            results.append(ReplayResult(seq, False, False, [f"record {seq} has inputs intento cannot read: {e}"]))
+            continue
         diffs = []
-        if new["status"] != old["status"]:
-            diffs.append(f"status {old['status']} -> {new['status']}")
+        if new["status"] != old.get("status"):
+            diffs.append(f"status {old.get('status')} -> {new['status']}")
         a, b = _steps(old), _steps(new)
         for action in sorted(set(a) | set(b)):
             if a.get(action) != b.get(action):
@@ -358,7 +381,61 @@ def replay(path: str | Path, spec: Spec, time_limit_s: float = 10.0) -> list[Rep
         for key in ("cost", "latency_ms"):
             if old.get(key) != new.get(key):
                 diffs.append(f"{key} {old.get(key)} -> {new.get(key)}")
-        if not diffs and _comparable(old) != _comparable(new):
+        if not diffs and _comparable(old, (rec.get("sources") or {}).get("files") or {}) != _comparable(new, _file_hashes(spec)):
             diffs.append("the plan's explanation or statistics differ")
-        results.append(ReplayResult(seq, not diffs, not secret_guards, diffs))
+        results.append(ReplayResult(seq, not diffs, True, diffs))
     return results
+
+
+def given_for_replay(spec: Spec, intent: str, context: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """A recorded context as given values to plan again: a secret's keyed hash stands in for its
+    value, which only matters where a `when` guard reads it (then the decision cannot be
+    replayed: the reason is returned); elsewhere a placeholder of its type plans the same."""
+    from intento.evaluate import reads
+
+    params = spec.intents[intent].given
+    given = dict(context)
+    for name, v in context.items():
+        p = params.get(name)
+        if p is None or not p.secret or not (isinstance(v, str) and v.startswith("hmac-sha256:")):
+            continue
+        guards = sorted(q.name for q in spec.policies.values() if q.when is not None and name in reads(q.when))
+        if guards:
+            return given, f"a `when` guard ({', '.join(guards)}) reads secret given `{name}`, whose value the log does not keep"
+        given[name] = _PLACEHOLDER.get(p.type, v) if p.type != "money" else f"0 {spec.currency or 'USD'}"
+    return given, None
+
+
+_PLACEHOLDER = {"string": "secret", "number": "0", "duration": 0, "bool": False}
+
+
+def _file_hashes(spec: Spec) -> dict[str, str]:
+    return {s.name: hashlib.sha256(s.text.encode()).hexdigest() for s in spec.sources}
+
+
+_LOCATION = re.compile(r"^(.*):([0-9]+):([0-9]+)$")
+
+
+def _comparable(plan: dict, files: dict[str, str]) -> dict:
+    """A plan without what may vary run to run (wall-clock and search counters), with every
+    `file:line:col` location naming the file by its content hash, so the same sources named by
+    another path compare equal."""
+    out = json.loads(json.dumps(plan))
+    for k in ("wall_ms", "build_ms", "branches", "conflicts", "time_limit_s"):
+        out.get("solver", {}).pop(k, None)
+
+    def walk(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: (_relocate(v, files) if k == "location" and isinstance(v, str) else walk(v)) for k, v in x.items()}
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        return x
+
+    return walk(out)
+
+
+def _relocate(location: str, files: dict[str, str]) -> str:
+    m = _LOCATION.match(location)
+    if not m or m.group(1) not in files:
+        return location
+    return f"{files[m.group(1)]}:{m.group(2)}:{m.group(3)}"

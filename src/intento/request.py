@@ -8,6 +8,7 @@ ill-typed reaches the planner.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -202,20 +203,34 @@ def resolve_context(spec: Spec, intent: IntentSpec, raw: Any, source: Source | N
 
 
 def coerce_given(type_: str, v: Any, currency: str | None) -> Value | None:
+    """A given value of the declared type, or None. Accepts what a caller writes (JSON values) and
+    what intento itself writes into event logs, audit records and workflow payloads
+    (`values.to_json`: a number as its exact decimal string), and already-typed values, so a
+    value read back from any of them has the type it was given with."""
     if type_ == "string":
         return v if isinstance(v, str) else None
     if type_ == "bool":
         return v if isinstance(v, bool) else None
     if type_ == "number":
+        if isinstance(v, str):
+            # The canonical form in logs: an exact decimal such as "0.1" (never "1e5" or " 1").
+            return parse_number(v) if _DECIMAL_TEXT.match(v) else None
         return _decimal(v) if isinstance(v, (int, Decimal, float)) and not isinstance(v, bool) else None
     if type_ == "money":
+        if isinstance(v, Money):
+            return v if not currency or v.currency == currency else None
         m = _money_value(v, currency)
         if m is None or (currency and m.currency != currency):
             return None
         return m
     if type_ == "duration":
+        if isinstance(v, Duration):
+            return v
         return _duration_value(v)
     return None
+
+
+_DECIMAL_TEXT = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 
 
 def _short(v: Any) -> str:
@@ -235,3 +250,16 @@ def _example(t: str) -> str:
         "duration": 'e.g. "2s" or 2000 (milliseconds)',
         "bool": "true or false",
     }[t]
+
+
+def typed_context(spec: Spec, intent: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's context as JSON (as logs, audit records and workflow payloads hold it) back to
+    typed values: `Decimal` for a number, `Money`, `Duration`, `bool`, `str` — what handlers
+    receive. A value that does not read back as its declared type is passed on unchanged."""
+    params = spec.intents[intent].given if intent in spec.intents else {}
+    out: dict[str, Any] = {}
+    for name, v in context.items():
+        p = params.get(name)
+        typed = coerce_given(p.type, v, spec.currency) if p is not None else None
+        out[name] = v if typed is None else typed
+    return out

@@ -67,6 +67,7 @@ def prepare(
     applies = tuple(p.name for p in spec.policies.values() if policy_applies(p, ispec, ctx))
     key = (
         spec.fingerprint,
+        tuple(sorted(src.name for src in spec.sources)),  # locations in explanations name the files
         intent,
         applies,
         rstate.model.model_dump_json(),

@@ -147,10 +147,12 @@ class Spec:
 
     @property
     def fingerprint(self) -> str:
-        """SHA-256 over every source's name and text, in name order: the project version."""
+        """SHA-256 over the sorted SHA-256 of every source text: the project version. It names
+        what the sources say, not where they are, so the same files given by another path (or
+        moved) are the same version."""
         h = hashlib.sha256()
-        for src in sorted(self.sources, key=lambda s: s.name):
-            h.update(src.name.encode() + b"\0" + src.text.encode() + b"\0")
+        for digest in sorted(hashlib.sha256(src.text.encode()).hexdigest() for src in self.sources):
+            h.update(digest.encode() + b"\0")
         return h.hexdigest()
 
     def plannable_actions(self) -> tuple[ActionSpec, ...]:

@@ -25,26 +25,45 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import socket
+import threading
 import uuid
 from decimal import Decimal
 from typing import Any, Callable
 
 from intento.audit import AuditLog
 from intento.diagnostics import IntentoError
-from intento.evaluate import formula_holds
+from intento.evaluate import formula_facts, formula_holds
 from intento.execute.environment import Environment, Outcome, SimEnvironment, StepRequest
 from intento.execute.handlers import Registry
 from intento.execute.state import COOL_DOWN_MS, RunState, fold
-from intento.execute.store import TERMINAL, Store, mark_taken, take
+from intento.execute.store import HEARTBEAT_MS, TERMINAL, Store, mark_taken, take
+from intento.request import typed_context
 from intento.semantics import requirement
 from intento.solve import Backend, plan_problem, prepare
 from intento.spec import Spec
-from intento.values import format_decimal, to_json
+from intento.values import Duration, format_decimal, to_json
 
 #: How many plans one run may make before it escalates (a guard against flapping).
 MAX_PLANS = 200
 #: How many times a run with no plan waits for providers presumed down to cool down.
 MAX_COOLDOWN_HOLDS = 3
+
+
+class RunBusy(Exception):
+    """Another live process drives this run (its `drivers` row still beats)."""
+
+    def __init__(self, run_id: str, driver: dict):
+        self.run_id, self.driver = run_id, driver
+        super().__init__(f"run {run_id} is being driven by process {driver['pid']} on {driver['host']}; it will be driven on if that process stops")
+
+
+def _signature(inputs: dict) -> str:
+    """What a plan is decided from, less the clock: two plans with the same signature would be
+    the same plan (but for the deadline left, which only the deadline itself ends)."""
+    keep = {k: v for k, v in inputs.items() if k in ("state", "budget", "excluded", "done", "running", "force")}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class Executor:
@@ -74,10 +93,15 @@ class Executor:
         self.new_id = new_id or (lambda: "run-" + uuid.uuid4().hex[:12])
         self.progress = progress
         #: Per run: the last planned problem (for each step's requirement) and the soft
-        #: `before` statements the plan chose to break; awaited external actions and their due time.
+        #: `before` statements the plan chose to break (rebuilt by the re-plan after a restart).
         self._problems: dict[str, Any] = {}
         self._skipped: dict[str, frozenset[str]] = {}
-        self._waiting: dict[str, dict[str, int]] = {}
+        #: This executor as a driver of runs (store `drivers` rows), and the runs it drives now.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._driving: set[str] = set()
+        self._beat: threading.Thread | None = None
+        self._beat_lock = threading.Lock()
+        self._closed = threading.Event()
 
     # ---- starting -------------------------------------------------------------------------
     def start(self, intent: str, given: dict[str, Any] | None, state: dict | None = None, key: str | None = None) -> str:
@@ -95,8 +119,9 @@ class Executor:
         if existing:
             return existing["id"], False
         run_id = self.new_id()
-        secrets = {n: str(v) for n, v in context.items() if ispec.given[n].secret}
+        secrets = {n: v for n, v in context.items() if ispec.given[n].secret}
         redacted = {n: (self._hash(v) if n in secrets else v) for n, v in context.items()}
+        clock = "virtual" if isinstance(self.env, SimEnvironment) else "wall"
         now = self.env.now()
         providers = {p: {k: v for k, v in obs.model_dump(mode="json", exclude_none=True).items()} for p, obs in problem.state.model.providers.items()}
         first = {
@@ -108,8 +133,9 @@ class Executor:
             "facts": sorted(problem.state.facts),
             "providers": providers,
             "project": self.spec.fingerprint,
+            "clock": clock,
         }
-        if not self.store.create_run(run_id, key, intent, self.spec.fingerprint, now, secrets, first):
+        if not self.store.create_run(run_id, key, intent, self.spec.fingerprint, now, secrets, first, clock=clock):
             return self.store.run_by_key(key)["id"], False
         if self.progress:
             self.progress("run_started", self._state(run_id), first)
@@ -120,14 +146,31 @@ class Executor:
 
     # ---- the loop ---------------------------------------------------------------------------
     def drive(self, run_id: str) -> RunState:
-        """Drive a run until it reaches an outcome (or, in a real environment, forever)."""
+        """Drive a run until it reaches an outcome (or, in a real environment, forever).
+
+        Everything the loop waits for is derived from the run's events (`RunState.timers`:
+        step timeouts, awaited external facts, the deadline, the end of a hold), so a run
+        killed anywhere is driven on by the same command after a restart."""
         st = self._state(run_id)
         if st.terminal:
             return st
-        context = dict(st.context) | self.store.secrets(run_id)
+        other = self.store.claim(run_id, self.owner)
+        if other is not None:
+            raise RunBusy(run_id, other)
+        with self._beat_lock:
+            self._driving.add(run_id)
+        self._start_heartbeat()
+        try:
+            return self._drive(run_id, st)
+        finally:
+            with self._beat_lock:
+                self._driving.discard(run_id)
+            self.store.release(run_id, self.owner)
+
+    def _drive(self, run_id: str, st: RunState) -> RunState:
+        context = self._context(run_id, st)
         self._recover(run_id, st, context)
         need_plan = "run started" if st.plan is None else "resumed"
-        waiting_external = self._waiting.setdefault(run_id, {})
         while True:
             st = self._state(run_id)
             if st.terminal:
@@ -137,51 +180,106 @@ class Executor:
                 need_plan = reason
             st = self._state(run_id)
             if st.status == "giving_up":
+                self._drop_waits(run_id, st, "the run is giving up")
+                st = self._state(run_id)
                 if not st.running():
                     self._compensate(run_id, context)
                     return self._state(run_id)
             else:
-                intent = self.spec.intents[st.intent]
-                if formula_holds(intent.goal, st.facts) and not [s for s in st.running() if s.compensation_for is None]:
-                    self._append(run_id, st.next_seq, "succeeded", self.env.now(), {"facts": sorted(st.facts), "spent": format_decimal(st.spent)}, status="succeeded")
+                now = self.env.now()
+                goal = all(formula_holds(f, st.facts) for f in self._end(run_id, st, context))
+                if goal and not [s for s in st.running() if s.compensation_for is None]:
+                    self._append(run_id, st.next_seq, "succeeded", now, {"facts": sorted(st.facts), "spent": format_decimal(st.spent)}, status="succeeded")
                     return self._state(run_id)
+                if not goal and st.deadline_at is not None and now >= st.deadline_at:
+                    # The deadline passed: give up once (steps in flight are awaited, then
+                    # completed ones compensated); re-planning cannot help any more.
+                    self._give_up(run_id, st, self._deadline_outcome(st, now))
+                    continue
                 if need_plan:
                     if self._plan(run_id, st, context, need_plan) is False:
                         continue
                     need_plan = None  # planned, or holding: the next outcome or timer re-plans
                     st = self._state(run_id)
-                self._dispatch_ready(run_id, st, context, waiting_external)
+                self._dispatch_ready(run_id, st, context)
                 st = self._state(run_id)
-            until = self._next_timer(st, waiting_external)
+            until = min(st.timers(), default=None)
             items = self.env.wait(until)
             if not items:
-                reason = self._timers(run_id, until, waiting_external)
-                if reason:
+                reason = self._timers(run_id)
+                if reason and self._state(run_id).status != "giving_up":
                     need_plan = reason
-                elif isinstance(self.env, SimEnvironment) and self.env.idle() and until is None and not self._state(run_id).running():
+                elif not reason and isinstance(self.env, SimEnvironment) and self.env.idle() and until is None and not self._state(run_id).running():
                     self._stall(run_id)
                 continue
             for kind, item in items:
-                reason = self._record(run_id, kind, item, waiting_external)
+                reason = self._record(run_id, kind, item)
                 if reason and self._state(run_id).status != "giving_up":
                     need_plan = reason
 
+    def _end(self, run_id: str, st: RunState, context: dict) -> list:
+        """What must hold for the run to succeed: the goal, and every hard `require` of the
+        policies that apply to it (a plan achieves those too; a run never ends before them)."""
+        problem = self._problems.get(run_id)
+        if problem is None:
+            try:
+                problem = prepare(self.spec, st.intent, context, {"facts": sorted(st.facts)})
+            except IntentoError:
+                return [self.spec.intents[st.intent].goal]
+        return [problem.intent.goal] + [r[1] for _, r in problem.rules if r[0] == "require"]
+
     def _state(self, run_id: str) -> RunState:
         return fold(self.store.events(run_id))
+
+    def _context(self, run_id: str, st: RunState) -> dict:
+        """The run's given values as JSON (`values.to_json`), secret ones read back from the store."""
+        return dict(st.context) | self.store.secrets(run_id)
 
     def _append(self, run_id: str, seq: int, type_: str, at: int, data: dict, status: str | None = None) -> None:
         self.store.append(run_id, seq, type_, at, data, status=status)
         if self.progress:
             self.progress(type_, self._state(run_id), data)
 
+    # ---- driving many runs: who drives what ---------------------------------------------------
+    def _start_heartbeat(self) -> None:
+        """Beat the store's driver rows of the runs this executor drives, from a daemon thread,
+        so that a run whose process died shows as not driven (a long solve does not stop it).
+        The thread ends when this executor drives no run (no thread outlives the work)."""
+        with self._beat_lock:
+            if self._beat is not None and self._beat.is_alive():
+                return
+            path = self.store.path
+
+            def beat() -> None:
+                from intento.execute.store import Store
+
+                own = None
+                try:
+                    own = Store(path)
+                    while not self._closed.wait(HEARTBEAT_MS / 1000):
+                        with self._beat_lock:
+                            runs = sorted(self._driving)
+                            if not runs:
+                                self._beat = None
+                                return
+                        own.beat(self.owner, runs)
+                except Exception:  # the store went away: the driver rows simply expire
+                    return
+                finally:
+                    if own is not None:
+                        own.close()
+
+            self._beat = threading.Thread(target=beat, name="intento-heartbeat", daemon=True)
+            self._beat.start()
+
+    def close(self) -> None:
+        """Stop the heartbeat (the runs still held show as not driven once it stops)."""
+        self._closed.set()
+
     # ---- planning -----------------------------------------------------------------------------
-    def _plan(self, run_id: str, st: RunState, context: dict, reason: str) -> bool | None:
-        """Re-plan from the current state. True when planned; None when there is no plan yet but
-        the run holds (see `_hold`); False when it starts giving up."""
-        now = self.env.now()
-        if st.plans >= MAX_PLANS:
-            self._give_up(run_id, st, {"reason": f"re-planned {MAX_PLANS} times without reaching the goal", "conflict": [], "summary": None})
-            return False
+    def _inputs(self, st: RunState, now: int) -> dict:
+        """Everything a (re-)plan is decided from, as JSON: recorded in the `planned` event and
+        the audit record, so `intento audit replay` re-solves exactly the same request."""
         providers = {}
         for p in self.spec.providers:
             status = st.provider_status(p, now)
@@ -195,17 +293,47 @@ class Executor:
             providers[p] = entry
         running = {s.action: s.provider for s in st.running() if s.compensation_for is None}
         force = {a: p for a, p in running.items() if providers.get(p, {}).get("status") != "down"}
-        deadline_left = None if st.deadline_at is None else max(0, st.deadline_at - now)
         budget_left = None if st.budget is None else max(Decimal(0), st.budget - st.spent + sum(self._cost(a, p) for a, p in force.items()))
-        state = {"facts": sorted(st.facts), "providers": providers}
+        return {
+            "state": {"facts": sorted(st.facts), "providers": providers},
+            "deadline_ms": None if st.deadline_at is None else max(0, st.deadline_at - now),
+            "budget": None if budget_left is None else format_decimal(budget_left),
+            "excluded": sorted([a, p, why] for (a, p), why in st.excluded.items()),
+            "done": {a: st.steps[a].provider for a in st.completed},
+            "running": running,
+            "force": force,
+            "hint": {x["action"]: x["provider"] for x in (st.plan or {}).get("steps", [])},
+            "at": now - st.started_at,
+            "time_limit_s": self.time_limit_s,
+            "backend": self.backend,
+        }
+
+    def _plan(self, run_id: str, st: RunState, context: dict, reason: str) -> bool | None:
+        """Re-plan from the current state. True when planned; None when there is no plan yet but
+        the run holds (see `_hold`); False when it starts giving up.
+
+        A run re-plans only when what it plans from changed: the same observed state (facts,
+        provider health, options ruled out, steps done and in flight, budget left) as the last
+        plan keeps that plan, so no event can make a run plan in a loop."""
+        now = self.env.now()
+        if st.plans >= MAX_PLANS:
+            self._give_up(run_id, st, {"reason": f"re-planned {MAX_PLANS} times without reaching the goal", "conflict": [], "summary": None})
+            return False
+        inputs = self._inputs(st, now)
+        signature = _signature(inputs)
+        if st.plan is not None and st.plan.get("signature") == signature and reason != "resumed":
+            return True if st.plan.get("status") in ("optimal", "feasible") else (None if st.holding else False)
+        state, force, running, done = inputs["state"], inputs["force"], inputs["running"], inputs["done"]
+        excluded = {(a, p): why for a, p, why in inputs["excluded"]}
+        budget_left = None if inputs["budget"] is None else Decimal(inputs["budget"])
         try:
-            done = {a: st.steps[a].provider for a in st.completed}
-            problem = prepare(self.spec, st.intent, context, state, deadline_ms=deadline_left, budget=budget_left, excluded=st.excluded, done=done)
-            previous = {x["action"]: x["provider"] for x in (st.plan or {}).get("steps", [])}
-            plan = plan_problem(problem, backend=self.backend, time_limit_s=self.time_limit_s, force=force or None, hint=previous or None)
+            problem = prepare(self.spec, st.intent, context, state, deadline_ms=inputs["deadline_ms"], budget=budget_left, excluded=excluded, done=done)
+            plan = plan_problem(problem, backend=self.backend, time_limit_s=self.time_limit_s, force=force or None, hint=inputs["hint"] or None)
+            inputs["unforced"] = False
             if not plan.feasible and force:
                 # The steps still running may be what makes it infeasible: try without keeping them.
                 plan = plan_problem(problem, backend=self.backend, time_limit_s=self.time_limit_s)
+                inputs["unforced"] = True
         except IntentoError as e:
             self._give_up(run_id, st, {"reason": "the request can no longer be planned: " + "; ".join(d.message for d in e.diagnostics), "conflict": [], "summary": None})
             return False
@@ -224,10 +352,11 @@ class Executor:
             "changes": changes,
             "summary": plan.explanation.summary,
             "why": _why(plan),
+            "signature": signature,
         }
         self._append(run_id, st.next_seq, "planned", now, data)
         if self.audit is not None:
-            self.audit.append(self.spec, st.intent, context, state, plan, kind="replan" if st.plans else "plan", run=run_id, reason=reason)
+            self.audit.append(self.spec, st.intent, context, state, plan, kind="replan" if st.plans else "plan", run=run_id, reason=reason, inputs=inputs)
         if not plan.feasible:
             hold = self._hold(st, context, state, running, budget_left, done)
             if hold is not None:
@@ -237,6 +366,19 @@ class Executor:
             self._give_up(run_id, self._state(run_id), {"reason": f"no plan from here ({plan.status})", "conflict": conflict, "summary": plan.explanation.summary})
             return False
         return True
+
+    def _deadline_outcome(self, st: RunState, now: int) -> dict:
+        """Why a run gives up at its deadline, with the deadline as the conflict (as the planner
+        names it in a minimal conflict)."""
+        intent = self.spec.intents[st.intent]
+        text = f"deadline {Duration(intent.deadline_ms)}"
+        ref = {"policy": "deadline", "statement": text, "kind": "deadline", "location": intent.deadline_span.location if intent.deadline_span else None}
+        missing = sorted(formula_facts(intent.goal) - st.facts)
+        waiting = sorted(s.action for s in st.running() if s.compensation_for is None)
+        summary = f"the {text} of `{st.intent}` passed before the goal held" + (f" (still missing: {', '.join(f'`{f}`' for f in missing)})" if missing else "")
+        if waiting:
+            summary += f"; in flight or awaited then: {', '.join(f'`{a}`' for a in waiting)}"
+        return {"reason": "the deadline passed", "conflict": [ref, {"policy": "goal", "statement": "goal", "kind": "goal", "location": intent.goal_span.location if intent.goal_span else None}], "summary": summary, "deadline_at": st.deadline_at - st.started_at, "at": now - st.started_at}
 
     def _hold(self, st: RunState, context: dict, state: dict, running: dict[str, str], budget_left: Decimal | None, done: dict[str, str]) -> dict | None:
         """No plan from here, but the world may change soon: wait instead of giving up when
@@ -269,17 +411,21 @@ class Executor:
         return opt.cost if opt else Decimal(0)
 
     # ---- dispatching --------------------------------------------------------------------------
-    def _request(self, st: RunState, action: str, provider: str, context: dict, compensation_for: str | None = None) -> StepRequest:
+    def _request(self, st: RunState, action: str, provider: str, context: dict, compensation_for: str | None = None, attempt: int | None = None) -> StepRequest:
+        """The request for one step; ``context`` is the run's JSON context, handed to handlers
+        typed (`request.typed_context`)."""
         a = self.spec.actions[action]
         opt = a.option(provider)
-        attempt = st.attempts.get(action, 0) + 1 if compensation_for is None else 1
+        if attempt is None:
+            attempt = st.attempts.get(action, 0) + 1 if compensation_for is None else 1
         override = st.observed.get(provider, {})
         latency = override.get("latency") if override.get("status") == "degraded" and override.get("latency") else opt.latency_ms
         timeout = a.timeout_ms if a.timeout_ms is not None else (3 * latency if a.external else None)
         key = f"{st.run}/{action}/{provider}"
-        return StepRequest(st.run, action, provider, attempt, key, int(latency), timeout, a.idempotent, context, compensation_for)
+        typed = typed_context(self.spec, st.intent, context) if context else {}
+        return StepRequest(st.run, action, provider, attempt, key, int(latency), timeout, a.idempotent, typed, compensation_for)
 
-    def _dispatch_ready(self, run_id: str, st: RunState, context: dict, waiting_external: dict[str, int]) -> None:
+    def _dispatch_ready(self, run_id: str, st: RunState, context: dict) -> None:
         if not st.plan:
             return
         running_on: dict[str, int] = {}
@@ -287,7 +433,7 @@ class Executor:
             running_on[s.provider] = running_on.get(s.provider, 0) + 1
         for step in st.plan.get("steps", []):
             action, provider = step["action"], step["provider"]
-            if action in st.completed or action in waiting_external:
+            if action in st.completed:
                 continue
             current = st.steps.get(action)
             if current is not None and current.status in ("running", "needs_reconciliation"):
@@ -303,47 +449,51 @@ class Executor:
                 continue
             req = self._request(st, action, provider, context)
             now = self.env.now()
+            data = {"action": action, "provider": provider, "attempt": req.attempt, "key": req.key}
+            if req.timeout_ms is not None:
+                data["due"] = now + req.timeout_ms
             if a.external:
-                # Never dispatched: wait for its facts to be observed, until its timeout.
-                waiting_external[action] = now + (req.timeout_ms or 0)
-                self._append(run_id, st.next_seq, "step_dispatched", now, {"action": action, "provider": provider, "attempt": req.attempt, "key": req.key, "external": True})
+                # Never dispatched: its facts are awaited until `due` (a durable timer: the
+                # event holds it, so a restart waits for the same moment).
+                self._append(run_id, st.next_seq, "step_dispatched", now, data | {"external": True})
                 self.env.expect_external(req, list(a.achieves), now)
             else:
-                self._append(run_id, st.next_seq, "step_dispatched", now, {"action": action, "provider": provider, "attempt": req.attempt, "key": req.key})
+                self._append(run_id, st.next_seq, "step_dispatched", now, data)
                 self.env.dispatch(req)
             running_on[provider] = running_on.get(provider, 0) + 1
             st = self._state(run_id)
 
     # ---- waiting ------------------------------------------------------------------------------
-    def _next_timer(self, st: RunState, waiting_external: dict[str, int]) -> int | None:
-        timers = list(waiting_external.values())
-        if st.deadline_at is not None and st.status == "running":
-            timers.append(st.deadline_at)
-        if st.hold_until is not None:
-            timers.append(st.hold_until)
-        timers = [t for t in timers if t is not None]
-        return min(timers) if timers else None
-
-    def _timers(self, run_id: str, until: int | None, waiting_external: dict[str, int]) -> str | None:
-        """A timer fired: an external fact is late, the deadline passed, or a hold ended."""
+    def _timers(self, run_id: str) -> str | None:
+        """A timer fired: a step timed out (an external fact is late), or a hold ended. (The
+        deadline is handled by the loop itself: the run gives up.)"""
         now = self.env.now()
         st = self._state(run_id)
         reason = None
-        for action, due in list(waiting_external.items()):
-            if due <= now:
-                del waiting_external[action]
-                s = st.steps.get(action)
-                if s and s.status == "running":
-                    self._append(run_id, st.next_seq, "step_timed_out", now, {"action": action, "provider": s.provider, "attempt": s.attempt, "external": True})
-                    st = self._state(run_id)
-                    reason = f"the external fact of `{action}` did not arrive in time"
-        if st.deadline_at is not None and now >= st.deadline_at and reason is None and not formula_holds(self.spec.intents[st.intent].goal, st.facts):
-            reason = "the deadline passed"
+        for s in list(st.running()):
+            if s.compensation_for is not None or s.due is None or s.due > now:
+                continue
+            data = {"action": s.action, "provider": s.provider, "attempt": s.attempt}
+            if s.external:
+                self._append(run_id, st.next_seq, "step_timed_out", now, data | {"external": True})
+                reason = f"the external fact of `{s.action}` did not arrive in time"
+            else:
+                self._append(run_id, st.next_seq, "step_timed_out", now, data | {"error": f"no answer within its timeout ({Duration(s.due - s.since)})"})
+                if hasattr(self.env, "abandon"):
+                    self.env.abandon(self._request(st, s.action, s.provider, {}, attempt=s.attempt))
+                reason = f"`{s.action}` via `{s.provider}` timed out"
+            st = self._state(run_id)
         if reason is None and st.hold_until is not None and now >= st.hold_until:
             reason = "a cool-down ended: " + ", ".join(f"`{p}`" for p in st.holding.get("providers", [])) + " may be back"
         return reason
 
-    def _record(self, run_id: str, kind: str, item: Any, waiting_external: dict[str, int]) -> str | None:
+    def _drop_waits(self, run_id: str, st: RunState, why: str) -> None:
+        """A run that gives up stops waiting for external facts (there is nothing to undo)."""
+        for s in st.awaiting():
+            self._append(run_id, st.next_seq, "wait_dropped", self.env.now(), {"action": s.action, "provider": s.provider, "reason": why})
+            st = self._state(run_id)
+
+    def _record(self, run_id: str, kind: str, item: Any) -> str | None:
         """Record what happened; return why a re-plan is due (or None)."""
         st = self._state(run_id)
         now = self.env.now()
@@ -353,15 +503,7 @@ class Executor:
                 if data["fact"] in st.facts:
                     return None
                 self._append(run_id, st.next_seq, "observation", now, data)
-                st = self._state(run_id)
-                # An awaited external action whose facts have all arrived has succeeded.
-                for action in list(waiting_external):
-                    a = self.spec.actions[action]
-                    if set(a.achieves) <= st.facts:
-                        del waiting_external[action]
-                        s = st.steps[action]
-                        self._append(run_id, st.next_seq, "step_succeeded", now, {"action": action, "provider": s.provider, "attempt": s.attempt, "facts": list(a.achieves), "cost": "0", "latency_ms": now - s.since})
-                        st = self._state(run_id)
+                self._settle_awaited(run_id)
                 return f"fact `{data['fact']}` observed"
             self._append(run_id, st.next_seq, "observation", now, data)
             return f"provider `{data.get('provider')}` observed {data.get('status')}"
@@ -387,21 +529,37 @@ class Executor:
         self._append(run_id, st.next_seq, "step_failed", now, base | {"error": out.error, "retryable": out.retryable})
         return f"`{req.action}` via `{req.provider}` failed: {out.error}"
 
+    def _settle_awaited(self, run_id: str) -> None:
+        """An awaited external action whose facts have all arrived has succeeded (also after a
+        crash between the fact's observation and this record)."""
+        st = self._state(run_id)
+        now = self.env.now()
+        for s in st.awaiting():
+            a = self.spec.actions[s.action]
+            if set(a.achieves) <= st.facts:
+                self._append(run_id, st.next_seq, "step_succeeded", now, {"action": s.action, "provider": s.provider, "attempt": s.attempt, "facts": list(a.achieves), "cost": "0", "latency_ms": now - s.since})
+                st = self._state(run_id)
+
     def _drain_inbox(self, run_id: str) -> str | None:
         """Move observations other processes posted into this run's log; why to re-plan, if so."""
         items = take(self.store, run_id)
         reason = None
         for _, data in items:
-            reason = self._record(run_id, "observation", data, self._waiting.setdefault(run_id, {})) or reason
+            reason = self._record(run_id, "observation", data) or reason
         if items:
             mark_taken(self.store, [i for i, _ in items])
         return reason
 
     # ---- recovery after a crash -----------------------------------------------------------------
     def _recover(self, run_id: str, st: RunState, context: dict) -> None:
+        self._settle_awaited(run_id)
+        st = self._state(run_id)
         for s in list(st.steps.values()):
             a = self.spec.actions[s.action]
             if a.external:
+                if s.status == "running":
+                    # Still awaited: its timer is in the log; a simulation schedules the fact again.
+                    self.env.expect_external(self._request(st, s.action, s.provider, context, attempt=s.attempt), list(a.achieves), s.since)
                 continue
             if s.status == "running" or s.status == "needs_reconciliation":
                 req = self._request(st, s.action, s.provider, context)
@@ -469,7 +627,7 @@ class Executor:
                 done_here = False
                 for kind, item in items:
                     if kind == "outcome" and item.request.compensation_for == action:
-                        self._record(run_id, kind, item, {})
+                        self._record(run_id, kind, item)
                         done_here = True
                 if done_here:
                     break
@@ -496,11 +654,17 @@ class Executor:
 
     # ---- many runs ---------------------------------------------------------------------------------
     def resume_all(self) -> list[str]:
-        """Drive every unfinished run in the store to its outcome; returns their ids."""
+        """Drive every unfinished run in the store to its outcome; returns their ids. A run
+        another live process drives is left to it."""
         ids = [r["id"] for r in self.store.runs() if r["status"] not in TERMINAL]
+        driven = []
         for rid in ids:
-            self.drive(rid)
-        return ids
+            try:
+                self.drive(rid)
+            except RunBusy:
+                continue
+            driven.append(rid)
+        return driven
 
 
 def _why(plan) -> list[str]:

@@ -1,11 +1,18 @@
 """The supervision view: "did the work finish, and if not, where did it stall?"
 
-Input: a run's events (from the store). Output: text for `intento status` and `intento runs`.
+Input: a run's row and events (from the store), the current time on the run's clock (the wall
+clock, or the store's virtual clock for simulated runs) and its driver row. Output: `run_view`, a
+JSON-ready dict (`intento status --format json`, `GET /v1/runs/{id}`), and the text that
+`intento status` and `intento runs` print from it. Every time shown is measured against *now*,
+never against the run's last event, and a run whose driving process is gone says so.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from intento.execute.state import RunState, fold
+from intento.execute.store import driver_alive
 from intento.render import _dur
 
 
@@ -21,13 +28,16 @@ def step_table(st: RunState, spec=None) -> list[str]:
         planned = []
     for action, provider in planned:
         s = st.steps.get(action)
-        if s is not None and s.status == "running":
+        if s is not None and s.status == "running" and s.external:
+            until = f" until {_dur(s.due - st.started_at)}" if s.due is not None else ""
+            lines.append(f"  awaiting {action} via {s.provider}: its fact since {_dur(s.since - st.started_at)}{until}")
+        elif s is not None and s.status == "running":
             lines.append(f"  running  {action} via {s.provider} since {_dur(s.since - st.started_at)} (attempt {s.attempt})")
         elif s is not None and s.status == "needs_reconciliation":
             lines.append(f"  unknown  {action} via {s.provider}: in flight at a crash, awaiting reconciliation")
         else:
             why = ""
-            if spec is not None:
+            if spec is not None and action in spec.actions:
                 from intento.evaluate import formula_facts
 
                 missing = sorted(formula_facts(spec.actions[action].requires) - st.facts)
@@ -36,15 +46,98 @@ def step_table(st: RunState, spec=None) -> list[str]:
     return lines
 
 
-def status_text(run: dict, events: list[dict], spec=None, now: int | None = None) -> str:
+UNKNOWN: Any = ...
+
+
+def run_view(run: dict, events: list[dict], now: int | None = None, driver: Any = UNKNOWN, wall_now: int | None = None) -> dict[str, Any]:
+    """A run as an operator needs it, measured against ``now`` (the run's clock; None: its last
+    event, for a log read on its own). ``driver`` is the store's driver row (None: nobody drives
+    it; `UNKNOWN`: not looked up, so not judged); ``wall_now`` is the clock driver rows are
+    judged by."""
     st = fold(events)
     last = events[-1]["at"] if events else st.started_at
-    now = now if now is not None else last
-    head = f"run {run['id']} ({st.intent}): {st.status}"
-    out = [head]
+    now = last if now is None else max(now, last)
+    rel = lambda t: None if t is None else t - st.started_at  # noqa: E731 - ms since the run's start
+    known = driver is not UNKNOWN
+    driver = driver if known else None
+    driven = st.terminal or not known or driver_alive(driver, wall_now)
+    view: dict[str, Any] = {
+        "run": run.get("id") or st.run,
+        "intent": st.intent,
+        "status": st.status,
+        "clock": run.get("clock") or "wall",
+        "started_at": st.started_at,
+        "now_ms": rel(now),
+        "last_event_ms": rel(last),
+        "idle_ms": now - last,
+        "spent": str(st.spent),
+        "facts": sorted(st.facts),
+        "plans": st.plans,
+        "driven": driven,
+        "driver": None if driver is None else {k: driver[k] for k in ("host", "pid", "since", "heartbeat")},
+        "steps": {a: {"provider": s.provider, "status": s.status, "attempt": s.attempt, "since_ms": rel(s.since), "external": s.external, "due_ms": rel(s.due)} for a, s in st.steps.items()},
+        "outcome": st.outcome,
+        "deadline": None,
+        "at_risk": False,
+        "behind_plan_ms": None,
+        "waiting_for": _waits(st),
+        "stalled": False,
+        "stalled_since_ms": None,
+        "stall_point": None if st.terminal else _stall_point(st),
+    }
     if st.deadline_at is not None:
         left = st.deadline_at - now
-        out.append(f"  deadline: {_dur(st.deadline_at - st.started_at)} after start; " + (f"{_dur(left)} left" if left >= 0 else f"passed {_dur(-left)} ago"))
+        view["deadline"] = {"at_ms": rel(st.deadline_at), "left_ms": left if not st.terminal else None, "passed": not st.terminal and left < 0}
+    plan_at = next((e["at"] for e in reversed(events) if e["type"] == "planned"), None)
+    if not st.terminal and st.plan and plan_at is not None and st.plan.get("latency_ms") is not None and st.plan.get("status") in ("optimal", "feasible"):
+        expected_end = plan_at + st.plan["latency_ms"]
+        if now > expected_end:
+            view["behind_plan_ms"] = now - expected_end
+        if st.deadline_at is not None and (expected_end > st.deadline_at or now >= st.deadline_at):
+            view["at_risk"] = True
+    elif not st.terminal and st.deadline_at is not None and now >= st.deadline_at:
+        view["at_risk"] = True
+    if not st.terminal:
+        if not driven:
+            view["stalled"], view["stalled_since_ms"] = True, rel(last)
+        elif view["behind_plan_ms"]:
+            view["stalled"], view["stalled_since_ms"] = True, rel(now - view["behind_plan_ms"])
+    return view
+
+
+def _waits(st: RunState) -> list[dict]:
+    """What the run waits for now: steps in flight, awaited facts, the end of a hold."""
+    if st.terminal:
+        return []
+    out = []
+    for s in st.running():
+        if s.external:
+            out.append({"kind": "fact", "action": s.action, "provider": s.provider, "since_ms": s.since - st.started_at, "until_ms": None if s.due is None else s.due - st.started_at})
+        else:
+            out.append({"kind": "step", "action": s.action, "provider": s.provider, "since_ms": s.since - st.started_at, "until_ms": None if s.due is None else s.due - st.started_at})
+    if st.hold_until is not None:
+        out.append({"kind": "hold", "reason": st.holding.get("reason"), "until_ms": st.hold_until - st.started_at})
+    return out
+
+
+def status_text(run: dict, events: list[dict], spec=None, now: int | None = None, driver: Any = UNKNOWN, wall_now: int | None = None) -> str:
+    st = fold(events)
+    view = run_view(run, events, now, driver, wall_now)
+    out = [f"run {view['run']} ({st.intent}): {st.status}" + ("" if view["driven"] else " (NOT DRIVEN)")]
+    if not view["driven"]:
+        d = view["driver"]
+        since = f"its driver (process {d['pid']} on {d['host']}) stopped" if d else "no process has driven it since it was started"
+        out.append(f"  driver: none: {since}; last event {_dur(view['idle_ms'])} ago. Run `intento resume PROJECT --store STORE` to drive it on")
+    if st.deadline_at is not None:
+        dl = view["deadline"]
+        head = f"  deadline: {_dur(st.deadline_at - st.started_at)} after start; "
+        if st.terminal:
+            end = events[-1]["at"] if events else st.started_at
+            spare = st.deadline_at - end
+            out.append(head + (f"ended {_dur(spare)} before it" if spare >= 0 else f"ended {_dur(-spare)} after it"))
+        else:
+            left = dl["left_ms"]
+            out.append(head + (f"{_dur(left)} left" if left >= 0 else f"passed {_dur(-left)} ago") + (" (AT RISK)" if view["at_risk"] else ""))
     out.append(f"  spent: {st.spent}   facts: {', '.join(sorted(st.facts)) or '-'}")
     out += step_table(st, spec)
     plans = [e for e in events if e["type"] == "planned"]
@@ -61,16 +154,23 @@ def status_text(run: dict, events: list[dict], spec=None, now: int | None = None
             out.append(f"  outcome: {o.get('summary') or o.get('reason')}")
         if o.get("compensated"):
             out.append("  compensated (undone, in reverse order): " + ", ".join(o["compensated"]))
-    stalled = _stall_point(st, events)
-    if stalled and not st.terminal:
-        out.append(f"  stalled at: {stalled}")
+    if view["stall_point"]:
+        out.append(f"  stalled at: {view['stall_point']}")
+    if view["behind_plan_ms"]:
+        out.append(f"  behind its plan by {_dur(view['behind_plan_ms'])}")
+    if not st.terminal:
+        out.append(f"  last event: {_dur(view['idle_ms'])} ago")
     return "\n".join(out)
 
 
-def _stall_point(st: RunState, events: list[dict]) -> str | None:
+def _stall_point(st: RunState) -> str | None:
     running = st.running()
     if running:
         oldest = min(running, key=lambda s: s.since)
+        if oldest.external:
+            return f"awaiting the fact of {oldest.action} via {oldest.provider} since {_dur(oldest.since - st.started_at)}" + (
+                f" (times out at {_dur(oldest.due - st.started_at)})" if oldest.due is not None else ""
+            )
         return f"{oldest.action} via {oldest.provider}, running since {_dur(oldest.since - st.started_at)}"
     if st.status == "giving_up":
         return "giving up: compensating completed steps"
@@ -79,17 +179,58 @@ def _stall_point(st: RunState, events: list[dict]) -> str | None:
     return None
 
 
+def clock_now(store, run: dict) -> tuple[int, int]:
+    """(now on the run's clock, now on the wall clock) for a store's run."""
+    from intento.execute.store import wall_ms
+
+    wall = wall_ms()
+    return (store.virtual_now() if (run.get("clock") or "wall") == "virtual" else wall), wall
+
+
+def store_status(store, run_id: str, spec=None, as_json: bool = False):
+    """`intento status` of one run of a store: text, or the `run_view` dict."""
+    run = store.run(run_id)
+    events = store.events(run_id)
+    now, wall = clock_now(store, run)
+    driver = store.driver(run_id)
+    if as_json:
+        return run_view(run, events, now, driver, wall)
+    return status_text(run, events, spec, now, driver, wall)
+
+
+_RANK = {"escalated": 0, "failed": 0, "giving_up": 1, "running": 3, "succeeded": 5}
+
+
+def run_views(store) -> list[dict]:
+    """Every run of a store, as `run_view`, ordered as an operator reads them: escalated and
+    giving up first, then not driven or stalled, then at risk, then the rest; oldest first."""
+    from intento.execute.store import wall_ms
+
+    wall = wall_ms()
+    virtual = store.virtual_now()
+    views = []
+    for run in store.runs():
+        clock = run.get("clock") or "wall"
+        v = run_view(run, store.events(run["id"]), virtual if clock == "virtual" else wall, store.driver(run["id"]), wall)
+        rank = _RANK.get(v["status"], 4)
+        if v["status"] == "running":
+            rank = 1.5 if v["stalled"] else 2 if v["at_risk"] else rank
+        views.append((rank, run["created_at"], run["id"], v))
+    views.sort(key=lambda x: x[:3])
+    return [v for *_, v in views]
+
+
 def runs_table(store) -> list[str]:
     rows = []
-    for run in store.runs():
-        events = store.events(run["id"])
-        st = fold(events)
-        last = events[-1]["at"] if events else run["created_at"]
-        at_risk = st.deadline_at is not None and not st.terminal and st.plan and last + (st.plan.get("latency_ms") or 0) > st.deadline_at
-        rank = {"escalated": 0, "giving_up": 1, "running": 3, "failed": 0, "succeeded": 5}.get(st.status, 4)
-        if at_risk:
-            rank = 2
-        flag = "at risk" if at_risk else ""
-        rows.append((rank, run["created_at"], f"{run['id']}  {st.intent:20s}  {st.status:10s}  plans {st.plans:3d}  spent {st.spent}  {flag}".rstrip()))
-    rows.sort()
-    return [r[2] for r in rows]
+    for v in run_views(store):
+        flags = []
+        if not v["driven"]:
+            flags.append("NOT DRIVEN")
+        elif v["stalled"]:
+            flags.append("stalled")
+        if v["at_risk"]:
+            flags.append("at risk")
+        if v["stall_point"] and v["status"] == "running":
+            flags.append(v["stall_point"])
+        rows.append(f"{v['run']}  {v['intent']:20s}  {v['status']:10s}  plans {v['plans']:3d}  spent {v['spent']}  {'; '.join(flags)}".rstrip())
+    return rows

@@ -23,6 +23,7 @@ EVENT_TYPES = (
     "step_succeeded",
     "step_failed",
     "step_timed_out",
+    "wait_dropped",
     "needs_reconciliation",
     "reconciled",
     "observation",
@@ -40,12 +41,16 @@ EVENT_TYPES = (
 class StepState:
     action: str
     provider: str
-    status: str  # running | succeeded | failed | timed_out | needs_reconciliation
+    status: str  # running | succeeded | failed | timed_out | needs_reconciliation | dropped
     attempt: int
     key: str
     since: int
     compensation_for: str | None = None
     error: str | None = None
+    #: An external action: never dispatched, its facts are awaited.
+    external: bool = False
+    #: When the step times out (virtual or wall ms, the run's clock); None: no timeout.
+    due: int | None = None
 
 
 @dataclass
@@ -88,6 +93,20 @@ class RunState:
     def running(self) -> list[StepState]:
         return [s for s in self.steps.values() if s.status == "running"] + [s for s in self.compensations.values() if s.status == "running"]
 
+    def awaiting(self) -> list[StepState]:
+        """External steps whose facts are awaited (each until its `due` time)."""
+        return [s for s in self.steps.values() if s.status == "running" and s.external]
+
+    def timers(self) -> list[int]:
+        """Every durable timer of the run, derived from its events: step timeouts, the deadline
+        (while running) and the end of a hold."""
+        out = [s.due for s in self.running() if s.due is not None]
+        if self.deadline_at is not None and self.status == "running":
+            out.append(self.deadline_at)
+        if self.hold_until is not None:
+            out.append(self.hold_until)
+        return out
+
     def provider_status(self, provider: str, now: int) -> str:
         obs = self.observed.get(provider)
         if obs and obs.get("status") in ("down", "degraded"):
@@ -129,7 +148,7 @@ def apply(st: RunState, ev: dict) -> None:
         st.holding = d
         st.cooldown_holds += 1 if d.get("until") is not None else 0
     elif t == "step_dispatched":
-        s = StepState(d["action"], d["provider"], "running", d["attempt"], d["key"], at, d.get("compensation_for"))
+        s = StepState(d["action"], d["provider"], "running", d["attempt"], d["key"], at, d.get("compensation_for"), external=bool(d.get("external")), due=d.get("due"))
         st.attempts[d["action"]] = d["attempt"]
         if s.compensation_for:
             st.compensations[s.compensation_for] = s
@@ -153,6 +172,11 @@ def apply(st: RunState, ev: dict) -> None:
                 st.excluded[(d["action"], d["provider"])] = "the external fact did not arrive in time"
             elif t == "step_failed" and not d.get("retryable", True):
                 st.excluded[(d["action"], d["provider"])] = d.get("error") or "failed permanently"
+    elif t == "wait_dropped":
+        s = st.steps.get(d["action"])
+        if s is not None and s.status == "running":
+            s.status = "dropped"
+            s.since = at
     elif t == "needs_reconciliation":
         s = st.steps.get(d["action"])
         if s:

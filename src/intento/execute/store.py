@@ -13,12 +13,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS = {
     1: [
@@ -55,7 +57,26 @@ MIGRATIONS = {
             taken INTEGER NOT NULL DEFAULT 0
         )""",
     ],
+    2: [
+        # Who drives each run: the driving process beats this row; a run whose driver stopped
+        # beating (or whose process is gone) is shown as not driven (`intento status`).
+        """CREATE TABLE IF NOT EXISTS drivers (
+            run TEXT PRIMARY KEY REFERENCES runs(id),
+            owner TEXT NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            since INTEGER NOT NULL,
+            heartbeat INTEGER NOT NULL
+        )""",
+        # Which clock a run's times are on: `wall` (ms since the epoch) or `virtual` (a simulation's).
+        "ALTER TABLE runs ADD COLUMN clock TEXT NOT NULL DEFAULT 'wall'",
+    ],
 }
+
+#: How often a driver beats its runs' rows, and after how long without a beat a run counts as
+#: not driven (wall-clock ms; a driver on this host whose process is gone counts at once).
+HEARTBEAT_MS = 1_000
+DRIVER_EXPIRY_MS = 15_000
 
 TERMINAL = ("succeeded", "escalated", "failed")
 
@@ -63,7 +84,7 @@ TERMINAL = ("succeeded", "escalated", "failed")
 class EventStore(Protocol):
     """What the executor needs of a store; `Store` (SQLite) is the first implementation."""
 
-    def create_run(self, run_id: str, key: str, intent: str, project: str, at: int, secrets: dict[str, str], first: dict[str, Any]) -> bool: ...
+    def create_run(self, run_id: str, key: str, intent: str, project: str, at: int, secrets: dict[str, str], first: dict[str, Any], clock: str = "wall") -> bool: ...
     def append(self, run_id: str, seq: int, type_: str, at: int, data: dict[str, Any], status: str | None = None) -> None: ...
     def events(self, run_id: str) -> list[dict]: ...
     def runs(self) -> list[dict]: ...
@@ -127,7 +148,7 @@ class Store:
         self.db.close()
 
     # -- runs --
-    def create_run(self, run_id: str, key: str, intent: str, project: str, at: int, secrets: dict[str, str], first: dict[str, Any]) -> bool:
+    def create_run(self, run_id: str, key: str, intent: str, project: str, at: int, secrets: dict[str, Any], first: dict[str, Any], clock: str = "wall") -> bool:
         """Create a run with its first event (``run_started``) in one transaction, so a crash
         leaves either both or neither; False (and nothing written) if the key exists."""
         body = json.dumps(first, sort_keys=True, separators=(",", ":"), default=str)
@@ -137,10 +158,13 @@ class Store:
                 if self.db.execute("SELECT 1 FROM runs WHERE key = ?", (key,)).fetchone():
                     self.db.execute("ROLLBACK")
                     return False
-                self.db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, 'running', ?)", (run_id, key, intent, project, at, at))
+                self.db.execute(
+                    "INSERT INTO runs (id, key, intent, project, created_at, status, updated_at, clock) VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
+                    (run_id, key, intent, project, at, at, clock),
+                )
                 self.db.execute("INSERT INTO events VALUES (?, 1, 'run_started', ?, ?)", (run_id, at, body))
                 for name, value in secrets.items():
-                    self.db.execute("INSERT INTO run_secrets VALUES (?, ?, ?)", (run_id, name, value))
+                    self.db.execute("INSERT INTO run_secrets VALUES (?, ?, ?)", (run_id, name, encode_secret(value)))
                 self._crash.before_commit()
                 self.db.execute("COMMIT")
                 return True
@@ -149,19 +173,20 @@ class Store:
                 raise
 
     def run_by_key(self, key: str) -> dict | None:
-        row = self.db.execute("SELECT id, key, intent, project, created_at, status, updated_at FROM runs WHERE key = ?", (key,)).fetchone()
+        row = self.db.execute("SELECT id, key, intent, project, created_at, status, updated_at, clock FROM runs WHERE key = ?", (key,)).fetchone()
         return _run(row)
 
     def run(self, run_id: str) -> dict | None:
-        row = self.db.execute("SELECT id, key, intent, project, created_at, status, updated_at FROM runs WHERE id = ?", (run_id,)).fetchone()
+        row = self.db.execute("SELECT id, key, intent, project, created_at, status, updated_at, clock FROM runs WHERE id = ?", (run_id,)).fetchone()
         return _run(row)
 
     def runs(self) -> list[dict]:
-        rows = self.db.execute("SELECT id, key, intent, project, created_at, status, updated_at FROM runs ORDER BY created_at, id").fetchall()
+        rows = self.db.execute("SELECT id, key, intent, project, created_at, status, updated_at, clock FROM runs ORDER BY created_at, id").fetchall()
         return [_run(r) for r in rows]
 
-    def secrets(self, run_id: str) -> dict[str, str]:
-        return dict(self.db.execute("SELECT name, value FROM run_secrets WHERE run = ?", (run_id,)).fetchall())
+    def secrets(self, run_id: str) -> dict[str, Any]:
+        """A run's secret given values, each with its JSON type (as `values.to_json` wrote it)."""
+        return {n: decode_secret(v) for n, v in self.db.execute("SELECT name, value FROM run_secrets WHERE run = ?", (run_id,)).fetchall()}
 
     # -- events --
     def append(self, run_id: str, seq: int, type_: str, at: int, data: dict[str, Any], status: str | None = None) -> None:
@@ -188,14 +213,102 @@ class Store:
         rows = self.db.execute("SELECT seq, type, at, data FROM events WHERE run = ? ORDER BY seq", (run_id,)).fetchall()
         return [{"seq": s, "type": t, "at": a, "data": json.loads(d)} for s, t, a, d in rows]
 
+    # -- drivers --
+    def claim(self, run_id: str, owner: str) -> dict | None:
+        """Record this process as the run's driver. Returns the other driver that still holds it
+        (alive and beating), in which case nothing is written; None once claimed."""
+        now = wall_ms()
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                row = _driver(self.db.execute("SELECT run, owner, host, pid, since, heartbeat FROM drivers WHERE run = ?", (run_id,)).fetchone())
+                if row is not None and row["owner"] != owner and driver_alive(row, now):
+                    self.db.execute("ROLLBACK")
+                    return row
+                self.db.execute(
+                    "INSERT OR REPLACE INTO drivers VALUES (?, ?, ?, ?, ?, ?)", (run_id, owner, socket.gethostname(), os.getpid(), now, now)
+                )
+                self.db.execute("COMMIT")
+                return None
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    def beat(self, owner: str, runs: list[str]) -> None:
+        """Heartbeat of every run this driver holds."""
+        if not runs:
+            return
+        now = wall_ms()
+        with self._lock:
+            self.db.executemany("UPDATE drivers SET heartbeat = ? WHERE run = ? AND owner = ?", [(now, r, owner) for r in runs])
+
+    def release(self, run_id: str, owner: str) -> None:
+        with self._lock:
+            self.db.execute("DELETE FROM drivers WHERE run = ? AND owner = ?", (run_id, owner))
+
+    def driver(self, run_id: str) -> dict | None:
+        return _driver(self.db.execute("SELECT run, owner, host, pid, since, heartbeat FROM drivers WHERE run = ?", (run_id,)).fetchone())
+
+    def virtual_now(self) -> int:
+        """The store's virtual clock: the latest time any simulated run has reached."""
+        row = self.db.execute("SELECT COALESCE(MAX(e.at), 0) FROM events e JOIN runs r ON r.id = e.run WHERE r.clock = 'virtual'").fetchone()
+        return row[0]
+
+    def now(self, clock: str) -> int:
+        """The current time on a run's clock."""
+        return self.virtual_now() if clock == "virtual" else wall_ms()
+
     def integrity(self) -> str:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def encode_secret(value: Any) -> str:
+    """A secret given value as the store keeps it: its JSON, so it reads back with its type (a
+    bool stays a bool, a number a number)."""
+    return "json:" + json.dumps(value, sort_keys=True)
+
+
+def decode_secret(text: str) -> Any:
+    if text.startswith("json:"):
+        try:
+            return json.loads(text[5:])
+        except ValueError:
+            pass
+    return text  # written by an older intento: the value as a string
+
+
+def wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _driver(row) -> dict | None:
+    if row is None:
+        return None
+    return dict(zip(("run", "owner", "host", "pid", "since", "heartbeat"), row))
+
+
+def driver_alive(d: dict | None, now: int | None = None) -> bool:
+    """Whether a driver row belongs to a process still driving: on this host, its process exists
+    and beat recently; elsewhere, it beat within `DRIVER_EXPIRY_MS`."""
+    if d is None:
+        return False
+    now = wall_ms() if now is None else now
+    if now - d["heartbeat"] > DRIVER_EXPIRY_MS:
+        return False
+    if d["host"] == socket.gethostname():
+        try:
+            os.kill(d["pid"], 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    return True
 
 
 def _run(row) -> dict | None:
     if row is None:
         return None
-    keys = ("id", "key", "intent", "project", "created_at", "status", "updated_at")
+    keys = ("id", "key", "intent", "project", "created_at", "status", "updated_at", "clock")
     return dict(zip(keys, row))
 
 

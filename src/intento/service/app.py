@@ -112,8 +112,7 @@ def _error(status: int, code: str, message: str, diagnostics: list | None = None
 def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=None, token: str | None = None, max_body: int = MAX_BODY) -> FastAPI:
     from intento.audit import AuditLog, read_records, secret_key, verify
     from intento.execute import Executor, RealEnvironment, SimEnvironment, Store, post
-    from intento.execute.report import status_text
-    from intento.execute.state import fold
+    from intento.execute.report import store_status
     from intento.solve import plan_problem, prepare
 
     store_path = Path(store_path)
@@ -221,19 +220,8 @@ def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=No
         if store is None:
             return _error(404, "not_found", f"no run `{run_id}`")
         try:
-            events = store.events(run_id)
-            st = fold(events)
-            return {
-                "run": run_id,
-                "intent": st.intent,
-                "status": st.status,
-                "facts": sorted(st.facts),
-                "spent": str(st.spent),
-                "plans": st.plans,
-                "steps": {a: {"provider": s.provider, "status": s.status, "attempt": s.attempt} for a, s in st.steps.items()},
-                "outcome": st.outcome,
-                "text": status_text(row, events, spec),
-            }
+            view = store_status(store, run_id, as_json=True)
+            return view | {"text": store_status(store, run_id, spec)}
         finally:
             store.close()
 
