@@ -49,9 +49,15 @@ demo: $(VENV)/.installed
 	@echo "== status: did the work finish, and if not, where did it stall?"
 	$(INTENTO) status --store .demo-run.db --project examples/order_fulfilment --project policies
 	@echo
-	@echo "== audit: every plan and re-plan of that run, and its verification"
+	@echo "== audit: every plan and re-plan of that run, its verification, and its replay (each decision re-solved from its recorded inputs)"
 	$(INTENTO) audit show .demo-run.db.audit.jsonl
 	$(INTENTO) audit verify .demo-run.db.audit.jsonl
+	$(INTENTO) audit replay .demo-run.db.audit.jsonl examples/order_fulfilment policies
+	@echo
+	@echo "== run: an insurance quote end to end in simulation (a number given decides the policies; the scoring model is out for 3 minutes)"
+	rm -f .demo-quote.db .demo-quote.db-wal .demo-quote.db-shm .demo-quote.db.journal.jsonl .demo-quote.db.audit.jsonl .demo-quote.db.audit.jsonl.key
+	$(INTENTO) run examples/insurance_quote policies/common --intent progress_quote --given examples/insurance_quote/requests/large_premium.json --simulate examples/insurance_quote/scenarios/model_down.json --store .demo-quote.db
+	$(INTENTO) audit replay .demo-quote.db.audit.jsonl examples/insurance_quote policies/common
 	@echo
 	@echo "== audit: record two decisions in a hash-chained log and verify it"
 	rm -f .demo-audit.jsonl

@@ -26,13 +26,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(tmp: Path, env_extra: dict | None = None):
+def _serve(tmp: Path, env_extra: dict | None = None, project=None, scenario=None):
     port = _free_port()
-    scen = ROOT / "examples" / "order_fulfilment" / "scenarios" / "stripe_outage.json"
-    args = [EXE, "serve", ROOT / "examples" / "order_fulfilment", ROOT / "policies", "--store", tmp / "s.db", "--port", port, "--simulate", scen]
+    scen = scenario or ROOT / "examples" / "order_fulfilment" / "scenarios" / "stripe_outage.json"
+    project = project or [ROOT / "examples" / "order_fulfilment", ROOT / "policies"]
+    args = [EXE, "serve", *project, "--store", tmp / "s.db", "--port", port, "--simulate", scen]
     proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, **(env_extra or {})))
     base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
         try:
             urllib.request.urlopen(base + "/healthz", timeout=1)
             return proc, base
@@ -42,6 +44,17 @@ def _serve(tmp: Path, env_extra: dict | None = None):
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("the server did not come up")
+
+
+def wait_for_outcome(base, run_id: str, seconds: float = 120) -> dict:
+    """Poll a run until it has an outcome, within a bound (never a fixed sleep for ordering)."""
+    end = time.monotonic() + seconds
+    while True:
+        status, body = call(base, "GET", f"/v1/runs/{run_id}")
+        if status == 200 and body["status"] in ("succeeded", "escalated", "failed"):
+            return body
+        assert time.monotonic() < end, f"run {run_id} has no outcome after {seconds} s: {body}"
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -107,11 +120,7 @@ def test_runs_idempotency_under_concurrency_status_observations(server):
     assert len({b["run"] for _, b in answers}) == 1
     assert sum(b["created"] for _, b in answers) == 1
     run_id = answers[0][1]["run"]
-    for _ in range(200):
-        status, body = call(server, "GET", f"/v1/runs/{run_id}")
-        if body["status"] in ("succeeded", "escalated"):
-            break
-        time.sleep(0.05)
+    body = wait_for_outcome(server, run_id)
     assert body["status"] == "succeeded" and body["steps"]["charge_payment"]["provider"] == "braintree"
     assert "api@example.com" not in json.dumps(body)
     assert call(server, "POST", f"/v1/runs/{run_id}/observations", {"fact": "x.y"})[0] == 202
@@ -121,8 +130,8 @@ def test_runs_idempotency_under_concurrency_status_observations(server):
 
 
 def test_audit_and_metrics(server):
-    call(server, "POST", "/v1/runs", {"intent": "fulfil_order", "given": dict(US, **{"customer.email": "m@example.com"})}, {"Idempotency-Key": "m1"})
-    time.sleep(1.0)
+    _, started = call(server, "POST", "/v1/runs", {"intent": "fulfil_order", "given": dict(US, **{"customer.email": "m@example.com"})}, {"Idempotency-Key": "m1"})
+    wait_for_outcome(server, started["run"])
     status, page = call(server, "GET", "/v1/audit?offset=0&limit=2")
     assert status == 200 and page["total"] >= 2 and len(page["records"]) == 2 and page["records"][0]["seq"] == 1
     assert call(server, "GET", "/v1/audit?limit=0")[0] == 422
@@ -139,6 +148,25 @@ def test_bearer_token(tmp_path):
         assert call(base, "POST", "/v1/plan", {"intent": "fulfil_order", "given": US}, {"Authorization": "Bearer wrong"})[0] == 401
         assert call(base, "POST", "/v1/plan", {"intent": "fulfil_order", "given": US}, {"Authorization": "Bearer s3cret"})[0] == 200
         assert call(base, "GET", "/healthz")[0] == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_an_intent_with_a_number_given_runs_over_http(tmp_path):
+    quote = ROOT / "examples" / "insurance_quote"
+    proc, base = _serve(tmp_path, project=[quote, ROOT / "policies" / "common"], scenario=quote / "scenarios" / "model_down.json")
+    try:
+        given = json.loads((quote / "requests" / "large_premium.json").read_text())
+        status, started = call(base, "POST", "/v1/runs", {"intent": "progress_quote", "given": given})
+        assert status == 202, started
+        body = wait_for_outcome(base, started["run"])
+        # the number decided the guards: a human visitor (0.1) with a large premium goes to an adviser
+        assert body["status"] == "succeeded", body["outcome"]
+        assert body["steps"]["hand_to_adviser"]["status"] == "succeeded" and "close_as_bot" not in body["steps"]
+        assert given["visitor.email"] not in json.dumps(body)
+        status, page = call(base, "GET", "/v1/audit?limit=500")
+        assert status == 200 and page["records"] and all(r["context"]["visitor.bot_score"] == "0.1" for r in page["records"])
     finally:
         proc.terminate()
         proc.wait(timeout=10)
