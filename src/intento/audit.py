@@ -31,6 +31,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from intento import __version__
+from intento.errors import OperationalError
 from intento.plan import Plan
 from intento.spec import Spec
 from intento.values import to_json
@@ -57,6 +58,7 @@ class AuditRecordV1(BaseModel):
     kind: Literal["plan", "replan"] = Field("plan", description="a first plan, or a re-plan after an observation")
     run: str | None = Field(None, description="the run this decision belongs to, if any")
     reason: str | None = Field(None, description="why a re-plan happened")
+    decision: str | None = Field(None, description="a run's decisions: `RUN/plan-N`, the N-th plan of the run (also in its `planned` event)")
     inputs: dict[str, Any] | None = Field(
         None,
         description=(
@@ -117,7 +119,7 @@ def redact(spec: Spec, intent: str, context: dict[str, Any], key: bytes) -> dict
     return out
 
 
-class AuditError(Exception):
+class AuditError(OperationalError):
     pass
 
 
@@ -140,40 +142,69 @@ class AuditLog:
         reason: str | None = None,
         now: datetime | None = None,
         inputs: dict[str, Any] | None = None,
+        decision: str | None = None,
     ) -> AuditRecordV1:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self.write(self.draft(spec, intent, context, state, plan, kind=kind, run=run, reason=reason, now=now, inputs=inputs, decision=decision))
+
+    def draft(
+        self,
+        spec: Spec,
+        intent: str,
+        context: dict[str, Any],
+        state: dict[str, Any] | None,
+        plan: Plan,
+        *,
+        kind: str = "plan",
+        run: str | None = None,
+        reason: str | None = None,
+        now: datetime | None = None,
+        inputs: dict[str, Any] | None = None,
+        decision: str | None = None,
+    ) -> dict[str, Any]:
+        """A record without its place in the chain (`seq`, `prev`, `hash`): what `write` appends.
+        The executor commits the draft with the event it records (a transactional outbox), so a
+        crash between the two loses neither."""
         key = secret_key(self.path)
-        with open(self.path, "a+b") as fh:
+        body = {
+            "version": "audit/v1",
+            "time": (now or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z"),
+            "kind": kind,
+            "run": run,
+            "reason": reason,
+            "intent": intent,
+            "context": to_json(redact(spec, intent, context or {}, key)),
+            "state": to_json(state or {}),
+            "sources": sources_of(spec, plan.explanation.applied_policies).model_dump(),
+            "plan": plan.model_dump(mode="json"),
+            "intento": __version__,
+        }
+        if inputs is not None:
+            body["inputs"] = to_json(inputs)
+        if decision is not None:
+            body["decision"] = decision
+        return body
+
+    def write(self, draft: dict[str, Any]) -> AuditRecordV1:
+        """Append a drafted record at the head of the chain (locked, flushed, fsynced)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "r+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
-                fh.seek(0)
-                data = fh.read()
-                complete, torn = _split_torn(data)
+                last, torn = _last_line(fh)
                 if torn:
                     raise AuditError(
                         f"{self.path}: the last line is torn (a crash during a write); run `intento audit verify` and repair it before appending"
                     )
                 prev, seq = GENESIS, 0
-                if complete:
-                    last = json.loads(complete[-1])
-                    prev, seq = last["hash"], last["seq"]
-                body = {
-                    "version": "audit/v1",
-                    "seq": seq + 1,
-                    "time": (now or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z"),
-                    "kind": kind,
-                    "run": run,
-                    "reason": reason,
-                    "intent": intent,
-                    "context": to_json(redact(spec, intent, context or {}, key)),
-                    "state": to_json(state or {}),
-                    "sources": sources_of(spec, plan.explanation.applied_policies).model_dump(),
-                    "plan": plan.model_dump(mode="json"),
-                    "intento": __version__,
-                    "prev": prev,
-                }
-                if inputs is not None:
-                    body["inputs"] = to_json(inputs)
+                if last is not None:
+                    try:
+                        head = json.loads(last)
+                        prev, seq = head["hash"], int(head["seq"])
+                    except (ValueError, KeyError, TypeError) as e:
+                        raise AuditError(f"{self.path}: the last record is not readable ({e}); run `intento audit verify`") from None
+                body = dict(draft, seq=seq + 1, prev=prev)
+                body.pop("hash", None)
                 body["hash"] = record_hash(body)
                 record = AuditRecordV1.model_validate(body)
                 fh.seek(0, os.SEEK_END)
@@ -183,6 +214,59 @@ class AuditLog:
                 return record
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def has_decision(self, decision: str) -> bool:
+        """Whether a record of this decision is in the log (read from the end: it is recent)."""
+        if not self.path.exists():
+            return False
+        needle = json.dumps(decision).encode()
+        with open(self.path, "rb") as fh:
+            for line in _lines_backwards(fh):
+                if needle in line:
+                    try:
+                        if json.loads(line).get("decision") == decision:
+                            return True
+                    except ValueError:
+                        continue
+        return False
+
+
+_CHUNK = 1 << 16
+
+
+def _lines_backwards(fh):
+    """The file's complete lines, last first, reading from the end in chunks."""
+    fh.seek(0, os.SEEK_END)
+    pos = fh.tell()
+    rest = b""
+    while pos > 0:
+        step = min(_CHUNK, pos)
+        pos -= step
+        fh.seek(pos)
+        rest = fh.read(step) + rest
+        parts = rest.split(b"\n")
+        rest = parts[0]
+        for ln in reversed(parts[1:]):
+            if ln.strip():
+                yield ln
+    if rest.strip():
+        yield rest
+
+
+def _last_line(fh) -> tuple[bytes | None, bool]:
+    """The last complete line of the file and whether a torn (unterminated) line follows it;
+    reads only the end of the file, so appending costs the same at any log size."""
+    fh.seek(0, os.SEEK_END)
+    size = fh.tell()
+    if size == 0:
+        return None, False
+    fh.seek(size - 1)
+    torn = fh.read(1) != b"\n"
+    if torn:
+        return None, True
+    for ln in _lines_backwards(fh):
+        return ln, False
+    return None, False
 
 
 def _split_torn(data: bytes) -> tuple[list[bytes], bytes]:
@@ -207,57 +291,91 @@ class Verdict:
     details: list[str] = field(default_factory=list)
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object, refusing a key written twice: two readers could disagree on its value, so
+    a record holding one is not a record (its hash covers only one reading)."""
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"the key `{k}` appears twice")
+        out[k] = v
+    return out
+
+
+def _parse_record(line: bytes) -> dict:
+    rec = json.loads(line, object_pairs_hook=_no_duplicate_keys)
+    if not isinstance(rec, dict):
+        raise ValueError("not an object")
+    return rec
+
+
 def read_records(path: Path) -> tuple[list[dict], bytes, list[tuple[int, str]]]:
     data = path.read_bytes()
     lines, torn = _split_torn(data)
     records, bad = [], []
     for i, ln in enumerate(lines, start=1):
         try:
-            rec = json.loads(ln)
-            if not isinstance(rec, dict):
-                raise ValueError("not an object")
-            records.append(rec)
-        except (ValueError, UnicodeDecodeError) as e:
-            bad.append((i, str(e)))
+            records.append(_parse_record(ln))
+        except (ValueError, UnicodeError, RecursionError) as e:
+            bad.append((i, "nested too deeply" if isinstance(e, RecursionError) else str(e)))
             records.append({"__malformed__": i})
     return records, torn, bad
+
+
+def _hash_or_none(rec: dict) -> str | None:
+    try:
+        return record_hash(rec)
+    except (ValueError, TypeError, RecursionError):  # text no canonical form has (a lone surrogate)
+        return None
 
 
 def verify(path: str | Path, checkpoint: dict | None = None, public_key_pem: bytes | None = None) -> Verdict:
     path = Path(path)
     if not path.exists():
         return Verdict(False, 0, "malformed", None, f"{path}: no such log")
-    records, torn, _ = read_records(path)
+    try:
+        records, torn, bad = read_records(path)
+    except OSError as e:
+        return Verdict(False, 0, "malformed", None, f"{path}: cannot be read: {e.strerror or e}")
+    why = dict(bad)
     prev, expected_seq = GENESIS, 1
     for i, rec in enumerate(records, start=1):
         if "__malformed__" in rec:
-            return Verdict(False, i - 1, "malformed", expected_seq, f"line {i} is not a JSON record: the log was edited")
+            return Verdict(False, i - 1, "malformed", expected_seq, f"line {i} is not a JSON record ({why.get(i, 'unreadable')}): the log was edited")
         seq = rec.get("seq")
-        if rec.get("hash") != record_hash(rec):
-            return Verdict(False, i - 1, "edited", seq if isinstance(seq, int) else expected_seq, f"record {seq} does not match its hash: it was edited")
+        shown = seq if isinstance(seq, int) and not isinstance(seq, bool) else expected_seq
+        h = _hash_or_none(rec)
+        if h is None or rec.get("hash") != h:
+            # Nothing in an edited record can be trusted, its `seq` included: name its place.
+            return Verdict(False, i - 1, "edited", expected_seq, f"record {expected_seq} does not match its hash: it was edited")
         if rec.get("prev") != prev:
             return Verdict(
-                False, i - 1, "chain", seq, f"record {seq} does not follow record {expected_seq - 1}: a record was inserted, deleted or moved before it"
+                False, i - 1, "chain", shown, f"record {shown} does not follow record {expected_seq - 1}: a record was inserted, deleted or moved before it"
             )
-        if seq != expected_seq:
-            return Verdict(False, i - 1, "sequence", seq, f"record {seq} stands where record {expected_seq} should")
+        if seq != expected_seq or isinstance(seq, bool):
+            return Verdict(False, i - 1, "sequence", shown, f"record {seq!r} stands where record {expected_seq} should")
         prev, expected_seq = rec["hash"], expected_seq + 1
     n = len(records)
     head = (n, prev)
-    if torn.strip():
-        return Verdict(False, n, "torn_tail", n + 1, f"the last line is torn ({len(torn)} bytes): a write was interrupted; the {n} complete records verify", head)
     if checkpoint is not None:
         if public_key_pem is None:
             return Verdict(False, n, "signature", None, "a checkpoint needs the public key to be checked", head)
         problem = check_checkpoint(checkpoint, public_key_pem)
         if problem:
             return Verdict(False, n, "signature", None, problem, head)
-        cseq, chash = checkpoint["seq"], checkpoint["hash"]
+        cseq, chash = checkpoint.get("seq"), checkpoint.get("hash")
+        if not isinstance(cseq, int) or isinstance(cseq, bool) or cseq < 0 or not isinstance(chash, str):
+            return Verdict(False, n, "signature", None, "the checkpoint's `seq` or `hash` is not a record number and a hash", head)
         if n < cseq:
-            return Verdict(False, n, "truncated", n + 1, f"the log ends at record {n} but the checkpoint covers {cseq}: records were removed from the end", head)
+            # Records the checkpoint vouches for are gone: that is a truncation, even when the
+            # log now also ends in a torn line (which alone would be an interrupted write).
+            torn_note = f"; the last line is also torn ({len(torn)} bytes)" if torn.strip() else ""
+            return Verdict(False, n, "truncated", n + 1, f"the log ends at record {n} but the checkpoint covers {cseq}: records were removed from the end{torn_note}", head)
         recorded = records[cseq - 1]["hash"] if cseq > 0 else GENESIS
         if recorded != chash:
             return Verdict(False, n, "rewritten", cseq, f"record {cseq} differs from the checkpointed one: the log was rewritten", head)
+    if torn.strip():
+        return Verdict(False, n, "torn_tail", n + 1, f"the last line is torn ({len(torn)} bytes): a write was interrupted; the {n} complete records verify", head)
     return Verdict(True, n, None, None, f"{n} records verify" + (f"; consistent with the checkpoint at record {checkpoint['seq']}" if checkpoint else ""), head)
 
 

@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 from intento.audit import AuditLog
 from intento.diagnostics import IntentoError
+from intento.errors import OperationalError
 from intento.evaluate import formula_facts, formula_holds
 from intento.execute.environment import Environment, Outcome, SimEnvironment, StepRequest
 from intento.execute.handlers import Registry
@@ -51,7 +52,7 @@ MAX_PLANS = 200
 MAX_COOLDOWN_HOLDS = 3
 
 
-class RunBusy(Exception):
+class RunBusy(OperationalError):
     """Another live process drives this run (its `drivers` row still beats)."""
 
     def __init__(self, run_id: str, driver: dict):
@@ -167,7 +168,16 @@ class Executor:
                 self._driving.discard(run_id)
             self.store.release(run_id, self.owner)
 
+    def _flush_audit(self, run_id: str) -> None:
+        """Write the audit records a crash left in the store's outbox (each once: a record the
+        log already holds, written just before the crash, is not written again)."""
+        for decision, draft in self.store.outbox(run_id):
+            if self.audit is not None and not self.audit.has_decision(decision):
+                self.audit.write(draft)
+            self.store.outbox_done(decision)
+
     def _drive(self, run_id: str, st: RunState) -> RunState:
+        self._flush_audit(run_id)
         context = self._context(run_id, st)
         self._recover(run_id, st, context)
         need_plan = "run started" if st.plan is None else "resumed"
@@ -235,8 +245,8 @@ class Executor:
         """The run's given values as JSON (`values.to_json`), secret ones read back from the store."""
         return dict(st.context) | self.store.secrets(run_id)
 
-    def _append(self, run_id: str, seq: int, type_: str, at: int, data: dict, status: str | None = None) -> None:
-        self.store.append(run_id, seq, type_, at, data, status=status)
+    def _append(self, run_id: str, seq: int, type_: str, at: int, data: dict, status: str | None = None, outbox: tuple[str, dict] | None = None) -> None:
+        self.store.append(run_id, seq, type_, at, data, status=status, outbox=outbox)
         if self.progress:
             self.progress(type_, self._state(run_id), data)
 
@@ -354,9 +364,17 @@ class Executor:
             "why": _why(plan),
             "signature": signature,
         }
-        self._append(run_id, st.next_seq, "planned", now, data)
+        decision = f"{run_id}/plan-{st.plans + 1}"
+        data["decision"] = decision
+        draft = None
         if self.audit is not None:
-            self.audit.append(self.spec, st.intent, context, state, plan, kind="replan" if st.plans else "plan", run=run_id, reason=reason, inputs=inputs)
+            draft = self.audit.draft(self.spec, st.intent, context, state, plan, kind="replan" if st.plans else "plan", run=run_id, reason=reason, inputs=inputs, decision=decision)
+        # The audit record's draft is committed with the event (an outbox), then written: a
+        # crash in between leaves it in the store, and the next drive writes it (`_flush_audit`).
+        self._append(run_id, st.next_seq, "planned", now, data, outbox=(decision, draft) if draft is not None else None)
+        if draft is not None:
+            self.audit.write(draft)
+            self.store.outbox_done(decision)
         if not plan.feasible:
             hold = self._hold(st, context, state, running, budget_left, done)
             if hold is not None:

@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from intento.errors import OperationalError
+
 SCHEMA_VERSION = 2
 
 MIGRATIONS = {
@@ -70,6 +72,13 @@ MIGRATIONS = {
         )""",
         # Which clock a run's times are on: `wall` (ms since the epoch) or `virtual` (a simulation's).
         "ALTER TABLE runs ADD COLUMN clock TEXT NOT NULL DEFAULT 'wall'",
+        # Audit records to write, committed with the event they record (a transactional
+        # outbox): a crash between the event and the audit log's append loses neither.
+        """CREATE TABLE IF NOT EXISTS outbox (
+            decision TEXT PRIMARY KEY,
+            run TEXT NOT NULL,
+            body TEXT NOT NULL
+        )""",
     ],
 }
 
@@ -93,22 +102,48 @@ class EventStore(Protocol):
     def secrets(self, run_id: str) -> dict[str, str]: ...
 
 
-class StoreError(Exception):
-    pass
+class StoreError(OperationalError):
+    """The store cannot be read or written: the message names the store, what was being done and
+    the cause in words (a full disk, a read-only file, a corrupted file)."""
+
+
+def _cause(e: BaseException) -> str:
+    text = str(e)
+    low = text.lower()
+    if "full" in low:
+        return "the disk is full (free some space; nothing already recorded is lost)"
+    if "readonly" in low or "read-only" in low or "attempt to write" in low:
+        return "the store is read-only (check the file's and its folder's permissions)"
+    if "malformed" in low or "not a database" in low or "corrupt" in low:
+        return "the file is not an intento store or is corrupted (restore it from a backup)"
+    if "unable to open" in low:
+        return "the file cannot be opened (check that its folder exists and is writable)"
+    if "locked" in low or "busy" in low:
+        return "another process holds the store locked for too long"
+    if isinstance(e, StoreError):
+        return text
+    return text or type(e).__name__
 
 
 class _Crash:
     """Fault injection for crash tests: ``INTENTO_CRASH_AT=k`` kills the process with SIGKILL just
-    before the k-th event write of this process commits (1-based)."""
+    before the k-th event write of this process commits (1-based); ``INTENTO_CRASH_AFTER=k`` just
+    after it committed (before anything that follows it, such as the audit record's write)."""
 
     def __init__(self) -> None:
         raw = os.environ.get("INTENTO_CRASH_AT")
         self.at = int(raw) if raw and raw.isdigit() else None
+        raw = os.environ.get("INTENTO_CRASH_AFTER")
+        self.after = int(raw) if raw and raw.isdigit() else None
         self.writes = 0
 
     def before_commit(self) -> None:
         self.writes += 1
         if self.at is not None and self.writes == self.at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def after_commit(self) -> None:
+        if self.after is not None and self.writes == self.after:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -117,11 +152,36 @@ class Store:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._crash = _Crash()
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            if not self.path.exists():
+                # Owner-only from the first byte: the store holds secret given values.
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except FileExistsError:
+            raise StoreError(f"store `{self.path}`: created by another process at the same moment; try again") from None
+        except (sqlite3.Error, OSError) as e:
+            raise StoreError(f"cannot open the store `{self.path}`: {_cause(e)}") from None
+
+    def _fail(self, what: str, e: BaseException) -> StoreError:
+        """Roll back what is open (a failed COMMIT may already have) and say what went wrong."""
+        try:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        if isinstance(e, StoreError):
+            return e
+        return StoreError(f"store `{self.path}`: cannot {what}: {_cause(e)}")
+
+    def _read(self, what: str, sql: str, args: tuple = ()) -> list:
+        try:
+            return self.db.execute(sql, args).fetchall()
+        except sqlite3.Error as e:
+            raise StoreError(f"store `{self.path}`: cannot {what}: {_cause(e)}") from None
 
     def _migrate(self) -> None:
         with self._lock:
@@ -140,9 +200,8 @@ class Store:
                 else:
                     self.db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
                 self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+            except BaseException as e:
+                raise self._fail("bring its schema up to date", e) from None
 
     def close(self) -> None:
         self.db.close()
@@ -153,8 +212,8 @@ class Store:
         leaves either both or neither; False (and nothing written) if the key exists."""
         body = json.dumps(first, sort_keys=True, separators=(",", ":"), default=str)
         with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
             try:
+                self.db.execute("BEGIN IMMEDIATE")
                 if self.db.execute("SELECT 1 FROM runs WHERE key = ?", (key,)).fetchone():
                     self.db.execute("ROLLBACK")
                     return False
@@ -167,34 +226,36 @@ class Store:
                     self.db.execute("INSERT INTO run_secrets VALUES (?, ?, ?)", (run_id, name, encode_secret(value)))
                 self._crash.before_commit()
                 self.db.execute("COMMIT")
-                return True
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+            except BaseException as e:
+                raise self._fail("record a new run", e) from None
+            self._crash.after_commit()
+            return True
+
+    _RUN_COLUMNS = "id, key, intent, project, created_at, status, updated_at, clock"
 
     def run_by_key(self, key: str) -> dict | None:
-        row = self.db.execute("SELECT id, key, intent, project, created_at, status, updated_at, clock FROM runs WHERE key = ?", (key,)).fetchone()
-        return _run(row)
+        rows = self._read("read its runs", f"SELECT {self._RUN_COLUMNS} FROM runs WHERE key = ?", (key,))
+        return _run(rows[0]) if rows else None
 
     def run(self, run_id: str) -> dict | None:
-        row = self.db.execute("SELECT id, key, intent, project, created_at, status, updated_at, clock FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return _run(row)
+        rows = self._read("read its runs", f"SELECT {self._RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+        return _run(rows[0]) if rows else None
 
     def runs(self) -> list[dict]:
-        rows = self.db.execute("SELECT id, key, intent, project, created_at, status, updated_at, clock FROM runs ORDER BY created_at, id").fetchall()
-        return [_run(r) for r in rows]
+        return [_run(r) for r in self._read("read its runs", f"SELECT {self._RUN_COLUMNS} FROM runs ORDER BY created_at, id")]
 
     def secrets(self, run_id: str) -> dict[str, Any]:
         """A run's secret given values, each with its JSON type (as `values.to_json` wrote it)."""
-        return {n: decode_secret(v) for n, v in self.db.execute("SELECT name, value FROM run_secrets WHERE run = ?", (run_id,)).fetchall()}
+        return {n: decode_secret(v) for n, v in self._read("read a run's secrets", "SELECT name, value FROM run_secrets WHERE run = ?", (run_id,))}
 
     # -- events --
-    def append(self, run_id: str, seq: int, type_: str, at: int, data: dict[str, Any], status: str | None = None) -> None:
-        """Append event ``seq`` (must be the next one) in its own durable transaction."""
+    def append(self, run_id: str, seq: int, type_: str, at: int, data: dict[str, Any], status: str | None = None, outbox: tuple[str, dict] | None = None) -> None:
+        """Append event ``seq`` (must be the next one) in its own durable transaction; with
+        ``outbox`` (decision id, audit record draft), the draft is committed with it."""
         body = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
             try:
+                self.db.execute("BEGIN IMMEDIATE")
                 last = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run = ?", (run_id,)).fetchone()[0]
                 if seq != last + 1:
                     raise StoreError(f"run {run_id}: event {seq} would not follow event {last} (another executor is driving this run)")
@@ -203,15 +264,33 @@ class Store:
                     self.db.execute("UPDATE runs SET status = ?, updated_at = ? WHERE id = ?", (status, at, run_id))
                 else:
                     self.db.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (at, run_id))
+                if outbox is not None:
+                    self.db.execute("INSERT OR REPLACE INTO outbox VALUES (?, ?, ?)", (outbox[0], run_id, json.dumps(outbox[1], sort_keys=True, default=str)))
                 self._crash.before_commit()
                 self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+            except BaseException as e:
+                raise self._fail(f"record event {seq} ({type_}) of run {run_id}", e) from None
+            self._crash.after_commit()
 
     def events(self, run_id: str) -> list[dict]:
-        rows = self.db.execute("SELECT seq, type, at, data FROM events WHERE run = ? ORDER BY seq", (run_id,)).fetchall()
-        return [{"seq": s, "type": t, "at": a, "data": json.loads(d)} for s, t, a, d in rows]
+        rows = self._read("read a run's events", "SELECT seq, type, at, data FROM events WHERE run = ? ORDER BY seq", (run_id,))
+        try:
+            return [{"seq": s, "type": t, "at": a, "data": json.loads(d)} for s, t, a, d in rows]
+        except (ValueError, TypeError) as e:
+            raise StoreError(f"store `{self.path}`: run {run_id} has an event that is not JSON ({e}): the file was edited or is corrupted") from None
+
+    # -- the audit outbox --
+    def outbox(self, run_id: str | None = None) -> list[tuple[str, dict]]:
+        """Audit record drafts committed with their event but not yet confirmed written."""
+        sql, args = ("SELECT decision, body FROM outbox WHERE run = ? ORDER BY rowid", (run_id,)) if run_id else ("SELECT decision, body FROM outbox ORDER BY rowid", ())
+        return [(d, json.loads(b)) for d, b in self._read("read its audit outbox", sql, args)]
+
+    def outbox_done(self, decision: str) -> None:
+        with self._lock:
+            try:
+                self.db.execute("DELETE FROM outbox WHERE decision = ?", (decision,))
+            except sqlite3.Error as e:
+                raise self._fail("clear its audit outbox", e) from None
 
     # -- drivers --
     def claim(self, run_id: str, owner: str) -> dict | None:
@@ -219,8 +298,8 @@ class Store:
         (alive and beating), in which case nothing is written; None once claimed."""
         now = wall_ms()
         with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
             try:
+                self.db.execute("BEGIN IMMEDIATE")
                 row = _driver(self.db.execute("SELECT run, owner, host, pid, since, heartbeat FROM drivers WHERE run = ?", (run_id,)).fetchone())
                 if row is not None and row["owner"] != owner and driver_alive(row, now):
                     self.db.execute("ROLLBACK")
@@ -230,9 +309,8 @@ class Store:
                 )
                 self.db.execute("COMMIT")
                 return None
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+            except BaseException as e:
+                raise self._fail(f"record the driver of run {run_id}", e) from None
 
     def beat(self, owner: str, runs: list[str]) -> None:
         """Heartbeat of every run this driver holds."""
@@ -244,15 +322,18 @@ class Store:
 
     def release(self, run_id: str, owner: str) -> None:
         with self._lock:
-            self.db.execute("DELETE FROM drivers WHERE run = ? AND owner = ?", (run_id, owner))
+            try:
+                self.db.execute("DELETE FROM drivers WHERE run = ? AND owner = ?", (run_id, owner))
+            except sqlite3.Error:
+                pass  # a driver row that outlives its process reads as not driven anyway
 
     def driver(self, run_id: str) -> dict | None:
-        return _driver(self.db.execute("SELECT run, owner, host, pid, since, heartbeat FROM drivers WHERE run = ?", (run_id,)).fetchone())
+        rows = self._read("read a run's driver", "SELECT run, owner, host, pid, since, heartbeat FROM drivers WHERE run = ?", (run_id,))
+        return _driver(rows[0]) if rows else None
 
     def virtual_now(self) -> int:
         """The store's virtual clock: the latest time any simulated run has reached."""
-        row = self.db.execute("SELECT COALESCE(MAX(e.at), 0) FROM events e JOIN runs r ON r.id = e.run WHERE r.clock = 'virtual'").fetchone()
-        return row[0]
+        return self._read("read its clock", "SELECT COALESCE(MAX(e.at), 0) FROM events e JOIN runs r ON r.id = e.run WHERE r.clock = 'virtual'")[0][0]
 
     def now(self, clock: str) -> int:
         """The current time on a run's clock."""
@@ -315,11 +396,14 @@ def _run(row) -> dict | None:
 def post(store: Store, run_id: str, data: dict[str, Any]) -> None:
     """Queue an observation for a run (any process); its executor records it as an event."""
     with store._lock:
-        store.db.execute("INSERT INTO inbox (run, data) VALUES (?, ?)", (run_id, json.dumps(data, sort_keys=True)))
+        try:
+            store.db.execute("INSERT INTO inbox (run, data) VALUES (?, ?)", (run_id, json.dumps(data, sort_keys=True)))
+        except sqlite3.Error as e:
+            raise store._fail(f"queue an observation for run {run_id}", e) from None
 
 
 def take(store: Store, run_id: str) -> list[tuple[int, dict]]:
-    rows = store.db.execute("SELECT id, data FROM inbox WHERE run = ? AND taken = 0 ORDER BY id", (run_id,)).fetchall()
+    rows = store._read("read a run's inbox", "SELECT id, data FROM inbox WHERE run = ? AND taken = 0 ORDER BY id", (run_id,))
     return [(i, json.loads(d)) for i, d in rows]
 
 
