@@ -42,7 +42,7 @@ def store_with_a_run(tmp_path):
 
 
 def test_stores_and_their_keys_are_created_owner_only(store_with_a_run):
-    for p in (store_with_a_run, store_with_a_run.with_name("runs.db.audit.jsonl"), store_with_a_run.with_name("runs.db.audit.jsonl.key")):
+    for p in (store_with_a_run, store_with_a_run.with_name("runs.db.audit.jsonl"), store_with_a_run.with_name("runs.db.audit.jsonl.key"), store_with_a_run.with_name("runs.db.journal.jsonl")):
         assert stat.S_IMODE(p.stat().st_mode) & 0o077 == 0, (p, oct(p.stat().st_mode))
 
 

@@ -123,7 +123,9 @@ def test_runs_idempotency_under_concurrency_status_observations(server):
     body = wait_for_outcome(server, run_id)
     assert body["status"] == "succeeded" and body["steps"]["charge_payment"]["provider"] == "braintree"
     assert "api@example.com" not in json.dumps(body)
-    assert call(server, "POST", f"/v1/runs/{run_id}/observations", {"fact": "x.y"})[0] == 202
+    # a finished run takes no observations (409), a fact no action or goal names is refused (422)
+    assert call(server, "POST", f"/v1/runs/{run_id}/observations", {"fact": "payment.captured"})[0] == 409
+    assert call(server, "POST", f"/v1/runs/{run_id}/observations", {"fact": "x.y"})[0] == 422
     assert call(server, "POST", f"/v1/runs/{run_id}/observations", {"provider": "stripe"})[0] == 422
     assert call(server, "POST", f"/v1/runs/{run_id}/observations", {"provider": "nope", "status": "down"})[0] == 422
     assert call(server, "POST", "/v1/runs/nope/observations", {"fact": "x"})[0] == 404
@@ -170,3 +172,48 @@ def test_an_intent_with_a_number_given_runs_over_http(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_every_body_is_bounded_whatever_its_framing_and_speed(server):
+    import http.client
+
+    host, port = server.removeprefix("http://").split(":")
+    # chunked: no declared length, 2 MB sent in 64 KB chunks; refused once past 1 MB
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.putrequest("POST", "/v1/check")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    chunk = b"x" * 65536
+    try:
+        for _ in range(32):
+            conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        conn.send(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the server may close as soon as it answered
+    resp = conn.getresponse()
+    assert resp.status == 413 and json.loads(resp.read())["error"]["code"] == "too_large"
+    conn.close()
+    # a small chunked body is read and answered as usual
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    body = json.dumps({"sources": {"a.intent": "provider p { region \"eu\" }"}}).encode()
+    conn.putrequest("POST", "/v1/check")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    conn.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+    resp = conn.getresponse()
+    assert resp.status == 200 and json.loads(resp.read())["ok"] is True
+    conn.close()
+
+
+def test_an_empty_token_refuses_to_start(tmp_path):
+    for token in ("", "   "):
+        r = subprocess.run([EXE, "serve", str(ROOT / "examples" / "order_fulfilment"), str(ROOT / "policies"), "--store", str(tmp_path / "t.db"), "--port", "0"],
+                           capture_output=True, text=True, env=dict(os.environ, INTENTO_TOKEN=token), timeout=60)
+        assert r.returncode == 1 and "INTENTO_TOKEN is set but empty" in r.stderr and "Traceback" not in r.stderr
+    from intento import load
+    from intento.service import create_app
+
+    with pytest.raises(ValueError):
+        create_app(load(ROOT / "examples" / "order_fulfilment", ROOT / "policies").spec, tmp_path / "u.db", token="  ")

@@ -236,7 +236,7 @@ class SimEnvironment(Environment):
             return
         self._effects[req.key] = self._effects.get(req.key, 0) + 1
         if self.journal:
-            with open(self.journal, "a") as fh:
+            with os.fdopen(os.open(self.journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as fh:
                 fh.write(json.dumps({"key": req.key, "action": req.action, "provider": req.provider, "idempotent": req.idempotent}) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())

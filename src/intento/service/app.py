@@ -27,6 +27,56 @@ from intento.spec import Spec
 
 #: Largest request body accepted (bytes); larger ones are answered 413.
 MAX_BODY = 1_000_000
+#: Seconds a client has to send a whole request body (a slow client is cut off with 408).
+BODY_TIMEOUT_S = 10.0
+
+
+class BoundedBody:
+    """ASGI middleware: every request body is read here first, whatever its framing (a declared
+    length or `Transfer-Encoding: chunked`), and refused past `max_body` bytes (413) or past
+    `timeout_s` seconds (408), before the application sees a byte of it. The body is then
+    handed on as one message, so no later reader can be made to hold more."""
+
+    def __init__(self, app, max_body: int = MAX_BODY, timeout_s: float = BODY_TIMEOUT_S):
+        self.app, self.max_body, self.timeout_s = app, max_body, timeout_s
+
+    async def __call__(self, scope, receive, send):
+        import asyncio
+
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+            return await _send_error(send, 413, "too_large", f"request body over {self.max_body} bytes")  # before a byte is read
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        body = bytearray()
+        while True:
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(0.001, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                return await _send_error(send, 408, "too_slow", f"the request body did not arrive within {self.timeout_s:g} s")
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            if len(body) > self.max_body:
+                return await _send_error(send, 413, "too_large", f"request body over {self.max_body} bytes")
+            if not message.get("more_body", False):
+                break
+        pending = [{"type": "http.request", "body": bytes(body), "more_body": False}]
+
+        async def replay():
+            return pending.pop() if pending else await receive()
+
+        return await self.app(scope, replay, send)
+
+
+async def _send_error(send, status: int, code: str, message: str) -> None:
+    import json
+
+    payload = json.dumps({"error": {"code": code, "message": message}}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": payload})
 #: Upper bound on the per-request solver time limit a caller may ask for.
 MAX_TIME_LIMIT_S = 30.0
 
@@ -120,7 +170,13 @@ def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=No
     Store(store_path).close()  # create and migrate once, up front
     metrics = Metrics()
     pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="intento-run")
+    # `token=""` is an explicit choice of no authentication (`intento serve --no-auth`); None
+    # reads INTENTO_TOKEN, where an empty value is refused rather than read as "no auth".
     token = token if token is not None else os.environ.get("INTENTO_TOKEN")
+    if token is not None and token != "" and not token.strip():
+        raise ValueError("the bearer token is blank")
+    if token is None or token == "":
+        token = None
     app = FastAPI(title="intento", version=__version__, description="Intent-driven orchestration: plan, explain, run and audit intents.")
 
     @app.middleware("http")
@@ -228,13 +284,16 @@ def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=No
     @app.post("/v1/runs/{run_id}/observations", status_code=202)
     def observe(run_id: str, ob: Observation) -> Any:
         """Tell a run what was observed; its executor records it and re-plans."""
-        if (ob.fact is None) == (ob.provider is None) or (ob.provider is not None and ob.status is None):
-            return _error(422, "invalid_observation", "give either `fact`, or `provider` with `status`")
-        if ob.provider is not None and ob.provider not in spec.providers:
-            return _error(422, "unknown_provider", f"unknown provider `{ob.provider}`")
-        store, _ = _open_run(run_id)
+        from intento.execute.observe import validate_observation
+
+        store, row = _open_run(run_id)
         if store is None:
             return _error(404, "not_found", f"no run `{run_id}`")
+        data = ob.model_dump(exclude_none=True)
+        problem = validate_observation(data, row, spec)
+        if problem is not None:
+            store.close()
+            return _error(409 if problem.code == "run_finished" else 422, problem.code, problem.one_line())
         try:
             post(store, run_id, {k: v for k, v in ob.model_dump().items() if v is not None} | {"source": "api"})
         finally:
@@ -268,5 +327,6 @@ def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=No
             store.close()
         return metrics.render(by_state)
 
+    app.add_middleware(BoundedBody, max_body=max_body)
     app.state.pool = pool
     return app
