@@ -332,7 +332,15 @@ class Executor:
         inputs = self._inputs(st, now)
         signature = _signature(inputs)
         if st.plan is not None and st.plan.get("signature") == signature and reason != "resumed":
-            return True if st.plan.get("status") in ("optimal", "feasible") else (None if st.holding else False)
+            if st.plan.get("status") in ("optimal", "feasible"):
+                return True
+            if st.holding and (st.hold_until is None or now < st.hold_until):
+                return None
+            # INVARIANT: nothing observed changed since a plan that found nothing, and no hold is
+            # pending: another solve would find nothing again, so give up rather than spin.
+            self._give_up(run_id, st, {"reason": f"no plan from here ({st.plan.get('status')}), and nothing observed has changed since",
+                                       "conflict": [], "summary": st.plan.get("summary")})
+            return False
         state, force, running, done = inputs["state"], inputs["force"], inputs["running"], inputs["done"]
         excluded = {(a, p): why for a, p, why in inputs["excluded"]}
         budget_left = None if inputs["budget"] is None else Decimal(inputs["budget"])
