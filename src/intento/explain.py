@@ -3,7 +3,8 @@
 Input: a `Problem` and the chosen options (or none, for an infeasible request). Output: an
 `Explanation` (plan.py): for each chosen step, every other option and the rule or observation
 that excluded it; for an infeasible request, a *minimal* set of members (goal, `require`s, hard
-policy statements, budget, deadline, providers observed down) that admits no plan.
+policy statements, budget, deadline, providers observed down, options too slow for their
+action's `timeout`) that admits no plan.
 
 Minimality is established, not assumed: every member is behind an enforcement literal
 (compile.py, ``literals=True``), the model is solved for feasibility only (no objective), and a
@@ -42,9 +43,13 @@ def basic(problem: Problem, choice: dict[str, str] | None) -> Explanation:
                 if o.provider == choice[a.name]:
                     continue
                 downs = [m for m in o.forbidden_by if m.kind == "down"]
+                slow = [m for m in o.forbidden_by if m.kind == "timeout"]
                 if downs:
                     at = downs[0].observed_at
                     alts.append(Alternative(provider=o.provider, reason="unavailable", by=[ref(m) for m in downs], observed_at=at.isoformat() if at else None))
+                elif slow:
+                    # Whatever else forbids it, the step could never finish within its timeout.
+                    alts.append(Alternative(provider=o.provider, reason="too_slow", by=[ref(slow[0])]))
                 elif o.forbidden_by:
                     alts.append(Alternative(provider=o.provider, reason="forbidden", by=[ref(m) for m in o.forbidden_by]))
                 else:
@@ -56,7 +61,8 @@ def basic(problem: Problem, choice: dict[str, str] | None) -> Explanation:
             if all(o.forbidden_by for o in a.options):
                 for o in a.options:
                     blockers += [m for m in o.forbidden_by if m not in blockers]
-                kind = "unavailable" if all(m.kind == "down" for m in blockers) else "forbidden"
+                kinds = {m.kind for m in blockers}
+                kind = "unavailable" if kinds == {"down"} else "too_slow" if kinds == {"timeout"} else "forbidden"
                 unused.append(UnusedAction(action=a.name, reason=kind, by=[ref(m) for m in blockers]))
             else:
                 unused.append(UnusedAction(action=a.name, reason="not_needed"))
@@ -183,7 +189,9 @@ def conflict_sentence(problem: Problem, conflict: list[Member]) -> str:
                 at = f" at {m.observed_at:%Y-%m-%d %H:%M} UTC" if m.observed_at else ""
                 parts.append(f"{_join(provs)} {'was' if len(provs) == 1 else 'were'} observed down{at}")
             elif m.kind == "failed":
-                parts.append(f"{_join(provs)} failed for this run ({m.text.split(': ', 1)[-1]})")
+                parts.append(f"{_join(provs)} failed for this run ({m.detail})")
+            elif m.kind == "timeout":
+                parts.append(f"{_join(provs)} would time out: {m.detail}")
             else:
                 parts.append(f"{m.name} forbids {_join(provs)}")
         clauses.append(f"`{a.name}` has no usable option ({'; '.join(parts)})")
@@ -197,6 +205,10 @@ def conflict_sentence(problem: Problem, conflict: list[Member]) -> str:
         elif m.kind == "down":
             at = f" at {m.observed_at:%Y-%m-%d %H:%M} UTC" if m.observed_at else ""
             clauses.append(f"`{m.name}` was observed down{at}")
+        elif m.kind == "failed":
+            clauses.append(f"`{m.action}` via `{m.name}` failed for this run ({m.detail})")
+        elif m.kind == "timeout":
+            clauses.append(f"`{m.action}` via `{m.name}` would time out: {m.detail}")
         else:
             clauses.append(f"{m.name} requires `{m.text}`")
     body = clauses[0] if len(clauses) == 1 else "; ".join(clauses[:-1]) + "; and " + clauses[-1]

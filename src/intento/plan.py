@@ -61,21 +61,33 @@ class SolverInfo(_Model):
 
 
 class PolicyRef(_Model):
-    policy: str = Field(description="the policy (or `goal`, `budget`, `deadline`, a provider observed down)")
+    policy: str = Field(description="the policy (or `goal`, `budget`, `deadline`; for `down`, `failed` and `timeout`: the provider)")
     statement: str = Field(description="the statement or rule, as written")
-    kind: str = Field(description="policy | require | goal | budget | deadline | down | soft")
+    kind: str = Field(
+        description=(
+            "policy | require | goal | budget | deadline | down | failed (the option failed for this run) | "
+            "timeout (the option's latency exceeds its action's `timeout`) | soft"
+        )
+    )
     location: str | None = Field(None, description="file:line:col of the rule")
 
 
 class Alternative(_Model):
     provider: str = Field(description="an option of the same action that was not chosen")
-    reason: Literal["forbidden", "unavailable", "worse", "tied"] = Field(
+    reason: Literal["forbidden", "unavailable", "too_slow", "worse", "tied"] = Field(
         description=(
             "forbidden: by hard rules (given the rest of the request, with full explanations); unavailable: provider down; "
+            "too_slow: its latency (declared, or observed degraded) exceeds the action's `timeout`, so the step would time out; "
             "worse: allowed but worse under the objective; tied: as good, the tie-break rule chose the other"
         )
     )
-    by: list[PolicyRef] = Field(default_factory=list, description="the rules that forbid it, the down observation, or (for `worse`) the soft statements it would break")
+    by: list[PolicyRef] = Field(
+        default_factory=list,
+        description=(
+            "the rules that forbid it, the down observation, the timeout it exceeds (kind `timeout`, e.g. "
+            "`pay via slow: degraded latency 2h exceeds the action's timeout 30m`), or (for `worse`) the soft statements it would break"
+        ),
+    )
     observed_at: str | None = Field(None, description="for `unavailable`: when the provider was observed down")
     delta: dict[str, str] | None = Field(
         None, description="full explanations: each objective term if this option were forced, minus the plan's (e.g. cost +0.05, latency_ms -200)"
@@ -90,7 +102,9 @@ class StepExplanation(_Model):
 
 class UnusedAction(_Model):
     action: str = Field(description="a plannable action not in the plan")
-    reason: Literal["forbidden", "unavailable", "not_needed"] = Field(description="why")
+    reason: Literal["forbidden", "unavailable", "too_slow", "not_needed"] = Field(
+        description="why: every option forbidden, every provider down, every option slower than the action's `timeout`, or not needed for the goal"
+    )
     by: list[PolicyRef] = Field(default_factory=list)
 
 

@@ -3,8 +3,9 @@
 Input: `Spec`, an intent, a typed context and a `ResolvedState`. Output: `Problem`: the plannable
 actions with their *effective* options (degraded overrides applied), every hard rule as a
 `Member` (the things a conflict explanation can name: goal, each `require`, each hard policy
-statement, budget, deadline, each provider observed down), soft statements with their penalty,
-and integer scales that keep money exact and risk within 1e-6.
+statement, budget, deadline, each provider observed down, each option too slow for its action's
+`timeout`), soft statements with their penalty, and integer scales that keep money exact and risk
+within 1e-6.
 
 Which options a member forbids is decided here, once, by evaluating predicates on option
 attributes; `when` guards are decided here from the context.
@@ -23,7 +24,7 @@ from intento.spec import ActionSpec, IntentSpec, PolicySpec, Spec
 from intento.syntax import ast
 from intento.syntax._format import expr as render_expr
 from intento.syntax._format import _policy_item as render_statement
-from intento.values import Duration, Money, Value
+from intento.values import Duration, Money, Value, format_ms
 
 #: Risk terms are sums of -ln(reliability), scaled to integers by this factor (contract: >= 1e6).
 RISK_SCALE = 10**6
@@ -34,11 +35,19 @@ class Member:
     """One rule or observation that a plan must respect; what a conflict explanation names."""
 
     id: str
-    kind: str  # goal | require | policy | budget | deadline | down | failed
+    kind: str  # goal | require | policy | budget | deadline | down | failed | timeout
     name: str  # the user's name for it: a policy, a provider, "goal", "budget", "deadline"
     text: str  # the rule as written
     span: Span | None = field(default=None, compare=False, repr=False)
     observed_at: object = field(default=None, compare=False)
+    #: For the members about one option (failed, timeout): its action.
+    action: str | None = field(default=None, compare=False)
+
+    @property
+    def detail(self) -> str:
+        """The rule without the option it is about: "failed" and "timeout" texts read
+        "A via P: why"."""
+        return self.text.split(": ", 1)[-1]
 
 
 @dataclass
@@ -51,7 +60,8 @@ class Option:
     reliability: Decimal
     attrs: Mapping[str, Value]
     risk: int  # round(-ln(reliability) * RISK_SCALE)
-    #: Members that forbid this option whatever else is chosen (down provider, hard forbids).
+    #: Members that forbid this option whatever else is chosen (down provider, too slow for the
+    #: action's timeout, hard forbids).
     forbidden_by: list[Member] = field(default_factory=list)
     #: Soft statements this option violates when chosen.
     soft_violations: list["SoftStatement"] = field(default_factory=list)
@@ -151,12 +161,16 @@ def risk_int(reliability: Decimal) -> int:
 
 
 def policy_applies(policy: PolicySpec, intent: IntentSpec, context: Mapping[str, Value]) -> bool:
-    """A policy applies unless its `when` is false, or reads a name the intent does not declare."""
+    """A policy applies unless its `when` is decided false. A guard that cannot be decided (it
+    reads a name the intent does not declare, or a value missing or of a type its comparison
+    cannot compare) fails closed: the policy applies (docs/language.md, "Policies")."""
+    from intento.evaluate import decide_guard
+
     if policy.when is None:
         return True
     if not reads(policy.when) <= set(intent.given):
-        return False
-    return evaluate(policy.when, lambda n: context.get(n))
+        return True
+    return decide_guard(policy.when, {n: context[n] for n in intent.given if n in context}) is not False
 
 
 def statement_text(st: ast.Statement) -> str:
@@ -192,6 +206,7 @@ def build_problem(
         m = Member(f"down:{pname}", "down", pname, f"{pname} observed down", spec.providers[pname].span, since)
         down_members[pname] = m
     failed_members: list[Member] = []
+    slow_members: list[Member] = []
     for a in spec.plannable_actions():
         opts = []
         if a.name in done:
@@ -217,9 +232,13 @@ def build_problem(
             opt = Option(a.name, o.provider, o.index, cost, lat, rel, attrs, risk_int(rel))
             if o.provider in down_members:
                 opt.forbidden_by.append(down_members[o.provider])
+            slow = _too_slow(a, o.provider, lat, degraded=ov is not None and ov.latency_ms is not None, span=o.span)
+            if slow is not None:
+                slow_members.append(slow)
+                opt.forbidden_by.append(slow)
             why = (excluded or {}).get((a.name, o.provider))
             if why is not None:
-                m = Member(f"failed:{a.name}@{o.provider}", "failed", o.provider, f"{a.name} via {o.provider}: {why}", o.span)
+                m = Member(f"failed:{a.name}@{o.provider}", "failed", o.provider, f"{a.name} via {o.provider}: {why}", o.span, action=a.name)
                 failed_members.append(m)
                 opt.forbidden_by.append(m)
             opts.append(opt)
@@ -240,6 +259,7 @@ def build_problem(
         rules.append((m, ("deadline", intent.deadline_ms)))
     members.extend(down_members.values())
     members.extend(failed_members)
+    members.extend(slow_members)
 
     # -- policies --
     applicable = [p for p in spec.policies.values() if policy_applies(p, intent, context)]
@@ -278,6 +298,17 @@ def build_problem(
             amounts.append(r[3])
     places = max([0] + [max(0, -d.as_tuple().exponent) for d in amounts if d.is_finite()])
     return Problem(spec, intent, context, state, actions, members, rules, soft, soft_rules, befores, 10**places, applicable)
+
+
+def _too_slow(action: ActionSpec, provider: str, latency_ms: int, degraded: bool, span: Span | None) -> Member | None:
+    """The member that rules out an option whose latency exceeds the action's `timeout`: the
+    executor would fail such a step before it could finish (equal is allowed). Without a
+    declared timeout nothing is ruled out (an external action's default is 3 x its latency)."""
+    if action.timeout_ms is None or latency_ms <= action.timeout_ms:
+        return None
+    what = "degraded latency" if degraded else "latency"
+    text = f"{action.name} via {provider}: {what} {format_ms(latency_ms)} exceeds the action's timeout {format_ms(action.timeout_ms)}"
+    return Member(f"timeout:{action.name}@{provider}", "timeout", provider, text, span, action=action.name)
 
 
 def _scope(actions_idents, actions: list[Act]) -> list[Act]:

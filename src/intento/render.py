@@ -47,6 +47,8 @@ def plan_text(p: Plan) -> str:
             if alt.reason == "unavailable":
                 at = f" at {alt.observed_at}" if alt.observed_at else ""
                 why.append(f"{st.action}: not {alt.provider}: observed down{at}")
+            elif alt.reason == "too_slow":
+                why.append(f"{st.action}: not {alt.provider}: would time out: {_timeout_detail(alt)}")
             elif alt.reason == "forbidden":
                 by = "; ".join(f"{r.policy} ({r.statement})" for r in alt.by)
                 why.append(f"{st.action}: not {alt.provider}: forbidden by {by}")
@@ -60,7 +62,9 @@ def plan_text(p: Plan) -> str:
             else:
                 why.append(f"{st.action}: not {alt.provider}: no better under the objective")
     for u in e.unused:
-        if u.reason != "not_needed":
+        if u.reason == "too_slow":
+            why.append(f"{u.action}: not used: every option would time out (" + "; ".join(r.statement for r in u.by) + ")")
+        elif u.reason != "not_needed":
             by = "; ".join(f"{r.policy} ({r.statement})" for r in u.by)
             why.append(f"{u.action}: not used: {u.reason} by {by}")
     if e.summary:
@@ -136,6 +140,13 @@ def _delta_text(delta: dict[str, str] | None, currency: str) -> str:
     return ", ".join(parts) or "no change"
 
 
+def _timeout_detail(alt) -> str:
+    """Why a `too_slow` option would time out, e.g. `degraded latency 2h exceeds the action's
+    timeout 30m`: its statement without the leading "A via P: ", since the action and the
+    provider are already named wherever this is shown."""
+    return "; ".join(r.statement.split(": ", 1)[-1] for r in alt.by if r.kind == "timeout")
+
+
 def _md(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -187,6 +198,8 @@ def explanation_markdown(p: Plan, spec, given: dict | None = None, state: dict |
         for alt in st.alternatives:
             if alt.reason == "unavailable":
                 because = f"observed down{' at ' + alt.observed_at if alt.observed_at else ''}"
+            elif alt.reason == "too_slow":
+                because = f"would time out: {_md(_timeout_detail(alt))}"
             elif alt.reason == "forbidden":
                 because = "; ".join(f"**{r.policy}** `{_md(r.statement)}`" + (f" ({r.location})" if r.location else "") for r in alt.by)
             elif alt.reason == "tied":

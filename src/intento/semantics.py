@@ -57,7 +57,8 @@ def fact_times(problem: Problem, chosen: list[tuple[Act, Option]], ends: dict[st
 
 def requirement(problem: Problem, action: Act, skipped: frozenset[str] = frozenset()) -> ast.Expr | None:
     """What must hold when a step starts: its `requires` and every `require F before` it that
-    applies (soft ones whose id is in ``skipped`` are broken instead of honoured)."""
+    applies, except those whose id is in ``skipped`` (soft ones broken instead of honoured, hard
+    ones relaxed by a counterfactual)."""
     parts = [action.requires] if action.requires is not None else []
     for owner, formula, target in problem.befores:
         if target == action.name and owner.id not in skipped:

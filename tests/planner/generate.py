@@ -59,6 +59,11 @@ def planning_case(draw):
         extra_flags = draw(st.sampled_from(["", "", "external", "idempotent", "undo comp"]))
         if extra_flags:
             body.append(extra_flags)
+        # Within the range of latencies, declared (1-20ms) and degraded (1-30ms): some options
+        # are too slow for it, some exactly as slow.
+        timeout = draw(st.sampled_from([None, None, None, 5, 12, 20]))
+        if timeout is not None:
+            body.append(f"timeout {timeout}ms")
         lines.append(f"action {a} {{ " + "; ".join(body) + " }")
     # A compensation: never chosen by the planner, whatever it would achieve.
     lines.append(f"action comp {{ achieves {draw(st.sampled_from(FACTS))}; via {providers[0]} {{ cost 0 USD; latency 1ms }} }}")

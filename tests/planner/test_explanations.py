@@ -5,8 +5,9 @@ re-solving), and every counterfactual delta equals the optimum re-solved with th
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 
 from intento.backends import constraint
 from intento.backends import cpsat
@@ -18,6 +19,24 @@ from intento.solve import plan, prepare
 from tests.planner.generate import planning_case
 
 EXAMPLES = int(os.environ.get("INTENTO_DIFF_EXAMPLES", "200")) // 2
+
+#: Found by hypothesis: with a latency floor and a capacity, a counterfactual that relaxes a hard
+#: `require F before A` (a policy's price, a conflict's deletion pass) was checked against a
+#: schedule that still waited for F. F never held, the step "never started", and keying that
+#: choice by its objective raised OverflowError (an infinite makespan).
+RELAXED_BEFORE = """
+provider p0 { capacity 1 }
+provider p1 { region "eu" }
+action a1 { achieves f1; via p0 { cost 1 USD; latency 5ms } }
+action a2 { achieves f2; via p1 { cost 2 USD; latency 5ms } }
+intent job { given region: string; goal f1%s }
+policy q0 { require f2 before a1 }
+policy q1 { limit latency >= 1ms }
+"""
+#: Feasible: prices relax `q0`.
+RELAXED_BEFORE_PRICED = (RELAXED_BEFORE % "", {"region": "eu"}, {})
+#: Infeasible (f2 then f1 takes 10ms): the deletion pass relaxes `q0`.
+RELAXED_BEFORE_CONFLICT = (RELAXED_BEFORE % "; deadline 7ms", {"region": "eu"}, {})
 
 
 def _spec(text):
@@ -32,6 +51,7 @@ def _feasible(problem, relax=frozenset()):
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(planning_case())
+@example(RELAXED_BEFORE_CONFLICT)
 def test_minimal_conflicts_are_minimal_and_conflicting(case):
     text, context, state = case
     spec = _spec(text)
@@ -52,6 +72,7 @@ def test_minimal_conflicts_are_minimal_and_conflicting(case):
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(planning_case())
+@example(RELAXED_BEFORE_PRICED)
 def test_every_delta_is_the_forced_optimum(case):
     text, context, state = case
     spec = _spec(text)
@@ -86,3 +107,21 @@ def test_prices_name_the_binding_policy():
     assert prices["stay_local"].binding and prices["stay_local"].price["cost"] == "+2"
     assert not prices["loose"].binding and prices["loose"].price["cost"] == "+0"
     assert p.explanation.level == "full"
+
+
+def test_the_price_of_a_before_policy_is_the_optimum_without_it():
+    text, context, state = RELAXED_BEFORE_PRICED
+    with_it = plan(_spec(text), "job", context, state, explain="full")
+    without = plan(_spec(text.replace("policy q0 { require f2 before a1 }", "")), "job", context, state)
+    assert with_it.status == without.status == "optimal"
+    price = {pr.policy: pr for pr in with_it.explanation.prices}["q0"]
+    assert price.binding
+    assert Decimal(price.price["cost"]) == Decimal(with_it.cost) - Decimal(without.cost)
+    assert int(price.price["latency_ms"]) == with_it.latency_ms - without.latency_ms
+
+
+def test_a_conflict_found_by_relaxing_a_before_is_the_true_one():
+    text, context, state = RELAXED_BEFORE_CONFLICT
+    p = plan(_spec(text), "job", context, state)
+    assert p.status == "infeasible"
+    assert {r.policy for r in p.explanation.conflict} == {"goal", "deadline", "q0"}

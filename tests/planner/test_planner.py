@@ -71,10 +71,11 @@ def test_no_compliant_provider_is_infeasible_with_a_minimal_conflict(orders):
 
 
 def test_degraded_provider_attributes_replace_declared_ones(orders):
-    state = {"providers": {"stripe": {"status": "degraded", "latency": "40s", "cost": "0.20 USD"}}}
+    # Within `charge_payment`'s `timeout 30s`: a slower stripe could not be planned at all.
+    state = {"providers": {"stripe": {"status": "degraded", "latency": "25s", "cost": "0.20 USD"}}}
     p = orders.plan("fulfil_order", US, state)
     s = p.step("charge_payment")
-    assert (s.provider, s.latency_ms, s.cost) == ("stripe", 40_000, "0.20")
+    assert (s.provider, s.latency_ms, s.cost) == ("stripe", 25_000, "0.20")
     _valid(orders, "fulfil_order", US, state, p)
 
 
@@ -249,3 +250,42 @@ def test_a_latency_floor_met_only_by_idling_is_priced_not_forbidden():
     fast, slow = cpsat.solve(problem), constraint.solve(problem)
     assert fast.status == slow.status == "optimal"
     assert sorted(fast.starts.values()) == sorted(slow.starts.values()) == [0, 0, 5]
+
+
+def test_a_queue_too_long_to_permute_still_waits_for_a_hard_before():
+    # Nine steps on one slot: past the exact permutation search, so the contract's schedule comes
+    # from a small CP-SAT model. It must keep `require f8 before a0`, or the only plan (a8 first)
+    # fails the check against it and the request is reported infeasible.
+    acts = "\n".join(f"action a{i} {{ achieves f{i}; via solo {{ cost 1 USD; latency 1ms }} }}" for i in range(9))
+    src = f"""
+    provider solo {{ capacity 1 }}
+    {acts}
+    intent job {{ goal {" and ".join(f"f{i}" for i in range(9))} }}
+    policy order {{ require f8 before a0 }}
+    policy floor {{ limit latency >= 1ms }}
+    """
+    spec = check_sources([Source("queue", src)]).spec
+    p = intento.Project(spec).plan("job")
+    assert p.status == "optimal"
+    assert check_plan(spec, "job", {}, None, p.model_dump()) == []
+    assert p.latency_ms == 9
+    # Least makespan, then the earliest starts in declaration order: a0 right after a8.
+    assert [(s.action, s.start_ms) for s in p.steps[:2]] == [("a8", 0), ("a0", 1)]
+
+
+def test_the_exhaustive_backend_refuses_queues_it_cannot_schedule_exactly():
+    # Nine steps for one slot: its exact queue search stops at eight steps, and the earliest
+    # starts it fell back on ran all nine at once.
+    acts = "\n".join(f"action a{i} {{ achieves f{i}; via solo {{ cost 1 USD; latency 1ms }} }}" for i in range(9))
+    src = f"""
+    provider solo {{ capacity 1 }}
+    {acts}
+    intent job {{ goal {" and ".join(f"f{i}" for i in range(9))} }}
+    """
+    spec = check_sources([Source("queue", src)]).spec
+    assert not constraint.fits(prepare(spec, "job"))
+    with pytest.raises(IntentoError, match="at most 8 steps"):
+        intento.Project(spec).plan("job", backend="constraint", time_limit_s=2)
+    p = intento.Project(spec).plan("job")
+    assert p.status == "optimal" and p.latency_ms == 9
+    assert check_plan(spec, "job", {}, None, p.model_dump()) == []

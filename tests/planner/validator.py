@@ -1,8 +1,9 @@
 """An independent validator of plans against LANGUAGE.md "Plans".
 
 It reads the checked Spec (names, options, policies as written) and a Plan's JSON, and re-derives
-everything else itself: option attributes after degraded overrides, which policies apply, predicate
-values, fact times, earliest starts, totals. It shares no code with intento's problem.py,
+everything else itself: option attributes after degraded overrides (and whether they still finish
+within their action's `timeout`), which policies apply, predicate values, fact times, earliest
+starts, totals. It shares no code with intento's problem.py,
 compile.py, semantics.py or evaluate.py, so a bug there cannot hide here.
 """
 
@@ -127,12 +128,76 @@ def typed_context(spec, intent, context) -> dict:
     return out
 
 
+class _Undecidable(Exception):
+    pass
+
+
+def _guard_type(v):
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, Money):
+        return "money " + v.currency
+    if isinstance(v, Duration):
+        return "duration"
+    if isinstance(v, (int, Decimal)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    return "list" if isinstance(v, tuple) else "?"
+
+
+def _guard_get(e, env):
+    if isinstance(e, ast.Literal):
+        return e.value
+    if isinstance(e, ast.Ref) and env.get(e.name) is not None:
+        return env[e.name]
+    raise _Undecidable
+
+
+def guard(e, env) -> bool:
+    """LANGUAGE.md guards, failing closed: any comparison that cannot be decided (a missing
+    value, mismatched types, an ordering of strings, a non-list right of `in`) raises."""
+    if isinstance(e, (ast.And, ast.Or)):
+        values = [guard(x, env) for x in e.items]
+        return all(values) if isinstance(e, ast.And) else any(values)
+    if isinstance(e, ast.Not):
+        return not guard(e.item, env)
+    if isinstance(e, (ast.Ref, ast.Literal)):
+        v = _guard_get(e, env)
+        if not isinstance(v, bool):
+            raise _Undecidable
+        return v
+    if isinstance(e, ast.In):
+        lst, item = _guard_get(e.right, env), _guard_get(e.left, env)
+        if not isinstance(lst, tuple):
+            raise _Undecidable
+        same = [x for x in lst if _guard_type(x) == _guard_type(item)]
+        if lst and not same:
+            raise _Undecidable
+        return _val(item) in [_val(x) for x in same]
+    a, b = _guard_get(e.left, env), _guard_get(e.right, env)
+    if _guard_type(a) != _guard_type(b):
+        raise _Undecidable
+    a, b = _val(a), _val(b)
+    if e.op == "==":
+        return a == b
+    if e.op == "!=":
+        return a != b
+    if isinstance(a, (str, bool, tuple)):
+        raise _Undecidable
+    return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[e.op]
+
+
 def applies(policy, intent, context) -> bool:
+    """A policy applies unless its guard is decided false (undeclared names fail closed)."""
     if policy.when is None:
         return True
     if not names(policy.when) <= set(intent.given):
-        return False
-    return pred(policy.when, context)
+        return True
+    try:
+        return guard(policy.when, {k: v for k, v in context.items() if k in intent.given})
+    except _Undecidable:
+        return True
 
 
 def check_plan(spec, intent_name, context, state, plan: dict, batch: bool = False) -> list[str]:
@@ -163,6 +228,8 @@ def check_plan(spec, intent_name, context, state, plan: dict, batch: bool = Fals
             problems.append(f"{s['action']}: cost/latency do not match the option")
         if s["provider"] in down:
             problems.append(f"{s['action']} uses {s['provider']}, observed down")
+        if a.timeout_ms is not None and lat > a.timeout_ms:
+            problems.append(f"{s['action']} via {s['provider']} takes {lat}ms, longer than its timeout {a.timeout_ms}ms")
         total_cost += cost
         total_rel *= rel
         latency = max(latency, s["end_ms"])

@@ -4,7 +4,8 @@ each is scheduled and judged exactly by `semantics.evaluate_choice`.
 Input: a `Problem` and `SolveOptions`. Output: a `Solution` with the same optimum and the same
 tie-break as the CP-SAT back-end (fewer steps; then, action by action in declaration order, unused
 before used and earlier-declared options first; then earlier starts). For small models only:
-more than `MAX_ASSIGNMENTS` assignments is refused with `ModelTooLarge`.
+more than `MAX_ASSIGNMENTS` assignments is refused with `ModelTooLarge`, and so is a request whose
+steps could queue for a capacity in more ways than `semantics.capacity_schedule` searches.
 
 What the library decides: each action's domain (unused, or one of its allowed options), the hard
 `distinct provider` rules and the budget, which prune assignments before they are evaluated.
@@ -23,7 +24,7 @@ from constraint import Problem as CSP
 
 from intento.backends import ModelTooLarge, Solution, SolveOptions
 from intento.problem import Problem, SoftStatement
-from intento.semantics import Evaluation, evaluate_choice, objective_key, tiebreak_key
+from intento.semantics import MAX_PERMUTED_STEPS, Evaluation, evaluate_choice, objective_key, tiebreak_key
 
 #: Most assignments the exhaustive back-end will enumerate.
 MAX_ASSIGNMENTS = 200_000
@@ -45,9 +46,27 @@ def _domains(problem: Problem, force: dict[str, str]) -> tuple[dict[str, list[st
     return domains, math.prod(len(v) for v in domains.values()) * 2**soft_befores
 
 
+def _queue_too_long(problem: Problem) -> int | None:
+    """How many steps a plan could hold when that is more than `MAX_PERMUTED_STEPS` and some
+    capacity could be exceeded, else None. Past that many steps the contract's schedule of a
+    choice that exceeds a capacity is not searched exactly (`capacity_schedule` gives up), and
+    the earliest starts, which break the capacity, must not stand in for it."""
+    counts: dict[str, int] = {}
+    usable = 0
+    for a in problem.actions:
+        allowed = {o.provider for o in a.options if not o.forbidden_by}
+        usable += bool(allowed)
+        for pv in allowed:
+            counts[pv] = counts.get(pv, 0) + 1
+    caps = {pv: problem.spec.providers[pv].capacity for pv in counts}
+    if usable > MAX_PERMUTED_STEPS and any(cap is not None and counts[pv] > cap for pv, cap in caps.items()):
+        return usable
+    return None
+
+
 def fits(problem: Problem) -> bool:
     """Whether this back-end would enumerate the problem rather than refuse it."""
-    return _domains(problem, {})[1] <= MAX_ASSIGNMENTS
+    return _domains(problem, {})[1] <= MAX_ASSIGNMENTS and _queue_too_long(problem) is None
 
 
 def solve(problem: Problem, options: SolveOptions = SolveOptions(), *, force: dict[str, str] | None = None) -> Solution:
@@ -60,6 +79,11 @@ def solve(problem: Problem, options: SolveOptions = SolveOptions(), *, force: di
     soft_befores = [owner for owner, _, _ in problem.befores if isinstance(owner, SoftStatement)]
     if size > MAX_ASSIGNMENTS:
         raise ModelTooLarge(f"the exhaustive back-end enumerates at most {MAX_ASSIGNMENTS:,} assignments; this request has {size:,}")
+    queued = _queue_too_long(problem)
+    if queued is not None:
+        raise ModelTooLarge(
+            f"the exhaustive back-end schedules at most {MAX_PERMUTED_STEPS} steps exactly where a capacity can bind; this request can plan {queued}"
+        )
     assignments = _assignments(problem, domains)
     best: tuple | None = None
     best_ev: Evaluation | None = None

@@ -24,7 +24,7 @@ from ortools.sat.python import cp_model
 
 from intento.backends import Solution, SolveOptions, rank_weight
 from intento.compile import Compiled, compile_problem
-from intento.problem import Problem, SoftStatement
+from intento.problem import Member, Problem, SoftStatement
 from intento.semantics import capacity_respected, capacity_schedule, earliest_schedule, evaluate_choice, objective_key, options_of
 
 #: Below this many options, CP-SAT's presolve costs more than it saves: each stage re-solves a
@@ -177,19 +177,24 @@ def solve(
             return answer(sol, False)
         if best is not None and values >= best[0]:
             return answer(sol, sol.status == "optimal")
-        starts = schedule_of(problem, sol.choice, sol.skipped, max(0.001, t_end - time.monotonic()))
+        # A relaxed hard `before` is no part of the model, so the contract's schedule of its
+        # choice must not wait for it either: it may never hold.
+        ignored = sol.skipped | {o.id for o, _, _ in problem.befores if o.id in relax}
+        starts = schedule_of(problem, sol.choice, ignored, max(0.001, t_end - time.monotonic()))
         if starts is None:  # out of time before the check could finish: nothing verified
             return answer(Solution("unknown"), False)
         ev = evaluate_choice(problem, sol.choice, starts=starts, skipped=sol.skipped)
         broken = [b for b in ev.broken_members if b not in relax]
-        verified = not broken and all(s != float("inf") for s in starts.values())
-        key = objective_key(problem, ev)
-        sol.starts = {a: int(t) for a, t in starts.items()} if verified else sol.starts
-        if verified and key <= values:
-            sol.stats = dict(totals)
-            return sol
-        if verified and (best is None or key < best[0]):
-            best = (key, sol)
+        # INVARIANT: only a verified choice has a contract value (an unverified one may never
+        # finish, its makespan infinite).
+        if not broken and all(s != float("inf") for s in starts.values()):
+            key = objective_key(problem, ev)
+            sol.starts = {a: int(t) for a, t in starts.items()}
+            if key <= values:
+                sol.stats = dict(totals)
+                return sol
+            if best is None or key < best[0]:
+                best = (key, sol)
         excluded.append(sol.choice)
         if time.monotonic() >= t_end:
             return answer(Solution("unknown"), False)
@@ -250,12 +255,16 @@ def schedule_of(problem: Problem, choice: dict[str, str], skipped: frozenset[str
     """The contract's schedule of a choice: every step at its earliest start when that respects
     every capacity; otherwise the least makespan, then the earliest starts in declaration order.
     The exact permutation search of `semantics.capacity_schedule` for a few steps, a small CP-SAT
-    model beyond that (None if it finds none in time)."""
+    model beyond that (None if it finds none in time). ``skipped``: ids of the `before`
+    statements (soft ones broken, hard ones relaxed) the schedule does not wait for."""
     chosen = options_of(problem, choice)
     starts = capacity_schedule(problem, chosen, skipped)
     if starts is not None:
         return starts
-    c = compile_problem(problem, force=choice, relax=frozenset(m.id for m in problem.members) | {"deadline"})
+    # Only the schedule is asked for, so every rule is left out of this model except the hard
+    # `before`s in effect: they delay a step as its `requires` does.
+    waits = {o.id for o, _, _ in problem.befores if isinstance(o, Member) and o.id not in skipped}
+    c = compile_problem(problem, force=choice, relax=frozenset(m.id for m in problem.members if m.id not in waits) | {"deadline"})
     m = c.model
     for a in problem.actions:
         if a.name not in choice:

@@ -700,4 +700,6 @@ def _why(plan) -> list[str]:
             if alt.reason in ("unavailable", "forbidden"):
                 by = ", ".join(r.policy for r in alt.by)
                 out.append(f"{st.action}: not {alt.provider} ({alt.reason}: {by})")
+            elif alt.reason == "too_slow" and alt.by:
+                out.append(f"{st.action}: not {alt.provider} (too slow: {alt.by[0].statement.split(': ', 1)[-1]})")
     return out
