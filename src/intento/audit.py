@@ -129,22 +129,9 @@ class AuditLog:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
-    def append(
-        self,
-        spec: Spec,
-        intent: str,
-        context: dict[str, Any],
-        state: dict[str, Any] | None,
-        plan: Plan,
-        *,
-        kind: str = "plan",
-        run: str | None = None,
-        reason: str | None = None,
-        now: datetime | None = None,
-        inputs: dict[str, Any] | None = None,
-        decision: str | None = None,
-    ) -> AuditRecordV1:
-        return self.write(self.draft(spec, intent, context, state, plan, kind=kind, run=run, reason=reason, now=now, inputs=inputs, decision=decision))
+    def append(self, spec: Spec, intent: str, context: dict[str, Any], state: dict[str, Any] | None, plan: Plan, **fields: Any) -> AuditRecordV1:
+        """Record a decision at once: `draft` (same keyword fields) then `write`."""
+        return self.write(self.draft(spec, intent, context, state, plan, **fields))
 
     def draft(
         self,

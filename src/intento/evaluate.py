@@ -5,6 +5,8 @@ Input: AST expressions and plain values. Output: booleans or times. No solver, n
 
 Missing values (an option without the attribute a predicate reads) compare as *no value*:
 ``==``, ordering and ``in`` are false, ``!=`` is true (docs/language.md, "Missing attributes").
+Guards are the other way round: a guard that reads a missing or ill-typed value is *undecided*,
+and an undecided guard never switches its policy off (`decide_guard`).
 """
 
 from __future__ import annotations
@@ -91,6 +93,93 @@ def _value(e: ast.Expr, lookup):
 
 
 MISSING = _MISSING
+
+
+class _Undecided(Exception):
+    """A guard's comparison that cannot be decided (see `decide_guard`)."""
+
+
+def decide_guard(e: ast.Expr, context: Mapping[str, object]) -> bool | None:
+    """A `when` guard over a request's context: True or False when every comparison in it can be
+    decided, else None (the caller fails closed: the policy applies).
+
+    A comparison cannot be decided when a name it reads has no value in ``context``, when its two
+    sides are of different types (money of different currencies included), when an ordering
+    compares strings, bools or lists, or when the right side of `in` is not a list or holds no
+    value of the left side's type; a bare name must hold a bool. One undecidable comparison
+    leaves the whole guard undecided, whatever the rest says: `a == 1 and b == 2` with no `b`
+    does not switch the policy off even when `a` is 2."""
+    try:
+        return _guard(e, context)
+    except _Undecided:
+        return None
+
+
+def _guard(e: ast.Expr, ctx: Mapping[str, object]) -> bool:
+    match e:
+        case ast.And():
+            # Every item is evaluated (no short cut), so an undecidable one is never skipped.
+            return all([_guard(x, ctx) for x in e.items])
+        case ast.Or():
+            return any([_guard(x, ctx) for x in e.items])
+        case ast.Not():
+            return not _guard(e.item, ctx)
+        case ast.Ref() | ast.Literal():
+            v = _guard_value(e, ctx)
+            if not isinstance(v, bool):
+                raise _Undecided
+            return v
+        case ast.Compare():
+            left, right = _guard_value(e.left, ctx), _guard_value(e.right, ctx)
+            if _kind(left) != _kind(right):
+                raise _Undecided
+            l, r = _comparable(left), _comparable(right)
+            if e.op == "==":
+                return l == r
+            if e.op == "!=":
+                return l != r
+            if isinstance(l, (str, bool, tuple)):
+                raise _Undecided
+            return {"<": l < r, "<=": l <= r, ">": l > r, ">=": l >= r}[e.op]
+        case ast.In():
+            container, item = _guard_value(e.right, ctx), _guard_value(e.left, ctx)
+            if not isinstance(container, tuple):
+                raise _Undecided
+            same = [x for x in container if _kind(x) == _kind(item)]
+            if container and not same:
+                raise _Undecided
+            return any(_comparable(x) == _comparable(item) for x in same)
+    raise _Undecided
+
+
+def _guard_value(e: ast.Expr, ctx: Mapping[str, object]):
+    match e:
+        case ast.Literal():
+            return e.value
+        case ast.Ref():
+            v = ctx.get(e.name, _MISSING)
+            if v is _MISSING or v is None:
+                raise _Undecided
+            return v
+    raise _Undecided
+
+
+def _kind(v) -> tuple:
+    """What a value compares with: a value of the same kind (money: of the same currency)."""
+    match v:
+        case Money():
+            return ("money", v.currency)
+        case Duration():
+            return ("duration",)
+        case bool():
+            return ("bool",)
+        case int() | Decimal():
+            return ("number",)
+        case str():
+            return ("string",)
+        case tuple():
+            return ("list",)
+    return ("other", type(v).__name__)
 
 
 def attr_lookup(attrs: Mapping[str, object]) -> Callable[[str], object]:

@@ -208,7 +208,7 @@ def coerce_given(type_: str, v: Any, currency: str | None) -> Value | None:
     (`values.to_json`: a number as its exact decimal string), and already-typed values, so a
     value read back from any of them has the type it was given with."""
     if type_ == "string":
-        return v if isinstance(v, str) else None
+        return v if isinstance(v, str) and _encodable(v) else None
     if type_ == "bool":
         return v if isinstance(v, bool) else None
     if type_ == "number":
@@ -233,8 +233,23 @@ def coerce_given(type_: str, v: Any, currency: str | None) -> Value | None:
 _DECIMAL_TEXT = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 
 
+def _encodable(text: str) -> bool:
+    """Text that has a UTF-8 form (no lone surrogate such as a JSON "\\ud800"): every log,
+    record and answer intento writes is UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _short(v: Any) -> str:
-    text = json.dumps(v) if not isinstance(v, str) else v
+    if isinstance(v, str):
+        text = v.encode("utf-8", "backslashreplace").decode("utf-8")
+    elif isinstance(v, Decimal):
+        text = str(v)  # a JSON number read exactly
+    else:
+        text = json.dumps(v, default=str, ensure_ascii=True)
     return text if len(text) <= 40 else text[:37] + "..."
 
 

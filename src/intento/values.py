@@ -89,7 +89,17 @@ def parse_number(text: str) -> Decimal | None:
         d = Decimal(text)
     except InvalidOperation:
         return None
-    return d if d.is_finite() else None
+    return d if d.is_finite() and written_digits(d) <= MAX_NUMBER_DIGITS else None
+
+
+def written_digits(d: Decimal) -> int:
+    """How many digits ``d`` has written out without an exponent (``1E+40``: 41; ``1E-5``: 6),
+    computed from its exponent, so an enormous exponent costs nothing to judge."""
+    sign, digits, exponent = d.as_tuple()
+    if not isinstance(exponent, int):
+        return 10**9  # not finite
+    whole = max(len(digits) + exponent, 1)
+    return whole + max(-exponent, 0)
 
 
 def type_name(v: object) -> str:

@@ -47,6 +47,9 @@ CASES = [
     ("budget in another currency", "intent j { goal y; budget 5 EUR }", ["E019"]),
     ("timeout as a number", "action d { achieves w; timeout 30; via p { latency 1s } }", ["E018"]),
     ("empty policy warns", "policy g { owner \"x\" }", ["W106"]),
+    ("guard reads a name no intent declares", 'policy g { when rr == "eu"; forbid provider q }', ["E037"]),
+    ("guard name missing from one intent warns", 'intent j { given s: string; goal y }\npolicy g { when r == "eu"; forbid provider q }', ["W103"]),
+    ("guard name declared by every intent", 'intent j { given r: string; goal y }\npolicy g { when r == "eu"; forbid provider q }', []),
 ]
 
 
@@ -82,3 +85,45 @@ def test_declaration_count_is_bounded():
     result = check_sources([Source("many.intent", text)])
     assert [d.code for d in result.errors] == ["E007"]
     assert result.errors[0].span.line == MAX_DECLARATIONS + 1
+
+
+# ---- guards fail closed: names a `when` reads that an intent does not declare ------------------
+
+
+def test_a_typo_in_a_guard_is_an_error_on_the_name_with_a_did_you_mean():
+    text = BASE + 'intent j { given dataset.region: string; goal y }\npolicy gdpr { when dataset.regoin == "eu"; forbid provider q }\n'
+    result = check_sources([Source("case.intent", text)])
+    assert not result.ok
+    [d] = result.diagnostics
+    assert d.code == "E037" and d.message == "no intent declares given `dataset.regoin`, read by the `when` of policy `gdpr`"
+    assert d.help == "did you mean `dataset.region`?"
+    line = text.splitlines()[d.span.line - 1]
+    assert line[d.span.column - 1 : d.span.end_column - 1] == "dataset.regoin"
+
+
+def test_each_intent_policy_pair_that_fails_closed_is_a_warning_with_that_intents_names():
+    text = BASE + (
+        "intent j { given customer.regoin: string; goal y }\n"
+        "intent k { given other: bool; goal y }\n"
+        'policy eu { when customer.region == "eu" or other; forbid provider q }\n'
+        "intent m { given customer.region: string; goal y }\n"
+    )
+    result = check_sources([Source("case.intent", text)])
+    assert result.ok  # warnings only: a shared policy set may serve intents without the name
+    got = sorted((d.code, d.message, d.help) for d in result.diagnostics)
+    assert got == [
+        ("W103", "intent `i` does not declare `customer.region`, so policy `eu` always applies to it", "declare `customer.region` in the `given` of intent `i` if the guard should decide for it"),
+        ("W103", "intent `i` does not declare `other`, so policy `eu` always applies to it", "declare `other` in the `given` of intent `i` if the guard should decide for it"),
+        ("W103", "intent `j` does not declare `customer.region`, so policy `eu` always applies to it", "did you mean `customer.regoin`? otherwise declare `customer.region` in the `given` of intent `j` if the guard should decide for it"),
+        ("W103", "intent `j` does not declare `other`, so policy `eu` always applies to it", "declare `other` in the `given` of intent `j` if the guard should decide for it"),
+        ("W103", "intent `k` does not declare `customer.region`, so policy `eu` always applies to it", "declare `customer.region` in the `given` of intent `k` if the guard should decide for it"),
+        ("W103", "intent `m` does not declare `other`, so policy `eu` always applies to it", "declare `other` in the `given` of intent `m` if the guard should decide for it"),
+    ]
+    spans = {(d.message.split("`")[3], d.span.line, d.span.column) for d in result.diagnostics}
+    line = text.splitlines().index('policy eu { when customer.region == "eu" or other; forbid provider q }') + 1
+    assert spans == {("customer.region", line, 18), ("other", line, 45)}
+
+
+def test_policies_checked_without_intents_warn_that_their_guards_cannot_be_checked():
+    result = check_sources([Source("p.intent", 'provider q {}\npolicy eu { when customer.region == "eu"; forbid provider q }\n')])
+    assert result.ok and [d.code for d in result.diagnostics] == ["W102"]

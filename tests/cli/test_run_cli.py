@@ -60,7 +60,7 @@ def test_escalation_exit_code_and_observe(tmp_path):
     assert r.returncode == 3
     assert "ESCALATED" in r.stdout and "eu_data_residency" in r.stdout and "compensated" in r.stdout
     run_id = intento("runs", "--store", db).stdout.split()[0]
-    assert intento("observe", run_id, "--fact", "x.y", "--store", db).returncode == 0
+    assert intento("observe", run_id, "--fact", "x.y", "--store", db).returncode == 1  # the run has finished
     bad = intento("observe", run_id, "--provider", "stripe", "--status", "sideways", "--store", db)
     assert bad.returncode == 1 and "up, degraded or down" in bad.stderr
     assert intento("observe", "nope", "--fact", "x", "--store", db).returncode == 1

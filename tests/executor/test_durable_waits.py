@@ -15,34 +15,14 @@ import pytest
 
 import intento
 from intento.execute import Executor, Scenario, SimEnvironment, Store
+from tests.executor.test_runtime_promises import DEADLINE
 
 ROOT = Path(__file__).resolve().parents[2]
 EXE = str(Path(sys.executable).parent / "intento")
 
-PROJECT = """
-provider quick { region "eu" }
-provider bank { region "eu" }
-
-action prepare {
-  achieves work.prepared
-  undo unprepare
-  idempotent
-  via quick { cost 1 USD; latency 1s }
-}
-
-action unprepare {
-  achieves work.unprepared
-  via quick { latency 1s }
-}
-
-action file_arrives {
-  external
-  requires work.prepared
-  achieves file.received
-  timeout 3h
-  via bank { latency 10m }
-}
-
+# The deadline tests' project (an undoable `prepare`, then a bank file awaited up to 3 h), with
+# an intent whose deadline leaves time for the file.
+PROJECT = DEADLINE + """
 intent settle {
   goal file.received
   deadline 5h

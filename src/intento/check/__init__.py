@@ -22,6 +22,7 @@ from intento.check._declarations import (
     resolve_policies,
     resolve_providers,
 )
+from intento.check._guards import check_guards
 from intento.check._load import MAX_FILES, load_sources, read_source
 from intento.check._state import MAX_DECLARATIONS, _Checker
 from intento.check._tests import check_facts, resolve_tests
@@ -105,6 +106,7 @@ STAGES: list[tuple[str, Callable[[_Checker], None]]] = [
     ("resolve_actions", resolve_actions),
     ("resolve_intents", resolve_intents),
     ("resolve_policies", resolve_policies),
+    ("check_guards", check_guards),
     ("check_facts", check_facts),
     ("resolve_tests", resolve_tests),
 ]

@@ -449,17 +449,10 @@ def resolve_policies(c: _Checker) -> None:
         if when is not None:
 
             def given_reader(r: ast.Ref) -> str | None:
+                # Names no intent declares are reported by the `check_guards` stage.
                 reads.add(r.name)
                 types = declared_given.get(r.name)
-                if not types:
-                    c.warn(
-                        "W102",
-                        f"`{r.name}` is declared by no intent, so {owner_s} applies to none",
-                        r.span,
-                        help=did_you_mean(r.name, declared_given) or "declare it in an intent's `given`",
-                    )
-                    return None
-                return next(iter(types)) if len(types) == 1 else None
+                return next(iter(types)) if types and len(types) == 1 else None
 
             check_predicate(c, when.expr, given_reader, "a `when` guard")
         statements = []

@@ -22,7 +22,7 @@ from intento.values import MAX_NUMBER_DIGITS, parse_duration, parse_money, parse
 
 #: Largest source file, in characters.
 MAX_FILE_CHARS = 1_000_000
-#: Deepest nesting of formulas, predicates, guards and lists (parentheses, `not`, `and`/`or`).
+#: Deepest nesting of formulas, predicates, guards and lists (`(`, `not`, `and`/`or`, comparisons, `[`).
 MAX_NESTING = 50
 
 KEYWORDS = frozenset(
@@ -32,7 +32,8 @@ KEYWORDS = frozenset(
     secret""".split()
 )
 
-_EXPR_RULES = frozenset({"or_", "and_", "not_", "compare", "in_", "list"})
+#: The lark rules that nest: each one (redundant parentheses included) is one level deeper.
+_EXPR_RULES = frozenset({"or_", "and_", "not_", "compare", "in_", "list", "paren"})
 
 _TERMINAL_WORDS = {
     "IDENT": "a name",
@@ -204,7 +205,8 @@ def _too_deep(tree: Tree, source: Source) -> Diagnostic | None:
                     Span.at_offset(source, span.start, span.start + 1),
                     help="split the formula, or name an intermediate fact",
                 )
-        for child in node.children:
+        # Reversed, so the first too-deep place in the file is the one reported.
+        for child in reversed(node.children):
             if isinstance(child, Tree):
                 stack.append((child, depth))
     return None
@@ -314,6 +316,10 @@ class _Builder(Transformer):
         for c in ch:
             items.extend(c.items if isinstance(c, cls) else (c,))
         return tuple(items)
+
+    def paren(self, meta, ch):
+        # Parentheses only group: the AST keeps what they hold (its span without them).
+        return ch[0]
 
     def or_(self, meta, ch):
         return ast.Or(self._flat(ast.Or, ch), span=self._span(meta))
