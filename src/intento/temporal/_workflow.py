@@ -1,22 +1,34 @@
 """The Temporal workflow of one run: the embedded executor's semantics, deterministically.
 
+Input: the request of `intento.temporal.run_request`. Output: the run's outcome (status, steps
+done, facts, compensations, the conflict and summary of an escalation, and its events).
+
 State lives in the workflow (rebuilt by Temporal from its history); every plan comes from the
 ``intento.plan`` activity and every step is an ``intento.step`` activity that Temporal does not
 retry by itself (retries and fallbacks come from re-planning, as in the embedded executor).
-Observations arrive as the ``observe`` signal; ``status`` and ``explanation`` are queries.
+A step's activity is limited to its action's `timeout`: overrunning it is the step timing out
+(a failure of that provider, then a re-plan); a step whose worker stops heartbeating is lost
+(its effect is unknown: reconciled). The run's deadline is one durable timer: when it fires
+before the goal holds, the run gives up once (steps in flight end, completed ones are undone)
+naming the deadline. Observations arrive as the ``observe`` signal; ``status`` and
+``explanation`` are queries.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, TimeoutType
+from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 with workflow.unsafe.imports_passed_through():
     from intento.evaluate import holds_json
+    from intento.values import format_ms
 
 #: Same health rule as the embedded executor (intento.execute.state).
 HEALTH_WINDOW_MS = 60_000
@@ -24,6 +36,13 @@ HEALTH_DOWN_AFTER = 2
 COOL_DOWN_MS = 300_000
 MAX_PLANS = 200
 ONCE = RetryPolicy(maximum_attempts=1)
+#: The activity limit of a step whose action declares no `timeout` (`step_timeout_s` in the
+#: request overrides it). Such an action promises no answer time: past the limit its effect is
+#: unknown, and the step is reconciled like one whose worker died.
+DEFAULT_STEP_LIMIT_S = 300
+#: A step activity heartbeats while it runs; none for this long means its worker is gone
+#: (`heartbeat_s` in the request overrides it).
+DEFAULT_HEARTBEAT_S = 20
 
 
 @workflow.defn(name="intento.run")
@@ -35,6 +54,16 @@ class IntentRun:
         self.plan: dict | None = None
         self.facts: set[str] = set()
         self.done: dict[str, str] = {}
+        #: Steps in flight: action -> (provider, attempt, activity handle, the step as planned).
+        self.running: dict[str, tuple[str, int, Any, dict]] = {}
+        #: External steps awaited: action -> (provider, due ms, the step as planned).
+        self.awaiting: dict[str, tuple[str, int, dict]] = {}
+        #: Completed steps in order: (action, provider, the step as planned), for compensation.
+        self.completed: list[tuple[str, str, dict]] = []
+        self.failures: dict[str, list[int]] = {}
+        self.deadline_passed = False
+        self.start = None
+        self.req: dict[str, Any] = {}
 
     @workflow.signal
     def observe(self, data: dict) -> None:
@@ -42,75 +71,139 @@ class IntentRun:
 
     @workflow.query
     def status(self) -> dict:
-        return {"status": self.state, "facts": sorted(self.facts), "done": dict(self.done), "events": list(self.events)}
+        return {
+            "status": self.state,
+            "facts": sorted(self.facts),
+            "done": dict(self.done),
+            "running": sorted(self.running),
+            "awaiting": sorted(self.awaiting),
+            "deadline_passed": self.deadline_passed,
+            "events": list(self.events),
+        }
 
     @workflow.query
     def explanation(self) -> dict | None:
         return (self.plan or {}).get("explanation")
 
-    def _now(self, start) -> int:
-        return int((workflow.now() - start).total_seconds() * 1000)
+    # ---- helpers --------------------------------------------------------------------------------
+    def _now(self) -> int:
+        return int((workflow.now() - self.start).total_seconds() * 1000)
 
-    def _event(self, start, type_: str, **data) -> None:
-        self.events.append({"type": type_, "at": self._now(start), **data})
+    def _event(self, type_: str, **data) -> None:
+        self.events.append({"type": type_, "at": self._now(), **data})
 
-    def _health(self, failures: dict[str, list[int]], observed: dict[str, dict], now: int) -> dict[str, dict]:
+    def _health(self, observed: dict[str, dict], now: int) -> dict[str, dict]:
         out = {}
-        providers = set(failures) | set(observed)
-        for p in sorted(providers):
+        for p in sorted(set(self.failures) | set(observed)):
             obs = observed.get(p)
             if obs and obs.get("status") in ("down", "degraded"):
                 out[p] = {k: v for k, v in obs.items() if k in ("status", "latency", "cost", "reliability")}
                 continue
-            recent = [t for t in failures.get(p, []) if now - t <= HEALTH_WINDOW_MS]
-            last = max(failures.get(p, [0]) or [0])
+            recent = [t for t in self.failures.get(p, []) if now - t <= HEALTH_WINDOW_MS]
+            last = max(self.failures.get(p, [0]) or [0])
             if len(recent) >= HEALTH_DOWN_AFTER and now - last < COOL_DOWN_MS:
                 out[p] = {"status": "down"}
             elif recent:
                 out[p] = {"status": "degraded"}
         return out
 
+    def _goal_holds(self) -> bool:
+        return self.plan is not None and holds_json(self.plan["goal"], self.facts)
+
+    def _step_args(self, action: str, provider: str, attempt: int, key: str, latency_ms: int, timeout_ms: int | None, idempotent: bool) -> dict:
+        return {
+            "run": workflow.info().workflow_id,
+            "intent": self.req["intent"],
+            "action": action,
+            "provider": provider,
+            "attempt": attempt,
+            "key": key,
+            "latency_ms": latency_ms,
+            "timeout_ms": timeout_ms,
+            "idempotent": idempotent,
+            "context": self.req["given"],
+            "now_ms": self._now(),
+        }
+
+    def _limit(self, timeout_ms: int | None) -> timedelta:
+        """A step activity's start-to-close limit: its action's `timeout`, else the default."""
+        if timeout_ms is not None:
+            return timedelta(milliseconds=max(1, timeout_ms))
+        return timedelta(seconds=self.req.get("step_timeout_s", DEFAULT_STEP_LIMIT_S))
+
+    def _start_step(self, args: dict, retry: RetryPolicy = ONCE):
+        return workflow.start_activity(
+            "intento.step",
+            args,
+            start_to_close_timeout=self._limit(args["timeout_ms"]),
+            heartbeat_timeout=timedelta(seconds=self.req.get("heartbeat_s", DEFAULT_HEARTBEAT_S)),
+            retry_policy=retry,
+        )
+
+    @staticmethod
+    def _timed_out(err: ActivityError, step: dict) -> dict | None:
+        """A step activity that overran its action's declared `timeout`: the step timed out (a
+        failure of its provider), not a lost step. None for any other error."""
+        cause = err.cause
+        if isinstance(cause, TemporalTimeout) and cause.type == TimeoutType.START_TO_CLOSE and step.get("timeout_ms") is not None:
+            return {"kind": "timed_out", "latency_ms": step["timeout_ms"], "error": f"no answer within its timeout ({format_ms(step['timeout_ms'])})", "retryable": True}
+        return None
+
+    async def _deadline_timer(self, ms: int) -> None:
+        # A durable timer in the workflow's history: it fires at the deadline even if every
+        # worker was down meanwhile, and a replay reads it back.
+        await asyncio.sleep(ms / 1000)
+        self.deadline_passed = True
+
+    # ---- the run --------------------------------------------------------------------------------
     @workflow.run
     async def run(self, req: dict[str, Any]) -> dict[str, Any]:
-        start = workflow.now()
-        run_id = workflow.info().workflow_id
+        self.start = workflow.now()
+        self.req = req
         self.facts = set(req.get("facts", []))
-        failures: dict[str, list[int]] = {}
+        deadline = req.get("deadline_ms")
+        timer = asyncio.ensure_future(self._deadline_timer(deadline)) if deadline is not None else None
+        self._event("run_started", intent=req["intent"])
+        try:
+            return await self._drive(req)
+        finally:
+            if timer is not None and not timer.done():
+                timer.cancel()
+
+    async def _drive(self, req: dict[str, Any]) -> dict[str, Any]:
+        run_id = workflow.info().workflow_id
         observed: dict[str, dict] = dict(req.get("providers", {}))
         excluded: list[list[str]] = []
         attempts: dict[str, int] = {}
-        completed: list[tuple[str, str, dict]] = []
-        running: dict[str, tuple[str, int, Any]] = {}
-        awaiting: dict[str, tuple[str, int]] = {}  # external action -> (provider, due ms)
-        spent = 0.0
-        step_timeout = timedelta(seconds=req.get("step_timeout_s", 300))
+        spent = Decimal(0)
         deadline = req.get("deadline_ms")
         budget = req.get("budget")
         reason: str | None = "run started"
         plans = 0
-        self._event(start, "run_started", intent=req["intent"])
         while True:
             for ob in self.inbox:
                 if ob.get("fact"):
                     self.facts.add(ob["fact"])
-                    for a, (p, _) in list(awaiting.items()):
-                        step = next((x for x in self.plan["steps"] if x["action"] == a), None) if self.plan else None
-                        if step and set(step["achieves"]) <= self.facts:
-                            del awaiting[a]
+                    for a, (p, _, step) in list(self.awaiting.items()):
+                        if set(step["achieves"]) <= self.facts:
+                            del self.awaiting[a]
                             self.done[a] = p
-                            completed.append((a, p, step))
-                            self._event(start, "step_succeeded", action=a, provider=p, external=True)
+                            self.completed.append((a, p, step))
+                            self._event("step_succeeded", action=a, provider=p, external=True)
                 if ob.get("provider"):
                     observed[ob["provider"]] = ob
-                self._event(start, "observation", **ob)
+                self._event("observation", **ob)
                 reason = "observation"
             self.inbox.clear()
+            if self.deadline_passed and not self._goal_holds():
+                # Checked before any re-plan: past the deadline re-planning cannot help.
+                return await self._give_up(self._deadline_outcome())
             if reason is not None:
-                now = self._now(start)
+                now = self._now()
                 plans += 1
                 if plans > MAX_PLANS:
-                    return await self._give_up(start, req, completed, {"reason": "too many re-plans"})
-                force = {a: p for a, (p, _, _) in running.items()}
+                    return await self._give_up({"reason": "too many re-plans", "conflict": [], "summary": None})
+                force = {a: p for a, (p, _, _, _) in self.running.items()}
                 self.plan = await workflow.execute_activity(
                     "intento.plan",
                     {
@@ -118,127 +211,191 @@ class IntentRun:
                         "intent": req["intent"],
                         "given": req["given"],
                         "facts": sorted(self.facts),
-                        "providers": self._health(failures, observed, now),
+                        "providers": self._health(observed, now),
                         "excluded": excluded,
                         "done": dict(self.done),
                         "force": force,
                         "deadline_left": None if deadline is None else max(0, deadline - now),
-                        "budget_left": None if budget is None else str(max(0.0, float(budget) - spent)),
+                        "budget_left": None if budget is None else str(max(Decimal(0), Decimal(str(budget)) - spent)),
                         "reason": reason,
                         "plans": plans - 1,
+                        "at": now,
                         "time_limit_s": req.get("time_limit_s", 10.0),
                     },
                     start_to_close_timeout=timedelta(seconds=120),
                     retry_policy=RetryPolicy(maximum_attempts=3),
                 )
-                self._event(start, "planned", reason=reason, status=self.plan["status"], steps=[[s["action"], s["provider"]] for s in self.plan["steps"]])
+                self._event("planned", reason=reason, status=self.plan["status"], steps=[[s["action"], s["provider"]] for s in self.plan["steps"]])
                 reason = None
                 if self.plan["status"] not in ("optimal", "feasible"):
-                    for _, (_, _, handle) in list(running.items()):
-                        await handle
-                    return await self._give_up(start, req, completed, {"reason": "no plan from here", "conflict": self.plan["conflict"], "summary": self.plan["summary"]})
-            if holds_json(self.plan["goal"], self.facts) and not running:
+                    return await self._give_up({"reason": "no plan from here", "conflict": self.plan["conflict"], "summary": self.plan["summary"]})
+            if self._goal_holds() and not self.running:
                 self.state = "succeeded"
-                self._event(start, "succeeded")
+                self._event("succeeded")
                 return {"status": "succeeded", "done": dict(self.done), "facts": sorted(self.facts), "events": self.events}
             for s in self.plan["steps"]:
                 a = s["action"]
-                if a in self.done or a in running or a in awaiting or not holds_json(s["requirement"], self.facts):
+                if a in self.done or a in self.running or a in self.awaiting or not holds_json(s["requirement"], self.facts):
                     continue
                 if s["external"]:
                     # Never dispatched: its facts are awaited (signals) until its timeout.
                     timeout = s["timeout_ms"] if s["timeout_ms"] is not None else 3 * s["latency_ms"]
-                    awaiting[a] = (s["provider"], self._now(start) + timeout)
-                    self._event(start, "step_dispatched", action=a, provider=s["provider"], external=True)
+                    self.awaiting[a] = (s["provider"], self._now() + timeout, s)
+                    self._event("step_dispatched", action=a, provider=s["provider"], external=True)
                     continue
                 attempts[a] = attempts.get(a, 0) + 1
-                key = f"{run_id}/{a}/{s['provider']}"
-                self._event(start, "step_dispatched", action=a, provider=s["provider"], attempt=attempts[a])
-                handle = workflow.start_activity(
-                    "intento.step",
-                    {"run": run_id, "action": a, "provider": s["provider"], "attempt": attempts[a], "key": key, "latency_ms": s["latency_ms"], "timeout_ms": s["timeout_ms"], "idempotent": s["idempotent"], "context": req["given"], "now_ms": self._now(start)},
-                    start_to_close_timeout=step_timeout,
-                    retry_policy=ONCE,
-                )
-                running[a] = (s["provider"], attempts[a], handle)
-            due = min((d for _, d in awaiting.values()), default=None)
-            wait_for = None if due is None else timedelta(milliseconds=max(1, due - self._now(start)))
-            if not running and not self.inbox and due is None:
-                # Nothing can start and nothing is running: wait for an observation.
-                await workflow.wait_condition(lambda: bool(self.inbox))
-                continue
+                self._event("step_dispatched", action=a, provider=s["provider"], attempt=attempts[a])
+                args = self._step_args(a, s["provider"], attempts[a], f"{run_id}/{a}/{s['provider']}", s["latency_ms"], s["timeout_ms"], s["idempotent"])
+                self.running[a] = (s["provider"], attempts[a], self._start_step(args), s)
+            due = min((d for _, d, _ in self.awaiting.values()), default=None)
+            wait_for = None if due is None else timedelta(milliseconds=max(1, due - self._now()))
             try:
-                await workflow.wait_condition(lambda: bool(self.inbox) or any(h.done() for _, _, h in running.values()), timeout=wait_for)
-            except TimeoutError:
+                # Without a step in flight, an awaited fact or the deadline, only a signal moves the run.
+                # (Once the goal holds the deadline no longer matters: steps in flight end the wait.)
+                await workflow.wait_condition(lambda: bool(self.inbox) or (self.deadline_passed and not self._goal_holds()) or any(h.done() for _, _, h, _ in self.running.values()), timeout=wait_for)
+            except asyncio.TimeoutError:
                 pass
-            now = self._now(start)
-            for a, (p, d) in list(awaiting.items()):
+            now = self._now()
+            for a, (p, d, _) in list(self.awaiting.items()):
                 if d <= now:
-                    del awaiting[a]
-                    failures.setdefault(p, []).append(now)
+                    del self.awaiting[a]
+                    self.failures.setdefault(p, []).append(now)
                     excluded.append([a, p, "the external fact did not arrive in time"])
-                    self._event(start, "step_timed_out", action=a, provider=p, external=True)
+                    self._event("step_timed_out", action=a, provider=p, external=True)
                     reason = f"the external fact of `{a}` did not arrive in time"
-            for a in [a for a, (_, _, h) in running.items() if h.done()]:
-                provider, attempt, handle = running.pop(a)
-                step = next((s for s in self.plan["steps"] if s["action"] == a), None)
+            for a in [a for a, (_, _, h, _) in self.running.items() if h.done()]:
+                provider, attempt, handle, step = self.running.pop(a)
                 try:
                     out = handle.result()
                 except ActivityError as err:
-                    # The activity was lost (a worker crash, a timeout): its effect is unknown.
-                    out = await self._reconcile(start, req, run_id, a, provider, attempt, step, err)
+                    out = self._timed_out(err, step)
                     if out is None:
-                        return await self._give_up(start, req, completed, {"reason": f"`{a}` was lost in flight, is not idempotent, and no reconciler can tell whether it took effect"})
+                        # Lost (its worker died, or it outlived the default limit): effect unknown.
+                        out = await self._reconcile(a, provider, attempt, step, err)
+                    if out is None:
+                        return await self._give_up({"reason": f"`{a}` was lost in flight, is not idempotent, and no reconciler can tell whether it took effect", "conflict": [], "summary": None})
                 if out["kind"] == "succeeded":
-                    achieves = step["achieves"] if step else []
-                    self.facts |= set(achieves) | set(out.get("facts", []))
-                    self.done[a] = provider
-                    completed.append((a, provider, step or {}))
-                    spent += float(step["cost"]) if step else 0.0
-                    self._event(start, "step_succeeded", action=a, provider=provider, attempt=attempt)
-                    if not step or step["provider"] != provider:
+                    self._succeeded(a, provider, attempt, step, out)
+                    spent += Decimal(str(step.get("cost") or 0))
+                    planned = {s["action"]: s["provider"] for s in self.plan["steps"]}
+                    if planned.get(a) != provider:
                         reason = f"`{a}` finished outside the current plan"
                 else:
-                    failures.setdefault(provider, []).append(self._now(start))
+                    self.failures.setdefault(provider, []).append(self._now())
                     if not out.get("retryable", True):
                         excluded.append([a, provider, out.get("error") or "failed permanently"])
-                    self._event(start, "step_failed" if out["kind"] == "failed" else "step_timed_out", action=a, provider=provider, attempt=attempt, error=out.get("error"))
-                    reason = f"`{a}` via `{provider}` failed: {out.get('error')}"
+                    self._event("step_failed" if out["kind"] == "failed" else "step_timed_out", action=a, provider=provider, attempt=attempt, error=out.get("error"))
+                    reason = f"`{a}` via `{provider}` timed out" if out["kind"] == "timed_out" else f"`{a}` via `{provider}` failed: {out.get('error')}"
 
-    async def _reconcile(self, start, req, run_id, action, provider, attempt, step, err) -> dict | None:
+    def _succeeded(self, action: str, provider: str, attempt: int, step: dict, out: dict) -> None:
+        self.facts |= set(step.get("achieves", [])) | set(out.get("facts", []))
+        self.done[action] = provider
+        self.completed.append((action, provider, step))
+        self._event("step_succeeded", action=action, provider=provider, attempt=attempt, **({"reconciled": True} if out.get("reconciled") else {}))
+
+    def _deadline_outcome(self) -> dict:
+        """Why the run gives up at its deadline, worded as the embedded executor words it."""
+        d = (self.plan or {}).get("deadline") or {}
+        text = d.get("text") or f"deadline {format_ms(self.req['deadline_ms'])}"
+        missing = sorted(set(d.get("goal_facts", [])) - self.facts)
+        waiting = sorted(set(self.running) | set(self.awaiting))
+        summary = f"the {text} of `{self.req['intent']}` passed before the goal held"
+        if missing:
+            summary += f" (still missing: {', '.join(f'`{f}`' for f in missing)})"
+        if waiting:
+            summary += f"; in flight or awaited then: {', '.join(f'`{a}`' for a in waiting)}"
+        return {"reason": "the deadline passed", "conflict": d.get("conflict", []), "summary": summary, "deadline_at": self.req["deadline_ms"], "at": self._now()}
+
+    async def _reconcile(self, action: str, provider: str, attempt: int, step: dict, err: ActivityError) -> dict | None:
         """A lost step: idempotent ones are sent again with the same key; a non-idempotent one only
         after the reconciler says its effect did not happen (None: nobody can tell)."""
-        self._event(start, "needs_reconciliation", action=action, provider=provider, attempt=attempt, error=str(err.cause or err))
-        args = {"run": run_id, "action": action, "provider": provider, "attempt": attempt, "key": f"{run_id}/{action}/{provider}", "latency_ms": step["latency_ms"] if step else 1, "timeout_ms": step["timeout_ms"] if step else None, "idempotent": bool(step and step["idempotent"]), "context": req["given"], "now_ms": self._now(start)}
-        if not (step and step["idempotent"]):
-            happened = await workflow.execute_activity("intento.reconcile", args, start_to_close_timeout=timedelta(seconds=60), retry_policy=RetryPolicy(maximum_attempts=3))
-            self._event(start, "reconciled", action=action, provider=provider, happened=happened)
+        self._event("needs_reconciliation", action=action, provider=provider, attempt=attempt, error=str(err.cause or err))
+        args = self._step_args(action, provider, attempt, f"{workflow.info().workflow_id}/{action}/{provider}", step.get("latency_ms", 1), step.get("timeout_ms"), bool(step.get("idempotent")))
+        if not step.get("idempotent"):
+            happened = await self._ask_reconciler(args)
             if happened is None:
                 return None
             if happened:
                 return {"kind": "succeeded", "latency_ms": 0, "facts": [], "reconciled": True}
         try:
-            return await workflow.execute_activity("intento.step", args, start_to_close_timeout=timedelta(seconds=req.get("step_timeout_s", 300)), retry_policy=ONCE)
+            return await self._start_step(args)
         except ActivityError as again:
-            return {"kind": "failed", "latency_ms": 0, "error": f"lost again: {again.cause or again}", "retryable": True}
+            return self._timed_out(again, step) or {"kind": "failed", "latency_ms": 0, "error": f"lost again: {again.cause or again}", "retryable": True}
 
-    async def _give_up(self, start, req, completed, outcome: dict) -> dict:
+    async def _ask_reconciler(self, args: dict) -> bool | None:
+        happened = await workflow.execute_activity("intento.reconcile", args, start_to_close_timeout=timedelta(seconds=60), retry_policy=RetryPolicy(maximum_attempts=3))
+        self._event("reconciled", action=args["action"], provider=args["provider"], happened=happened)
+        return happened
+
+    async def _give_up(self, outcome: dict) -> dict:
+        """Give up once: steps in flight end (each within its activity's limit) and one that took
+        effect is undone with the rest; awaited facts are no longer waited for; completed steps
+        are compensated in reverse order; the run escalates with ``outcome``."""
         self.state = "giving_up"
-        self._event(start, "giving_up", **{k: v for k, v in outcome.items() if k != "conflict"})
+        self._event("giving_up", **{k: v for k, v in outcome.items() if k != "conflict"})
+        unknown = []
+        for a, (provider, attempt, handle, step) in list(self.running.items()):
+            try:
+                out = await handle
+            except ActivityError as err:
+                out = self._timed_out(err, step)
+                if out is None:
+                    self._event("needs_reconciliation", action=a, provider=provider, attempt=attempt, error=str(err.cause or err))
+                    happened = await self._ask_reconciler(self._step_args(a, provider, attempt, f"{workflow.info().workflow_id}/{a}/{provider}", step.get("latency_ms", 1), step.get("timeout_ms"), bool(step.get("idempotent"))))
+                    if happened is None:
+                        unknown.append(a)
+                    out = {"kind": "succeeded", "reconciled": True} if happened else None
+            del self.running[a]
+            if out is None:
+                continue
+            if out["kind"] == "succeeded":
+                self._succeeded(a, provider, attempt, step, out)
+            else:
+                self._event("step_failed" if out["kind"] == "failed" else "step_timed_out", action=a, provider=provider, attempt=attempt, error=out.get("error"))
+        for a, (provider, _, _) in sorted(self.awaiting.items()):
+            self._event("wait_dropped", action=a, provider=provider, reason="the run is giving up")
+        self.awaiting.clear()
+        compensated = await self._compensate()
+        self.state = "escalated"
+        self._event("escalated")
+        result = {
+            "status": "escalated",
+            "reason": outcome.get("reason"),
+            "done": dict(self.done),
+            "facts": sorted(self.facts),
+            "compensated": compensated,
+            "conflict": outcome.get("conflict", []),
+            "summary": outcome.get("summary"),
+            "events": self.events,
+        }
+        if unknown:
+            result["unknown"] = unknown
+        return result
+
+    async def _compensate(self) -> list[str]:
         compensated = []
-        for a, provider, step in reversed(completed):
+        run_id = workflow.info().workflow_id
+        down = {p for p, h in self._health({}, self._now()).items() if h.get("status") == "down"}
+        for a, provider, step in reversed(self.completed):
             undo = step.get("undo")
             if not undo:
                 continue
-            out = await workflow.execute_activity(
-                "intento.step",
-                {"run": workflow.info().workflow_id, "action": undo, "provider": provider, "attempt": 1, "key": f"{workflow.info().workflow_id}/undo/{a}", "latency_ms": 1000, "timeout_ms": None, "idempotent": True, "context": req["given"], "now_ms": self._now(start)},
-                start_to_close_timeout=timedelta(seconds=300),
-                retry_policy=RetryPolicy(maximum_attempts=3),
-            )
+            if isinstance(undo, str):  # a plan recorded before undo options were part of it
+                undo = {"action": undo, "timeout_ms": None, "options": [[provider, 1000]]}
+            options = dict((p, ms) for p, ms in undo["options"])
+            via = provider if provider in options else next((p for p, _ in undo["options"] if p not in down), None)
+            if via is None:
+                self._event("compensation_failed", action=undo["action"], **{"for": a}, error="no usable option")
+                continue
+            args = self._step_args(undo["action"], via, 1, f"{run_id}/undo/{a}", options[via], undo.get("timeout_ms"), True)
+            self._event("compensating", action=undo["action"], provider=via, **{"for": a})
+            try:
+                out = await self._start_step(args, retry=RetryPolicy(maximum_attempts=3))
+            except ActivityError as err:
+                out = {"kind": "failed", "error": str(err.cause or err)}
             if out["kind"] == "succeeded":
                 compensated.append(a)
-                self._event(start, "compensated", action=undo, **{"for": a})
-        self.state = "escalated"
-        self._event(start, "escalated")
-        return {"status": "escalated", "done": dict(self.done), "facts": sorted(self.facts), "compensated": compensated, "conflict": outcome.get("conflict", []), "summary": outcome.get("summary"), "events": self.events}
+                self._event("compensated", action=undo["action"], **{"for": a})
+            else:
+                self._event("compensation_failed", action=undo["action"], **{"for": a}, error=out.get("error"))
+        return compensated
