@@ -27,7 +27,7 @@ import hmac
 import json
 import os
 import socket
-import threading
+import time
 import uuid
 from decimal import Decimal
 from typing import Any, Callable
@@ -100,9 +100,7 @@ class Executor:
         #: This executor as a driver of runs (store `drivers` rows), and the runs it drives now.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._driving: set[str] = set()
-        self._beat: threading.Thread | None = None
-        self._beat_lock = threading.Lock()
-        self._closed = threading.Event()
+        self._last_beat = 0.0
 
     # ---- starting -------------------------------------------------------------------------
     def start(self, intent: str, given: dict[str, Any] | None, state: dict | None = None, key: str | None = None) -> str:
@@ -158,14 +156,11 @@ class Executor:
         other = self.store.claim(run_id, self.owner)
         if other is not None:
             raise RunBusy(run_id, other)
-        with self._beat_lock:
-            self._driving.add(run_id)
-        self._start_heartbeat()
+        self._driving.add(run_id)
         try:
             return self._drive(run_id, st)
         finally:
-            with self._beat_lock:
-                self._driving.discard(run_id)
+            self._driving.discard(run_id)
             self.store.release(run_id, self.owner)
 
     def _flush_audit(self, run_id: str) -> None:
@@ -182,6 +177,7 @@ class Executor:
         self._recover(run_id, st, context)
         need_plan = "run started" if st.plan is None else "resumed"
         while True:
+            self._beat()
             st = self._state(run_id)
             if st.terminal:
                 return st
@@ -251,40 +247,19 @@ class Executor:
             self.progress(type_, self._state(run_id), data)
 
     # ---- driving many runs: who drives what ---------------------------------------------------
-    def _start_heartbeat(self) -> None:
-        """Beat the store's driver rows of the runs this executor drives, from a daemon thread,
-        so that a run whose process died shows as not driven (a long solve does not stop it).
-        The thread ends when this executor drives no run (no thread outlives the work)."""
-        with self._beat_lock:
-            if self._beat is not None and self._beat.is_alive():
-                return
-            path = self.store.path
-
-            def beat() -> None:
-                from intento.execute.store import Store
-
-                own = None
-                try:
-                    own = Store(path)
-                    while not self._closed.wait(HEARTBEAT_MS / 1000):
-                        with self._beat_lock:
-                            runs = sorted(self._driving)
-                            if not runs:
-                                self._beat = None
-                                return
-                        own.beat(self.owner, runs)
-                except Exception:  # the store went away: the driver rows simply expire
-                    return
-                finally:
-                    if own is not None:
-                        own.close()
-
-            self._beat = threading.Thread(target=beat, name="intento-heartbeat", daemon=True)
-            self._beat.start()
+    def _beat(self, force: bool = False) -> None:
+        """Beat the store's driver rows of the runs this executor drives, at most every
+        `HEARTBEAT_MS`, from the driving loop itself (no thread: a process that forks, as the
+        crash tests do, must not inherit a lock held by one). The loop never blocks longer than
+        a wait's poll or one solve, both well inside `DRIVER_EXPIRY_MS`."""
+        now = time.monotonic()
+        if not force and now - self._last_beat < HEARTBEAT_MS / 1000:
+            return
+        self._last_beat = now
+        self.store.beat(self.owner, sorted(self._driving))
 
     def close(self) -> None:
-        """Stop the heartbeat (the runs still held show as not driven once it stops)."""
-        self._closed.set()
+        """Nothing to stop: driver rows of runs no longer driven simply expire."""
 
     # ---- planning -----------------------------------------------------------------------------
     def _inputs(self, st: RunState, now: int) -> dict:
@@ -647,6 +622,7 @@ class Executor:
             self._append(run_id, self._state(run_id).next_seq, "compensating", self.env.now(), {"action": undo, "for": action, "provider": opt.provider})
             self.env.dispatch(req)
             while True:
+                self._beat()
                 items = self.env.wait(None)
                 if not items and isinstance(self.env, SimEnvironment) and self.env.idle():
                     break
