@@ -387,8 +387,11 @@ def _add_rule(c: Compiled, rule: tuple, t_formula, enforce: list, never: int) ->
             _reliability_limit(c, op, value, enforce)
     elif kind == "count":
         _, matching, op, n = rule
-        total = sum(c.x[k] for k in matching if k in c.x)
-        m.Add(COMPARE[op](total, n)).OnlyEnforceIf(enforce)
+        present = [c.x[k] for k in matching if k in c.x]
+        # The count lies in [0, len(present)]: a bound beyond it compares alike with the nearest
+        # value outside that range, which keeps an enormous written bound out of the model.
+        n = max(-1, min(n, len(present) + 1))
+        m.Add(COMPARE[op](sum(present), n)).OnlyEnforceIf(enforce)
     elif kind == "distinct":
         names = rule[1]
         providers = {pv for (an, pv) in c.x if an in names}

@@ -77,11 +77,16 @@ def basic(problem: Problem, choice: dict[str, str] | None) -> Explanation:
     )
 
 
-def _feasible(c, lits: list, time_limit_s: float) -> bool | None:
+def _feasible(c, lits: list, end: float) -> bool | None:
+    """Is the model feasible under these assumptions? None when unknown, or when the request's
+    time is already spent (``end``, on `cpsat.clock()`)."""
+    left = end - cpsat.clock()
+    if left <= 0:
+        return None
     m = c.model
     m.ClearAssumptions()
     m.AddAssumptions(lits)
-    status = new_solver(time_limit_s).Solve(m)
+    status = new_solver(left).Solve(m)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return True
     if status == cp_model.INFEASIBLE:
@@ -89,19 +94,25 @@ def _feasible(c, lits: list, time_limit_s: float) -> bool | None:
     return None
 
 
-def minimal_conflict(problem: Problem, time_limit_s: float = 10.0, force: dict[str, str] | None = None) -> list[Member] | None:
+def minimal_conflict(problem: Problem, time_limit_s: float = 10.0, force: dict[str, str] | None = None, deadline: float | None = None) -> list[Member] | None:
     """A minimal infeasible subset of the members, or None if it could not be established.
-    With ``force`` (action -> provider) the conflict is the one that forbids that choice."""
+    With ``force`` (action -> provider) the conflict is the one that forbids that choice.
+    Every feasibility solve shares one budget: ``time_limit_s`` from now, and never past
+    ``deadline`` (the request's, on `cpsat.clock()`); None once it is spent."""
+    end = cpsat.ends_at(SolveOptions(time_limit_s=time_limit_s, deadline=deadline))
     if latency_floor(problem, frozenset()):
-        return _conflict_by_solving(problem, time_limit_s, force)
+        return _conflict_by_solving(problem, end, force)
     c = compile_problem(problem, literals=True, force=force)
     members = [m for m in problem.members if m.id in c.literals]
     lits = {m.id: c.literals[m.id] for m in members}
-    if _feasible(c, list(lits.values()), time_limit_s) is not False:
+    if _feasible(c, list(lits.values()), end) is not False:
         return None
     current = members
     if len(members) > DELETION_FROM_ALL:
-        solver = new_solver(time_limit_s)
+        left = end - cpsat.clock()
+        if left <= 0:
+            return None
+        solver = new_solver(left)
         c.model.ClearAssumptions()
         c.model.AddAssumptions(list(lits.values()))
         solver.Solve(c.model)
@@ -109,7 +120,7 @@ def minimal_conflict(problem: Problem, time_limit_s: float = 10.0, force: dict[s
         current = [m for m in members if lits[m.id].Index() in core] or members
     for m in list(current):
         trial = [x for x in current if x is not m]
-        r = _feasible(c, [lits[x.id] for x in trial], time_limit_s)
+        r = _feasible(c, [lits[x.id] for x in trial], end)
         if r is None:
             return None
         if r is False:
@@ -117,14 +128,17 @@ def minimal_conflict(problem: Problem, time_limit_s: float = 10.0, force: dict[s
     return current
 
 
-def _conflict_by_solving(problem: Problem, time_limit_s: float, force: dict[str, str] | None) -> list[Member] | None:
+def _conflict_by_solving(problem: Problem, end: float, force: dict[str, str] | None) -> list[Member] | None:
     """The deletion pass with a full solve as the feasibility test. Used where a latency floor
     meets a capacity: only the checked solve (`cpsat.solve`) judges such a schedule exactly."""
     every = frozenset(m.id for m in problem.members)
 
     def feasible(keep: list[Member]) -> bool | None:
         relax = every - {m.id for m in keep}
-        status = cpsat.solve(problem, SolveOptions(time_limit_s=time_limit_s), force=force, relax=relax, tiebreak=False).status
+        left = end - cpsat.clock()
+        if left <= 0:
+            return None
+        status = cpsat.solve(problem, SolveOptions(time_limit_s=left, deadline=end), force=force, relax=relax, tiebreak=False).status
         return None if status == "unknown" else status != "infeasible"
 
     current = list(problem.members)
@@ -247,26 +261,52 @@ def _delta(a: dict[str, Decimal], b: dict[str, Decimal]) -> dict[str, str]:
     return {k: _signed(a[k] - b[k]) for k in a}
 
 
-def full(problem: Problem, choice: dict[str, str], starts: dict[str, int], expl: Explanation, time_limit_s: float) -> Explanation:
-    """Add counterfactuals (every allowed alternative forced) and the price of each hard policy."""
-    from intento.backends import SolveOptions
-    from intento.backends import cpsat
+def truncate(expl: Explanation) -> Explanation:
+    """Mark an explanation partial: the request's time limit ran out before it was computed."""
+    expl.complete = False
+    expl.truncated_reason = "time_limit"
+    return expl
+
+
+def full(problem: Problem, choice: dict[str, str], starts: dict[str, int], expl: Explanation, time_limit_s: float, deadline: float | None = None) -> Explanation:
+    """Add counterfactuals (every allowed alternative forced) and the price of each hard policy.
+    They share one budget (``time_limit_s`` from now, never past ``deadline``): each solve gets
+    what is left, and once it is spent the rest is left out and the explanation marked partial
+    (`truncate`)."""
     from intento.semantics import evaluate_choice
 
-    options = SolveOptions(time_limit_s=time_limit_s)
+    end = cpsat.ends_at(SolveOptions(time_limit_s=time_limit_s, deadline=deadline))
+    options = SolveOptions(time_limit_s=time_limit_s, deadline=end)
+    expl.level = "full"
+
+    def spent() -> bool:
+        if cpsat.clock() >= end:
+            truncate(expl)
+            return True
+        return False
+
     base = objective_terms(problem, evaluate_choice(problem, choice, {a: float(t) for a, t in starts.items()}))
     for step in expl.steps:
         for alt in step.alternatives:
             if alt.reason != "worse":
                 continue
+            if spent():
+                return expl
             sol = cpsat.solve(problem, options, force={step.action: alt.provider}, tiebreak=False)
+            if sol.status == "unknown" or (sol.status == "feasible" and cpsat.clock() >= end):
+                # Out of time: a counterfactual that is not optimal would report a wrong delta.
+                truncate(expl)
+                return expl
             if sol.status in ("optimal", "feasible"):
                 forced = objective_terms(problem, evaluate_choice(problem, sol.choice, {a: float(t) for a, t in sol.starts.items()}))
                 alt.delta = _delta(forced, base)
                 if all(v in ("+0", "-0") for v in alt.delta.values()):
                     alt.reason = "tied"
             elif sol.status == "infeasible":
-                conflict = minimal_conflict(problem, time_limit_s, force={step.action: alt.provider}) or []
+                conflict = minimal_conflict(problem, time_limit_s, force={step.action: alt.provider}, deadline=end)
+                if conflict is None and spent():
+                    return expl
+                conflict = conflict or []
                 alt.reason = "forbidden"
                 alt.by = [ref(m) for m in conflict if m.kind != "goal"] or [ref(m) for m in conflict]
     prices = []
@@ -276,7 +316,12 @@ def full(problem: Problem, choice: dict[str, str], starts: dict[str, int], expl:
         ids = frozenset(m.id for m in problem.members if m.id.startswith(f"policy:{p.name}#"))
         if not ids:
             continue
+        if spent():
+            break
         sol = cpsat.solve(problem, options, relax=ids, tiebreak=False)
+        if sol.status == "unknown" or (sol.status == "feasible" and cpsat.clock() >= end):
+            truncate(expl)
+            break
         if sol.status not in ("optimal", "feasible"):
             continue
         without = objective_terms(problem, evaluate_choice(problem, sol.choice, {a: float(t) for a, t in sol.starts.items()}))
@@ -290,5 +335,4 @@ def full(problem: Problem, choice: dict[str, str], starts: dict[str, int], expl:
             )
         )
     expl.prices = prices
-    expl.level = "full"
     return expl

@@ -297,7 +297,77 @@ def build_problem(
         if r[0] == "limit" and r[1] == "cost":
             amounts.append(r[3])
     places = max([0] + [max(0, -d.as_tuple().exponent) for d in amounts if d.is_finite()])
-    return Problem(spec, intent, context, state, actions, members, rules, soft, soft_rules, befores, 10**places, applicable)
+    problem = Problem(spec, intent, context, state, actions, members, rules, soft, soft_rules, befores, 10**places, applicable)
+    check_magnitudes(problem)
+    return problem
+
+
+#: Largest magnitude any expression of the model may reach: CP-SAT works on int64 (below 2^63)
+#: and adds a few such bounds together when it checks and presolves a model.
+MAX_MAGNITUDE = 2**60
+
+
+def magnitudes(problem: Problem) -> list[tuple[str, int, Span | None]]:
+    """Upper bounds on the integer expressions a model of ``problem`` holds, whatever is chosen
+    or relaxed: (what, bound, where to point). Each sums over every option of every action, as
+    CP-SAT's own overflow check does."""
+    p = problem
+    intent = p.intent
+    worst_cost = max(((abs(o.cost), o) for a in p.actions for o in a.options), key=lambda t: t[0], default=(0, None))[1]
+    worst_lat = max(((o.latency_ms, o) for a in p.actions for o in a.options), key=lambda t: t[0], default=(0, None))[1]
+
+    def where(o: Option | None) -> Span | None:
+        if o is None:
+            return intent.span
+        spec = next((a.spec for a in p.actions if a.name == o.action), None)
+        opt = spec.option(o.provider) if spec is not None else None
+        return getattr(opt, "span", None) or intent.span
+
+    cost = sum(abs(p.money_int(o.cost)) for a in p.actions for o in a.options)
+    constants = [abs(p.money_int(intent.budget))] if intent.budget is not None else []
+    constants += [abs(p.money_int(r[3])) for _, r in p.rules + p.soft_rules if r[0] == "limit" and r[1] == "cost"]
+    horizon = sum(max((o.latency_ms for o in a.options), default=0) for a in p.actions)
+    risk = sum(o.risk for a in p.actions for o in a.options)
+    penalty = sum(int(abs(s.penalty) * p.penalty_scale) for s in p.soft)
+    out = [
+        ("the total cost of every option", max([cost] + constants), where(worst_cost)),
+        ("the total latency of every action one after another", horizon, where(worst_lat)),
+        ("the total risk of every option", risk, intent.span),
+    ]
+    worst_soft = max(p.soft, key=lambda s: (-s.penalty.as_tuple().exponent, abs(s.penalty)), default=None)
+    out.append(("the total soft penalty", penalty, worst_soft.span if worst_soft else intent.span))
+    if intent.objective.kind != "lex":
+        scale, weight_scale = p.weighted_scales()
+        units = p.metric_units()
+        bound = {"cost": cost, "latency": horizon, "risk": risk}
+        total = sum(int(abs(w) * weight_scale) * (scale // units[name]) * bound[name] for name, w in intent.objective.terms)
+        total += (weight_scale // p.penalty_scale) * scale * penalty
+        out.append(("the weighted objective", total, intent.objective.span or intent.span))
+    return out
+
+
+def check_magnitudes(problem: Problem) -> None:
+    """Raise a located `RequestError` (E111) when a model of ``problem`` could overflow CP-SAT's
+    64-bit integers: the last line of defence behind the bounds of docs/language.md "Limits",
+    for combinations that each value alone cannot reveal (many huge amounts summed, weights and
+    penalties with many decimal places)."""
+    from intento.diagnostics import Diagnostic, RequestError, Severity
+
+    for what, bound, span in magnitudes(problem):
+        if bound > MAX_MAGNITUDE:
+            digits = len(str(bound)) - 1
+            raise RequestError(
+                [
+                    Diagnostic(
+                        "E111",
+                        Severity.error,
+                        f"intent `{problem.intent.name}` cannot be planned exactly: {what} reaches about 10^{digits} units, beyond the planner's 64-bit integers",
+                        span,
+                        "too large or too precise",
+                        help="use smaller amounts or durations, or fewer decimal places in costs, weights and `soft` penalties",
+                    )
+                ]
+            )
 
 
 def _too_slow(action: ActionSpec, provider: str, latency_ms: int, degraded: bool, span: Span | None) -> Member | None:

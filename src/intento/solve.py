@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from intento.backends import ModelTooLarge, Solution, SolveOptions
 from intento.diagnostics import Diagnostic, IntentoError, RequestError, Severity, Source, did_you_mean
-from intento.explain import basic, conflict_sentence, full, minimal_conflict, ref
+from intento.backends import cpsat as _cpsat
+from intento.explain import basic, conflict_sentence, full, minimal_conflict, ref, truncate
 from intento.plan import Broken, Objective, Plan, SolverInfo, Step
 from intento.problem import RISK_SCALE, Problem, build_problem, policy_applies
 from intento.request import resolve_context, resolve_state
@@ -151,7 +152,8 @@ def plan_problem(
     """Plan a prepared problem. ``force`` (action -> provider) keeps steps that are already
     running in the plan (the executor's re-plans); ``hint`` (action -> provider, e.g. the previous
     plan) is a starting point for the search only: it never changes the answer."""
-    options = SolveOptions(time_limit_s=time_limit_s, num_workers=num_workers, seed=seed)
+    # One budget per request: the solve, the conflict search and every counterfactual end by it.
+    options = SolveOptions(time_limit_s=time_limit_s, num_workers=num_workers, seed=seed, deadline=_cpsat.clock() + time_limit_s)
     try:
         sol = solve_problem(problem, backend, options, force, hint)
     except ModelTooLarge as e:
@@ -180,10 +182,12 @@ def to_plan(problem: Problem, sol: Solution, options: SolveOptions, *, explain: 
     if sol.status in ("infeasible", "unknown"):
         expl = basic(problem, None) if explain != "none" else _no_explanation()
         if sol.status == "infeasible" and explain != "none":
-            conflict = minimal_conflict(problem, options.time_limit_s)
+            conflict = minimal_conflict(problem, options.time_limit_s, deadline=options.deadline)
             if conflict is not None:
                 expl.conflict = [ref(m) for m in conflict]
                 expl.summary = conflict_sentence(problem, conflict)
+            elif options.deadline is not None and _cpsat.clock() >= options.deadline:
+                truncate(expl)
         return Plan(status=sol.status, intent=problem.intent.name, currency=currency, solver=solver, explanation=expl)
     ev = evaluate_choice(problem, sol.choice, {a: float(s) for a, s in sol.starts.items()})
     # INVARIANT: the solver's choice satisfies every hard rule, read directly from the contract.
@@ -231,7 +235,7 @@ def to_plan(problem: Problem, sol: Solution, options: SolveOptions, *, explain: 
     )
     expl = basic(problem, sol.choice) if explain != "none" else _no_explanation()
     if explain == "full":
-        expl = full(problem, sol.choice, sol.starts, expl, options.time_limit_s)
+        expl = full(problem, sol.choice, sol.starts, expl, options.time_limit_s, deadline=options.deadline)
     return Plan(
         status=sol.status,
         intent=problem.intent.name,

@@ -14,6 +14,15 @@ from decimal import Decimal, InvalidOperation
 #: Most digits a number literal may have (LANGUAGE.md "Limits"); keeps Decimal/int conversions cheap.
 MAX_NUMBER_DIGITS = 30
 
+#: Bounds that keep every amount and duration exact in the planner's integer (int64) model
+#: (docs/language.md "Limits"). Money is planned in units of 10^-6 at the finest, so an amount of
+#: at most `MAX_MONEY_PLACES` decimal places and below `MAX_MONEY` is an integer below 10^15; a
+#: duration is planned in milliseconds. Sums over a whole project are checked per request
+#: (problem.py, `check_magnitudes`).
+MAX_MONEY_PLACES = 6
+MAX_MONEY = Decimal(10) ** 9
+MAX_DURATION_MS = 10**13
+
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)\s*$")
 _MONEY = re.compile(r"^\s*(-?[0-9]+(?:\.[0-9]+)?)[ \t]*([A-Z]{3})\s*$")
@@ -100,6 +109,23 @@ def written_digits(d: Decimal) -> int:
         return 10**9  # not finite
     whole = max(len(digits) + exponent, 1)
     return whole + max(-exponent, 0)
+
+
+def money_bound_error(amount: Decimal) -> str | None:
+    """Why an amount cannot be planned exactly (too many decimal places, too large), or None."""
+    sign, digits, exponent = amount.as_tuple()
+    if not isinstance(exponent, int):
+        return "is not a finite amount"
+    if -exponent > MAX_MONEY_PLACES:
+        return f"has more than {MAX_MONEY_PLACES} decimal places"
+    if abs(amount) >= MAX_MONEY:
+        return "is 10^9 or more in absolute value"
+    return None
+
+
+def duration_bound_error(ms: int) -> str | None:
+    """Why a duration cannot be planned exactly (longer than `MAX_DURATION_MS`), or None."""
+    return "is longer than 10^13 ms (about 317 years)" if ms > MAX_DURATION_MS else None
 
 
 def type_name(v: object) -> str:

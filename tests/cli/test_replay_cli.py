@@ -52,3 +52,14 @@ def test_nothing_to_replay_is_an_error(tmp_path):
         r = intento("audit", "replay", log, "examples/order_fulfilment", "policies")
         assert r.returncode == 1 and said in r.stderr and "Traceback" not in r.stderr, r.stderr
         assert "0 of 0" not in r.stdout
+
+
+@pytest.mark.parametrize("name", sorted(RUNS))
+def test_policy_diff_reads_a_runs_audit_log_and_an_unchanged_set_changes_nothing(tmp_path, name):
+    project, request = RUNS[name]
+    db = tmp_path / f"{name}.db"
+    assert intento("run", *project, *request, "--store", db, "-q").returncode == 0
+    policies, rest = project[1], project[0]
+    r = intento("policy", "diff", policies, policies, "--with", rest, "--cases", tmp_path / f"{name}.db.audit.jsonl", "--fail-on-change")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "0 of" in r.stdout and "cannot plan" not in r.stdout

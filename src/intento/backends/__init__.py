@@ -17,6 +17,10 @@ class SolveOptions:
     time_limit_s: float = 10.0
     num_workers: int = 1
     seed: int = 0
+    #: When the whole request must be over, on `cpsat.clock()`'s scale: the main solve, the
+    #: conflict search and every counterfactual share one budget (docs/planning.md "Time
+    #: limit"). None: ``time_limit_s`` from the start of this solve.
+    deadline: float | None = None
 
 
 @dataclass

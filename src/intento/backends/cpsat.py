@@ -32,6 +32,16 @@ from intento.semantics import capacity_respected, capacity_schedule, earliest_sc
 #: 20-action intents p95 77 ms -> 43 ms without it; from ~50 actions on it pays for itself).
 PRESOLVE_MIN_OPTIONS = 120
 
+#: The clock every time budget is measured on (a module attribute, so tests can drive it).
+clock = time.monotonic
+
+
+def ends_at(options: SolveOptions) -> float:
+    """When a solve with these options must be over: its own limit, within the request's."""
+    end = clock() + options.time_limit_s
+    return end if options.deadline is None else min(end, options.deadline)
+
+
 def new_solver(time_limit_s: float, num_workers: int = 1, seed: int = 0, options: int | None = None) -> cp_model.CpSolver:
     """A CP-SAT solver with intento's settings: time limit, workers, fixed seed, and presolve
     only for models of at least `PRESOLVE_MIN_OPTIONS` options (when ``options`` is given)."""
@@ -65,7 +75,7 @@ class _Stager:
     def __init__(self, c: Compiled, options: SolveOptions):
         self.c = c
         self.options = options
-        self.deadline = time.monotonic() + options.time_limit_s
+        self.deadline = ends_at(options)
         self.proven = True
         self.last: dict | None = None
         #: The optimum (or best bound found) of the last stage solved.
@@ -75,7 +85,7 @@ class _Stager:
     def minimize(self, expr, name: str) -> str:
         """Minimise ``expr``, then fix it; returns the solver status of this stage."""
         c, m = self.c, self.c.model
-        left = self.deadline - time.monotonic()
+        left = self.deadline - clock()
         if left <= 0:
             self.proven = False
             return "timeout"
@@ -100,7 +110,8 @@ class _Stager:
             raise RuntimeError(f"unexpected CP-SAT status {status} at stage {name}")
         result = _STATUS[status]
         if result in ("optimal", "feasible"):
-            value = int(round(solver.ObjectiveValue()))
+            # Exact, where `ObjectiveValue()` is a float (inexact beyond 2^53).
+            value = int(solver.Value(expr))
             self.value = value
             self.last = dict(enumerate(solver.ResponseProto().solution))
             if result == "optimal":
@@ -152,7 +163,7 @@ def solve(
     below, so once it is no better than the best candidate, that candidate is optimal."""
     if not latency_floor(problem, relax):
         return _solve_once(problem, options, force, relax, tiebreak, hint, [])[0]
-    t_end = time.monotonic() + options.time_limit_s
+    t_end = ends_at(options)
     excluded: list[dict[str, str]] = []
     totals: dict = {}
     best: tuple[tuple, Solution] | None = None  # (contract key, solution at the contract schedule)
@@ -167,8 +178,10 @@ def solve(
         return found
 
     while True:
-        left = max(0.001, t_end - time.monotonic())
-        sol, values = _solve_once(problem, replace(options, time_limit_s=left), force, relax, tiebreak, hint, excluded)
+        left = t_end - clock()
+        if left <= 0:
+            return answer(Solution("unknown"), False)
+        sol, values = _solve_once(problem, replace(options, time_limit_s=left, deadline=t_end), force, relax, tiebreak, hint, excluded)
         for k, v in sol.stats.items():
             totals[k] = totals.get(k, 0) + v if k in ("stages", "branches", "conflicts", "build_s", "solve_s") else v
         if sol.status == "infeasible":
@@ -180,7 +193,7 @@ def solve(
         # A relaxed hard `before` is no part of the model, so the contract's schedule of its
         # choice must not wait for it either: it may never hold.
         ignored = sol.skipped | {o.id for o, _, _ in problem.befores if o.id in relax}
-        starts = schedule_of(problem, sol.choice, ignored, max(0.001, t_end - time.monotonic()))
+        starts = schedule_of(problem, sol.choice, ignored, t_end - clock())
         if starts is None:  # out of time before the check could finish: nothing verified
             return answer(Solution("unknown"), False)
         ev = evaluate_choice(problem, sol.choice, starts=starts, skipped=sol.skipped)
@@ -196,7 +209,7 @@ def solve(
             if best is None or key < best[0]:
                 best = (key, sol)
         excluded.append(sol.choice)
-        if time.monotonic() >= t_end:
+        if clock() >= t_end:
             return answer(Solution("unknown"), False)
 
 
@@ -370,7 +383,11 @@ def _unique(c: Compiled, st: _Stager) -> bool:
     m.ClearHints()
     m.ClearAssumptions()
     m.AddAssumptions([guard])
-    solver = new_solver(st.deadline - time.monotonic(), st.options.num_workers, st.options.seed, len(c.x))
+    left = st.deadline - clock()
+    if left <= 0:
+        st.proven = False
+        return False
+    solver = new_solver(left, st.options.num_workers, st.options.seed, len(c.x))
     status = solver.Solve(m)
     st.stats["stages"] += 1
     st.stats["wall_s"] += solver.WallTime()
