@@ -58,7 +58,12 @@ def main(
 
 
 def print_diagnostics(diags: list[Diagnostic], fmt: DiagFormat = DiagFormat.text) -> None:
-    """Diagnostics to stderr, in the chosen form (JSON goes to stdout with the result)."""
+    """Diagnostics to stderr, in the chosen form (JSON goes to stdout with the result); at most
+    100 of them, then a note of how many more were found."""
+    from intento.diagnostics import MAX_DIAGNOSTICS, DiagnosticList
+
+    if not isinstance(diags, DiagnosticList) and len(diags) > MAX_DIAGNOSTICS:
+        diags = sorted_capped(diags)  # e.g. a request naming thousands of unknown `given`s
     color = sys.stderr.isatty() and "NO_COLOR" not in os.environ
     for d in diags:
         text = d.one_line() if fmt is DiagFormat.short else d.render()
@@ -72,10 +77,16 @@ def print_diagnostics(diags: list[Diagnostic], fmt: DiagFormat = DiagFormat.text
             print(text, file=sys.stderr)
         if fmt is DiagFormat.text:
             print(file=sys.stderr)
+    omitted = getattr(diags, "omitted", 0)
+    if omitted:
+        print(f"note: {omitted:,} more diagnostic{'s' * (omitted != 1)} not shown (at most {len(diags):,} are reported)", file=sys.stderr)
 
 
 def _summary(diags: list[Diagnostic]) -> tuple[int, int]:
-    return sum(d.is_error for d in diags), sum(not d.is_error for d in diags)
+    """(errors, warnings) found, those past the cap of 100 included."""
+    from intento.diagnostics import tally
+
+    return tally(diags)
 
 
 @app.command()
@@ -93,6 +104,8 @@ def check(
             "warnings": warnings,
             "diagnostics": [d.to_model().model_dump() for d in result.diagnostics],
         }
+        if result.truncated:
+            body |= {"truncated": True, "shown": len(result.diagnostics)}
         print(json.dumps(body, indent=2))
     else:
         print_diagnostics(result.diagnostics, format)
@@ -102,10 +115,10 @@ def check(
             print(
                 f"ok: {n} file{'s' * (n != 1)}, {len(s.providers)} providers, {len(s.actions)} actions, "
                 f"{len(s.intents)} intents, {len(s.policies)} policies, {len(s.tests)} tests"
-                + (f" ({warnings} warning{'s' * (warnings != 1)})" if warnings else "")
+                + (f" ({warnings:,} warning{'s' * (warnings != 1)})" if warnings else "")
             )
         else:
-            print(f"failed: {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}", file=sys.stderr)
+            print(f"failed: {errors:,} error{'s' * (errors != 1)}, {warnings:,} warning{'s' * (warnings != 1)}", file=sys.stderr)
     raise typer.Exit(0 if result.ok else 1)
 
 
@@ -116,12 +129,15 @@ def fmt(
     diff: bool = typer.Option(False, "--diff", help="Change nothing; print what would change as a unified diff."),
 ) -> None:
     """Rewrite `.intent` files in the canonical layout, keeping comments."""
-    sources, diags = load_sources(paths)
+    from intento.diagnostics import DiagnosticList
+
+    sources, load_diags = load_sources(paths)
+    diags = DiagnosticList(load_diags)
     changed: list[str] = []
     for src in sources:
         f, d = parse(src)
         if f is None:
-            diags.extend(d)
+            diags.merge(d)  # counts the errors a parse found past the cap
             continue
         new = format_file(f, src)
         if new == src.text:
@@ -175,8 +191,16 @@ def _json_input(value: str | None, what: str):
     else:
         path = Path(value)
         if not path.is_file():
-            raise _BadInput([Diagnostic("E101", Severity.error, f"`--{what}` is neither inline JSON nor a readable file: `{value}`", None, help='pass a JSON object like \'{"a": 1}\' or a path to one')])
-        data, src, diags = load_json(path.read_text(encoding="utf-8", errors="replace"), str(path))
+            # The value is not echoed: it may be a mistyped request holding a secret.
+            raise _BadInput([Diagnostic("E101", Severity.error, f"`--{what}` is neither inline JSON nor a readable file ({len(value)} characters given; inline JSON starts with `{{`)", None, help='pass a JSON object like \'{"a": 1}\' or a path to one')])
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            good = raw[: e.start].decode("utf-8", errors="replace")
+            line, col = good.count("\n") + 1, len(good) - (good.rfind("\n") + 1) + 1
+            raise _BadInput([Diagnostic("E101", Severity.error, f"`--{what}` file `{path}` is not valid UTF-8 (line {line}, column {col}, byte {e.start})", None, help="save the file as UTF-8")])
+        data, src, diags = load_json(text, str(path))
     if diags:
         raise _BadInput(diags)
     return data, src
@@ -230,7 +254,7 @@ def plan(
     backend: BackendName = typer.Option(BackendName.cpsat, "--backend", help="cpsat (default) or constraint (exhaustive, small models)."),
     time_limit: float = typer.Option(10.0, "--time-limit", help="Seconds the solver may take; past it the best plan so far is returned as `feasible`.", min=0.001),
     workers: int = typer.Option(1, "--workers", help="CP-SAT worker threads.", min=1, max=64),
-    explain: ExplainName = typer.Option(ExplainName.basic, "--explain", help="none; basic (forbidden/unavailable alternatives, minimal conflict when infeasible); full (adds counterfactuals for every alternative and the price of each hard policy)."),
+    explain: ExplainName = typer.Option(ExplainName.basic, "--explain", help="none; basic (forbidden/unavailable/too-slow alternatives, minimal conflict when infeasible); full (adds counterfactuals for every alternative and the price of each hard policy)."),
     verify: bool = typer.Option(False, "--verify", help="Also solve with the other back-end and fail (exit 5) if the optima differ."),
     timings: bool = typer.Option(False, "--timings", help="Include wall-clock and search counters in the output (makes it vary between runs)."),
     audit: Optional[Path] = typer.Option(None, "--audit", help="Append this decision to a hash-chained audit log (JSON Lines)."),
@@ -375,8 +399,8 @@ def _executor(paths, store_path: Path, simulate: Optional[Path], handlers: Optio
         print(f"intento: cannot open the store `{store_path}`: {e}", file=sys.stderr)
         raise typer.Exit(1)
     if scenario is not None:
-        last = max((e["at"] for r in store.runs() for e in store.events(r["id"])[-1:]), default=0)
-        env = SimEnvironment(scenario, start=max(start, last), journal=journal)
+        # The simulation goes on from the store's virtual clock: a restart never goes back in time.
+        env = SimEnvironment(scenario, start=max(start, store.virtual_now()), journal=journal)
     else:
         if registry is None:
             print("intento: `intento run` needs `--simulate SCENARIO.json` or `--handlers module:object`", file=sys.stderr)
@@ -434,7 +458,9 @@ def run_command(
     task_queue: str = typer.Option("intento", "--task-queue", help="With --engine temporal: the workers' task queue."),
 ) -> None:
     """Achieve an intent: plan, run the steps, observe, re-plan, compensate and escalate if needed.
-    Running the same command again resumes the same run. Exit 0 when the goal holds, 3 when the run escalated."""
+    Running the same command again resumes the same run. Exit 0 when the goal holds, 3 when the run escalated, 1 on bad
+    input or a store that cannot be used; with `--engine temporal` also 1 when Temporal is unreachable, 4 when the
+    workflow ended without an outcome (cancelled, terminated, timed out), 130 when interrupted."""
     if engine == "temporal":
         _run_on_temporal(paths, intent, given, state, key, temporal, task_queue)
     elif engine != "embedded":
@@ -446,7 +472,14 @@ def run_command(
         state_data, _ = _json_input(state, "state")
         run_id = ex.start(intent, given_data, state_data, key)
     out.print(f"run {run_id} ({intent}), store {store}", markup=False)
-    final = ex.drive(run_id)
+    from intento.execute.executor import RunBusy
+
+    try:
+        final = ex.drive(run_id)
+    except RunBusy as e:
+        print(f"intento: {e}", file=sys.stderr)
+        ex.env.close()
+        raise typer.Exit(1)
     _print_status(st_store, run_id, spec)
     ex.env.close()
     raise typer.Exit(0 if final.status == "succeeded" else 3)
@@ -461,58 +494,129 @@ def worker_command(
     simulate: Optional[Path] = typer.Option(None, "--simulate", help="Run steps against this simulation scenario."),
     handlers: Optional[str] = typer.Option(None, "--handlers", help="Real handlers: `module:registry` or `module`."),
 ) -> None:
-    """Run a Temporal worker for intento runs: each run a workflow, planning and steps as activities."""
+    """Run a Temporal worker for intento runs: each run a workflow, planning and steps as activities.
+    Stops on SIGINT or SIGTERM (exit 0); exit 1 when Temporal cannot be reached or the worker fails."""
     import asyncio
+    import signal
 
-    from intento.audit import AuditLog
-    from intento.temporal import Activities, worker
+    try:
+        spec = _load_spec(paths)
+        scenario, registry = _world(spec, simulate, handlers)
+    except typer.Exit as e:
+        _exit_now(e.exit_code)
 
-    spec = _load_spec(paths)
-    scenario, registry = _world(spec, simulate, handlers)
+    async def serve() -> None:
+        from intento.audit import AuditLog
+        from intento.temporal import Activities, worker
 
-    async def serve_forever() -> None:
         client = await _temporal_client(temporal)
         acts = Activities(spec, scenario=scenario, registry=registry, audit=AuditLog(store.with_name(store.name + ".audit.jsonl")))
-        print(f"intento worker on {temporal}, task queue {task_queue}")
-        await worker(client, task_queue, acts).run()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        w = worker(client, task_queue, acts)
+        running = asyncio.ensure_future(w.run())
+        print(f"intento worker on {temporal}, task queue {task_queue}", flush=True)
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if running.done():
+            running.result()  # the worker stopped by itself: its error
+            return
+        # Steps still running are abandoned: their workflows see them lost and reconcile them.
+        await w.shutdown()
+        await asyncio.gather(running, return_exceptions=True)  # stopped on purpose: its end is no error
 
-    asyncio.run(serve_forever())
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:  # before the signal handlers were in place
+        _exit_now(130)
+    except Exception as e:
+        from intento.temporal._client import connect_problem
+
+        cause = e.__cause__ or e
+        print(f"intento: the worker on {temporal}, task queue `{task_queue}`, stopped: {connect_problem(cause)}", file=sys.stderr)
+        _exit_now(1)
+    _exit_now(0)
 
 
 async def _temporal_client(address: str):
-    """A connected Temporal client, or exit 1 with a one-line reason."""
+    """A connected Temporal client; a bad address or an unreachable one exits 1 with one line."""
+    import asyncio
+
     from temporalio.client import Client
 
+    from intento.temporal._client import CONNECT_TIMEOUT, START_DEV, address_problem, connect_problem
+
+    problem = address_problem(address)
+    if problem:
+        print(f"intento: {problem}", file=sys.stderr)
+        _exit_now(1)
     try:
-        return await Client.connect(address)
+        return await asyncio.wait_for(Client.connect(address, connect_timeout=CONNECT_TIMEOUT), CONNECT_TIMEOUT.total_seconds())
+    except asyncio.TimeoutError:
+        print(f"intento: cannot reach Temporal at {address}: no answer within {CONNECT_TIMEOUT.total_seconds():g}s (is it a Temporal frontend?); {START_DEV}", file=sys.stderr)
+        _exit_now(1)
     except Exception as e:
-        print(f"intento: cannot reach Temporal at {address}: {e}", file=sys.stderr)
-        raise typer.Exit(1)
+        print(f"intento: cannot reach Temporal at {address}: {connect_problem(e)}; {START_DEV}", file=sys.stderr)
+        _exit_now(1)
 
 
 def _run_on_temporal(paths, intent, given, state, key, temporal: str, task_queue: str) -> None:
+    """`intento run --engine temporal`: start (or join) the run's workflow and wait for its
+    outcome. Never returns: every exit goes through `_exit_now` (0 succeeded, 3 escalated, 1 bad
+    input or Temporal unreachable, 4 the workflow ended without an outcome, 130 interrupted)."""
     import asyncio
     import hashlib
 
-    from intento.temporal import IntentRun, run_request
+    try:
+        spec = _load_spec(paths)
+        from intento.temporal import IntentRun, run_request
+        from intento.temporal._client import ended_without_outcome
 
-    spec = _load_spec(paths)
-    with _bad_input_exits():
-        given_data, _ = _json_input(given, "given")
-        state_data, _ = _json_input(state, "state")
-        req = run_request(spec, intent, given_data, state_data)
+        with _bad_input_exits():
+            given_data, _ = _json_input(given, "given")
+            state_data, _ = _json_input(state, "state")
+            req = run_request(spec, intent, given_data, state_data)
+    except typer.Exit as e:
+        _exit_now(e.exit_code)
     workflow_id = key or "intento-" + hashlib.sha256(json.dumps(req, sort_keys=True).encode()).hexdigest()[:24]
 
     async def go() -> dict:
+        from temporalio.client import WorkflowFailureError
         from temporalio.common import WorkflowIDConflictPolicy
+        from temporalio.service import RPCError
+
+        from intento.temporal._client import connect_problem
 
         client = await _temporal_client(temporal)
-        # The same request (or --key) never starts two workflows: a running one is joined.
-        handle = await client.start_workflow(IntentRun.run, req, id=workflow_id, task_queue=task_queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
-        print(f"run {workflow_id} ({intent}) on Temporal {temporal}, task queue {task_queue}")
-        return await handle.result()
+        try:
+            # The same request (or --key) never starts two workflows: a running one is joined.
+            handle = await client.start_workflow(IntentRun.run, req, id=workflow_id, task_queue=task_queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+        except RPCError as e:
+            print(f"intento: Temporal at {temporal} did not start run {workflow_id}: {connect_problem(e)}", file=sys.stderr)
+            _exit_now(1)
+        print(f"run {workflow_id} ({intent}) on Temporal {temporal}, task queue {task_queue}", flush=True)
+        try:
+            return await handle.result()
+        except WorkflowFailureError as e:
+            print(f"intento: run {workflow_id} {ended_without_outcome(e)}; it has no outcome (`intento run` again starts it anew)", file=sys.stderr)
+            _exit_now(4)
+        except RPCError as e:
+            print(f"intento: lost Temporal at {temporal} while waiting for run {workflow_id}: {connect_problem(e)}; the run goes on there: the same command waits for it again", file=sys.stderr)
+            _exit_now(1)
 
-    result = asyncio.run(go())
+    try:
+        result = asyncio.run(go())
+    except KeyboardInterrupt:
+        print(f"intento: interrupted; run {workflow_id} goes on on Temporal: the same command waits for it again", file=sys.stderr)
+        _exit_now(130)
+    except Exception as e:  # a bug: one line, as `run()` reports it, but through a safe exit
+        if os.environ.get("INTENTO_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        print(f"intento: internal error: {type(e).__name__}: {e} (set INTENTO_DEBUG=1 for details; please report it)", file=sys.stderr)
+        _exit_now(70)
     for e in result.get("events", []):
         detail = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("type", "at"))
         print(f"[{e['at']:>8} ms] {e['type']} {detail}")
@@ -523,8 +627,10 @@ def _run_on_temporal(paths, intent, given, state, key, temporal: str, task_queue
 def _exit_now(code: int) -> None:
     """Exit without interpreter teardown. The Temporal client's native runtime keeps threads of
     its own that can abort the process while Python finalises ("PyGILState_Release ... must be
-    current", temporalio/sdk-python#300), turning a finished run's exit code into SIGABRT. The
-    outcome is already on Temporal and printed; nothing is left to clean up."""
+    current", temporalio/sdk-python#300), turning an exit code into SIGABRT (134) or SIGSEGV
+    (139). Every exit of `intento worker` and `intento run --engine temporal` comes here once
+    Temporal may have been touched: the outcome is already on Temporal and printed, and nothing
+    is left to clean up."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
@@ -540,20 +646,41 @@ def resume(
     time_limit: float = typer.Option(10.0, "--time-limit", help="Solver time limit per (re-)plan.", min=0.001),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
 ) -> None:
-    """Drive every unfinished run in the store to its outcome (after a crash or a restart)."""
+    """Drive every unfinished run in the store to its outcome (after a crash or a restart). Runs another live process
+    drives are left to it. Exit 0 when every run it drove succeeded, 3 when any escalated."""
     ex, st_store, spec = _executor(paths, store, simulate, handlers, journal or store.with_name(store.name + ".journal.jsonl") if simulate else None, time_limit, progress=_live(quiet))
     ids = ex.resume_all()
     for rid in ids:
         _print_status(st_store, rid, spec)
     print(f"resumed {len(ids)} run{'s' * (len(ids) != 1)}")
     ex.env.close()
+    failed = [rid for rid in ids if (st_store.run(rid) or {}).get("status") != "succeeded"]
+    raise typer.Exit(3 if failed else 0)
 
 
 def _print_status(store, run_id: str, spec=None) -> None:
-    from intento.execute.report import status_text
+    from intento.execute.report import store_status
 
-    run_row = store.run(run_id)
-    out.print(status_text(run_row, store.events(run_id), spec), markup=False)
+    out.print(store_status(store, run_id, spec), markup=False)
+
+
+class ReadFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def _open_store(store: Path):
+    """An existing store, or exit 1 saying why not (never a traceback)."""
+    from intento.execute import Store
+
+    if not store.is_file():
+        print(f"intento: no store at `{store}`", file=sys.stderr)
+        raise typer.Exit(1)
+    try:
+        return Store(store)
+    except Exception as e:
+        print(f"intento: cannot open the store `{store}`: {e}", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -561,36 +688,41 @@ def status(
     run_id: Optional[str] = typer.Argument(None, help="A run id (default: the most recent run)."),
     store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store."),
     project: Optional[List[Path]] = typer.Option(None, "--project", help="The project, to say which facts a waiting step needs."),
+    format: ReadFormat = typer.Option(ReadFormat.text, "--format", "-f", help="text, or json (the run's view: status, deadline left, at risk, stalled, driven, what it waits for)."),
 ) -> None:
-    """Did the work finish, and if not, where did it stall? Steps done/running/waiting, deadline, latest plan and why."""
-    from intento.execute import Store
+    """Did the work finish, and if not, where did it stall? Steps done/running/waiting, deadline left, latest plan and why,
+    and whether a process is driving the run. Times are measured against now (the store's virtual clock for simulated runs)."""
+    from intento.execute.report import store_status
 
-    if not store.exists():
-        print(f"intento: no store at `{store}`", file=sys.stderr)
-        raise typer.Exit(1)
-    s = Store(store)
+    s = _open_store(store)
     runs = s.runs()
     if not runs:
-        print("no runs")
-        raise typer.Exit(0)
+        print("[]" if format is ReadFormat.json and run_id is None else "no runs")
+        raise typer.Exit(0 if run_id is None else 1)
     rid = run_id or runs[-1]["id"]
     if s.run(rid) is None:
         print(f"intento: no run `{rid}` in `{store}`", file=sys.stderr)
         raise typer.Exit(1)
+    if format is ReadFormat.json:
+        print(json.dumps(store_status(s, rid, as_json=True), indent=2, default=str))
+        raise typer.Exit(0)
     spec = _load_spec(project) if project else None
     _print_status(s, rid, spec)
 
 
 @app.command()
-def runs(store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store.")) -> None:
-    """List runs: escalated, giving up and at-risk ones first."""
-    from intento.execute import Store
-    from intento.execute.report import runs_table
+def runs(
+    store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store."),
+    format: ReadFormat = typer.Option(ReadFormat.text, "--format", "-f", help="text, or json (a list of run views)."),
+) -> None:
+    """List runs: escalated and giving up first, then runs nobody drives or stalled, then at risk, then the rest."""
+    from intento.execute.report import run_views, runs_table
 
-    if not store.exists():
-        print(f"intento: no store at `{store}`", file=sys.stderr)
-        raise typer.Exit(1)
-    for line in runs_table(Store(store)) or ["no runs"]:
+    s = _open_store(store)
+    if format is ReadFormat.json:
+        print(json.dumps(run_views(s), indent=2, default=str))
+        raise typer.Exit(0)
+    for line in runs_table(s) or ["no runs"]:
         print(line)
 
 
@@ -602,36 +734,32 @@ def observe(
     status_: Optional[str] = typer.Option(None, "--status", help="up, degraded or down (with --provider)."),
     latency: Optional[str] = typer.Option(None, "--latency", help="With --status degraded: the observed latency, e.g. 2s."),
     store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store."),
+    project: Optional[List[Path]] = typer.Option(None, "--project", help="The run's project (repeatable), to refuse providers and facts it does not name."),
 ) -> None:
-    """Tell a run what was observed: a fact, or a provider's status. Its executor re-plans."""
-    from intento.execute import Store, post
+    """Tell a run what was observed: a fact, or a provider's status. Its executor re-plans.
+    Refused (exit 1): an unknown status, a finished run, and with --project an unknown provider or a fact no action achieves."""
+    from intento.execute import post
+    from intento.execute.observe import validate_observation
     from intento.values import parse_duration
 
-    if not store.exists():
-        print(f"intento: no store at `{store}`", file=sys.stderr)
-        raise typer.Exit(1)
-    s = Store(store)
-    if s.run(run_id) is None:
+    s = _open_store(store)
+    row = s.run(run_id)
+    if row is None:
         print(f"intento: no run `{run_id}` in `{store}`", file=sys.stderr)
         raise typer.Exit(1)
-    if (fact is None) == (provider is None):
-        print("intento: give either --fact or --provider with --status", file=sys.stderr)
-        raise typer.Exit(1)
-    data: dict = {"source": "intento observe"}
-    if fact:
-        data["fact"] = fact
-    else:
-        if status_ not in ("up", "degraded", "down"):
-            print("intento: --status must be up, degraded or down", file=sys.stderr)
+    data: dict = {k: v for k, v in (("fact", fact), ("provider", provider), ("status", status_)) if v is not None}
+    if latency is not None:
+        d = parse_duration(latency)
+        if d is None:
+            print(f"intento: `--latency` must be a duration like 2s, not `{latency}`", file=sys.stderr)
             raise typer.Exit(1)
-        data |= {"provider": provider, "status": status_}
-        if latency:
-            d = parse_duration(latency)
-            if d is None:
-                print(f"intento: --latency must be a duration like 2s, not `{latency}`", file=sys.stderr)
-                raise typer.Exit(1)
-            data["latency"] = d.ms
-    post(s, run_id, data)
+        data["latency"] = d.ms
+    spec = _load_spec(project) if project else None
+    problem = validate_observation(data, row, spec)
+    if problem is not None:
+        print(f"intento: {problem.one_line()}", file=sys.stderr)
+        raise typer.Exit(1)
+    post(s, run_id, data | {"source": "intento observe"})
     print(f"observation queued for run {run_id}")
 
 
@@ -643,16 +771,29 @@ def serve(
     port: int = typer.Option(8080, "--port", help="Port to listen on.", min=0, max=65535),
     simulate: Optional[Path] = typer.Option(None, "--simulate", help="Run steps of API-started runs against this simulation scenario."),
     handlers: Optional[str] = typer.Option(None, "--handlers", help="Real handlers for API-started runs: `module:registry` or `module`."),
+    no_auth: bool = typer.Option(False, "--no-auth", help="Serve without authentication, on purpose (a loud warning says so either way when INTENTO_TOKEN is not set)."),
 ) -> None:
     """Serve the project over HTTP: /v1/plan, /v1/explain, /v1/check, /v1/runs, /v1/audit, /healthz, /metrics (docs/api.md).
-    Set INTENTO_TOKEN to require `Authorization: Bearer <token>`."""
+    Set INTENTO_TOKEN to require `Authorization: Bearer <token>`; without it the service warns that it serves without
+    authentication. Exit 1 on bad input (an empty INTENTO_TOKEN, both a token and --no-auth, an unreadable store)."""
+    token = os.environ.get("INTENTO_TOKEN")
+    if token is not None and not token.strip():
+        print("intento: INTENTO_TOKEN is set but empty, which would turn authentication off; set a token, or unset it and pass --no-auth", file=sys.stderr)
+        raise typer.Exit(1)
+    if token is not None and no_auth:
+        print("intento: both INTENTO_TOKEN and --no-auth are given; choose one", file=sys.stderr)
+        raise typer.Exit(1)
     import uvicorn
 
     from intento.service import create_app
 
     spec = _load_spec(paths)
     scenario, registry = _world(spec, simulate, handlers)
-    uvicorn.run(create_app(spec, store, scenario=scenario, registry=registry), host=host, port=port, log_level="warning")
+    if token is None:
+        how = "(--no-auth)" if no_auth else "(no INTENTO_TOKEN is set; pass --no-auth to say so)"
+        print(f"intento: WARNING: serving on {host}:{port} WITHOUT AUTHENTICATION {how}: anyone who can reach it may plan, start runs and read the audit log", file=sys.stderr)
+    app_ = create_app(spec, store, scenario=scenario, registry=registry, token=token if token is not None else "")
+    uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_keep_alive=5)
 
 
 audit_app = typer.Typer(help="The tamper-evident audit trail: verify, checkpoint, show, replay.", no_args_is_help=True)
@@ -661,18 +802,34 @@ app.add_typer(audit_app, name="audit")
 
 @audit_app.command("keygen")
 def audit_keygen(out: Path = typer.Option(..., "--out", help="Path prefix: writes PREFIX.key (private, mode 0600) and PREFIX.pub.")) -> None:
-    """Make an Ed25519 key pair for signing checkpoints."""
+    """Make an Ed25519 key pair for signing checkpoints. The folder must exist; no key is overwritten."""
     from intento.audit import keygen
 
-    private, public = keygen()
     key_path, pub_path = out.with_name(out.name + ".key"), out.with_name(out.name + ".pub")
-    if key_path.exists():
-        print(f"intento: {key_path} exists; refusing to overwrite a key", file=sys.stderr)
+    folder = key_path.parent
+    if not folder.is_dir():
+        print(f"intento: cannot write the key pair: folder `{folder}` does not exist; create it first", file=sys.stderr)
         raise typer.Exit(1)
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(private)
-    pub_path.write_bytes(public)
+    for existing in (key_path, pub_path):
+        if existing.exists() or existing.is_symlink():
+            print(f"intento: `{existing}` exists; refusing to overwrite a key (choose another --out)", file=sys.stderr)
+            raise typer.Exit(1)
+    private, public = keygen()
+    written: list[Path] = []
+    try:
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        written.append(key_path)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(private)
+        fd = os.open(pub_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        written.append(pub_path)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(public)
+    except OSError as e:
+        for path in written:  # never leave half a key pair behind
+            path.unlink(missing_ok=True)
+        print(f"intento: cannot write the key pair in `{folder}`: {e.strerror or e}", file=sys.stderr)
+        raise typer.Exit(1)
     print(f"wrote {key_path} (keep it secret) and {pub_path}")
 
 
@@ -682,17 +839,45 @@ def audit_checkpoint(
     key: Path = typer.Option(..., "--key", help="The Ed25519 private key (PEM)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write the checkpoint (default: stdout). Store it away from the log."),
 ) -> None:
-    """Sign the log's head (sequence number and hash), so truncation and rewrites can be detected later."""
+    """Sign the log's head (sequence number and hash), so truncation and rewrites can be detected later.
+    Refused (exit 1, nothing written): a missing or unverifiable log, a key that is not an Ed25519 private key, a missing --out folder."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     from intento.audit import AuditError, make_checkpoint
 
-    try:
-        cp = make_checkpoint(log, key.read_bytes())
-    except (AuditError, OSError, ValueError) as e:
-        print(f"intento: {e}", file=sys.stderr)
+    def fail(message: str) -> None:
+        print(f"intento: {message}", file=sys.stderr)
         raise typer.Exit(1)
+
+    if not log.is_file():
+        fail(f"no audit log at `{log}`" if not log.exists() else f"`{log}` is not a file")
+    if out is not None and not out.parent.is_dir():
+        fail(f"cannot write the checkpoint: folder `{out.parent}` does not exist; create it first")
+    if not key.is_file():
+        fail(f"no key file at `{key}`" if not key.exists() else f"`{key}` is not a file")
+    try:
+        pem = key.read_bytes()
+    except OSError as e:
+        fail(f"cannot read the key `{key}`: {e.strerror or e}")
+    try:
+        private = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        private = None
+    if not isinstance(private, Ed25519PrivateKey):
+        fail(f"`{key}` is not an unencrypted Ed25519 private key in PEM; make one with `intento audit keygen`")
+    try:
+        cp = make_checkpoint(log, pem)
+    except AuditError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"cannot read the log `{log}`: {e.strerror or e}")
     text = json.dumps(cp, indent=2) + "\n"
     if out:
-        _atomic_write(out, text)
+        try:
+            _atomic_write(out, text)
+        except OSError as e:
+            fail(f"cannot write the checkpoint `{out}`: {e.strerror or e}")
         print(f"checkpoint of record {cp['seq']} written to {out}")
     else:
         print(text, end="")
@@ -769,8 +954,22 @@ def audit_replay(
     from intento.audit import read_records, replay
 
     spec = _load_spec(project)
-    records, _, _ = read_records(log) if log.exists() else ([], b"", [])
-    fingerprints = {r.get("sources", {}).get("project") for r in records if "__malformed__" not in r}
+    if not log.is_file():
+        print(f"intento: no audit log at `{log}`", file=sys.stderr)
+        raise typer.Exit(1)
+    try:
+        records, torn, bad = read_records(log)
+    except OSError as e:
+        print(f"intento: cannot read `{log}`: {e.strerror or e}", file=sys.stderr)
+        raise typer.Exit(1)
+    readable = [r for r in records if "__malformed__" not in r and isinstance(r.get("seq"), int) and isinstance(r.get("intent"), str)]
+    if not readable:
+        what = "is empty" if not records and not torn.strip() else "holds no audit record"
+        print(f"intento: `{log}` {what}: nothing to replay", file=sys.stderr)
+        raise typer.Exit(1)
+    for line, problem in bad:
+        print(f"line {line}: not a record ({problem}); skipped", file=sys.stderr)
+    fingerprints = {(r.get("sources") or {}).get("project") for r in readable}
     results = replay(log, spec)
     changed = [r for r in results if not r.same]
     for r in results:
@@ -787,17 +986,48 @@ app.add_typer(policy_app, name="policy")
 
 
 def _load_cases(path: Path) -> list[dict]:
-    """Cases: a JSON list of {intent, given, state}, or an audit log whose records are replayed."""
-    text = path.read_text(encoding="utf-8", errors="replace")
-    if path.suffix == ".jsonl" or (text.lstrip().startswith("{") and "\n{" in text):
-        from intento.audit import read_records
+    """Cases: a JSON list of {intent, given, state}, or an audit log whose records are replayed.
 
-        recs, _, _ = read_records(path)
-        return [{"intent": r["intent"], "given": r["context"], "state": r.get("state") or {}, "label": f"record {r['seq']}"} for r in recs if "__malformed__" not in r]
-    data = json.loads(text)
-    if not isinstance(data, list):
-        raise ValueError("cases must be a JSON list of {intent, given, state}")
-    return data
+    Every line of a log becomes a case, so nothing is skipped silently: a line that is not a
+    decision record is a case with an ``error`` (it cannot be planned); a torn last line (an
+    interrupted write, never a decision) is a case with a ``note``. Unknown keys of a record
+    (`run`, `reason`, `inputs`, ...) are ignored: the request is its intent, context and state."""
+    from decimal import Decimal
+
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if text.lstrip().startswith("["):
+        data = json.loads(text, parse_float=Decimal)
+        cases = []
+        for i, item in enumerate(data, start=1):
+            if not isinstance(item, dict) or not isinstance(item.get("intent"), str):
+                cases.append({"label": f"case {i}", "error": "not an object with an `intent` name"})
+                continue
+            label = item.get("label") or item.get("name") or f"case {i}"
+            cases.append({"label": str(label), "intent": item["intent"], "given": item.get("given"), "state": item.get("state")})
+        return cases
+    if text.strip() and not text.lstrip().startswith("{"):
+        raise ValueError("cases must be a JSON list of {intent, given, state}, or an audit log (JSON Lines)")
+    from intento.audit import read_records
+
+    recs, torn, bad = read_records(path)
+    why_bad = dict(bad)
+    cases = []
+    for line, r in enumerate(recs, start=1):
+        if "__malformed__" in r:
+            cases.append({"label": f"line {line}", "error": f"not a JSON record ({why_bad.get(line, 'unreadable')})"})
+            continue
+        seq = r.get("seq")
+        label = f"record {seq}" if isinstance(seq, int) and not isinstance(seq, bool) else f"line {line}"
+        if r.get("kind") == "replan" and isinstance(r.get("run"), str):
+            label += f", a re-plan of run {r['run']}"
+        context, state = r.get("context", {}), r.get("state") or {}
+        if not isinstance(r.get("intent"), str) or not isinstance(context, dict) or not isinstance(state, dict):
+            cases.append({"label": label, "error": "not a decision record (it needs `intent`, `context` and `state`)"})
+            continue
+        cases.append({"label": label, "intent": r["intent"], "given": context, "state": state, "from_log": True})
+    if torn.strip():
+        cases.append({"label": f"line {len(recs) + 1}", "note": f"the last line is torn ({len(torn)} bytes of an interrupted write, never a decision): skipped"})
+    return cases
 
 
 @policy_app.command("diff")
@@ -806,11 +1036,12 @@ def policy_diff(
     new: Path = typer.Argument(..., help="The proposed policy set."),
     cases: Path = typer.Option(..., "--cases", help="Requests to compare: a JSON list of {intent, given, state}, or an audit log (.jsonl)."),
     with_: List[Path] = typer.Option(..., "--with", help="The rest of the project (providers, actions, intents); repeatable."),
-    fail_on_change: bool = typer.Option(False, "--fail-on-change", help="Exit 1 when any plan changes (for CI gates)."),
+    fail_on_change: bool = typer.Option(False, "--fail-on-change", help="Exit 1 when any plan changes, any case cannot be planned, or there is no case (for CI gates)."),
 ) -> None:
     """Which plans change between two policy sets, and how (status, providers, cost, latency)."""
     from decimal import Decimal
 
+    from intento.audit import given_for_replay
     from intento.diagnostics import IntentoError
     from intento.solve import plan as make_plan
 
@@ -818,18 +1049,39 @@ def policy_diff(
     new_spec = _load_spec([*with_, new])
     try:
         items = _load_cases(cases)
-    except (OSError, ValueError, KeyError) as e:
-        print(f"intento: cannot read the cases: {e}", file=sys.stderr)
+    except (OSError, ValueError, RecursionError) as e:
+        print(f"intento: cannot read the cases `{cases}`: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
         raise typer.Exit(1)
-    changed = 0
-    for i, case in enumerate(items, start=1):
-        label = case.get("label") or case.get("name") or f"case {i}"
-        try:
-            a = make_plan(old_spec, case["intent"], case.get("given"), case.get("state"))
-            b = make_plan(new_spec, case["intent"], case.get("given"), case.get("state"))
-        except (IntentoError, KeyError) as e:
-            print(f"{label}: cannot plan: {e}")
+
+    def given_for(spec, case) -> tuple[dict | None, str | None]:
+        """A logged secret keeps only its keyed hash: a placeholder of its type plans the same,
+        unless a `when` guard reads it (then the case cannot be planned faithfully)."""
+        given = case.get("given")
+        if not isinstance(given, dict) or case["intent"] not in spec.intents:
+            return given, None
+        return given_for_replay(spec, case["intent"], given)
+
+    changed = failed = planned = 0
+    for case in items:
+        label = case["label"]
+        if "note" in case:
+            print(f"{label}: {case['note']}")
             continue
+        problem = case.get("error")
+        if problem is None:
+            (given_a, why_a), (given_b, why_b) = given_for(old_spec, case), given_for(new_spec, case)
+            problem = why_a or why_b
+        if problem is None:
+            try:
+                a = make_plan(old_spec, case["intent"], given_a, case.get("state"))
+                b = make_plan(new_spec, case["intent"], given_b, case.get("state"))
+            except IntentoError as e:
+                problem = "; ".join(d.message for d in e.diagnostics[:3]) + (f" (and {len(e.diagnostics) - 3} more)" if len(e.diagnostics) > 3 else "")
+        if problem is not None:
+            failed += 1
+            print(f"{label}: cannot plan: {problem}")
+            continue
+        planned += 1
         diffs = []
         if a.status != b.status:
             diffs.append(f"{a.status} -> {b.status}")
@@ -844,15 +1096,19 @@ def policy_diff(
                 diffs.append(f"cost {'+' if dc > 0 else ''}{format(dc.normalize(), 'f')} {b.currency}")
             if dl:
                 diffs.append(f"latency {'+' if dl > 0 else ''}{dl}ms")
-        if not b.feasible and b.explanation.summary:
+        if not b.feasible and b.explanation.summary and (a.feasible or a.explanation.summary != b.explanation.summary):
+            # why the new set finds no plan; the same reason under both sets is no change
             diffs.append(b.explanation.summary)
         if diffs:
             changed += 1
             print(f"{label} ({case['intent']}): " + "; ".join(diffs))
         else:
             print(f"{label} ({case['intent']}): unchanged")
-    print(f"\n{changed} of {len(items)} plans change")
-    raise typer.Exit(1 if (fail_on_change and changed) else 0)
+    total = planned + failed
+    print(f"\n{changed} of {planned} plans change" + (f"; {failed} of {total} cases cannot be planned" if failed else ""))
+    if total == 0:
+        print(f"intento: `{cases}` holds no case to compare", file=sys.stderr)
+    raise typer.Exit(1 if fail_on_change and (changed or failed or total == 0) else 0)
 
 
 class SchemaName(str, Enum):
@@ -896,6 +1152,13 @@ def run() -> None:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except Exception as e:  # pragma: no cover - a bug; keep the user's terminal clean
+        from intento.errors import OperationalError
+
+        if isinstance(e, OperationalError):
+            # A store or audit log that cannot be read or written (a full disk, a read-only or
+            # corrupted file), named with the cause; nothing already recorded is lost.
+            print(f"intento: {e}", file=sys.stderr)
+            sys.exit(1)
         if os.environ.get("INTENTO_DEBUG"):
             raise
         print(f"intento: internal error: {type(e).__name__}: {e} (set INTENTO_DEBUG=1 for details; please report it)", file=sys.stderr)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from intento.diagnostics import Diagnostic, Severity, Source, Span, did_you_mean
 from intento.spec import IntentSpec, Spec
-from intento.values import MAX_NUMBER_DIGITS, Duration, Money, Value, parse_duration, parse_money, parse_number
+from intento.values import MAX_NUMBER_DIGITS, Duration, Money, Value, duration_bound_error, money_bound_error, parse_duration, parse_money, parse_number
 
 
 class ProviderState(BaseModel):
@@ -63,24 +63,58 @@ class ResolvedState:
 
 
 def _diag(code: str, message: str, source: Source | None, needle: str | None = None, help: str = "") -> Diagnostic:
+    """A request diagnostic located at the object key ``needle`` of ``source`` (at its start if
+    there is no such key). Where a value is wrong, the span is its key, never the value itself."""
     span = None
     if source is not None:
-        pos = source.text.find(f'"{needle}"') if needle else -1
-        span = Span.at_offset(source, max(pos, 0), max(pos, 0) + (len(needle) + 2 if pos >= 0 else 0))
+        quoted = f'"{needle}"' if needle else ""
+        # The key (looked up in an index built once per source), else any occurrence of the name.
+        pos = source.json_key(quoted) if needle else -1
+        if needle and pos < 0:
+            pos = source.text.find(quoted)
+        span = Span.at_offset(source, max(pos, 0), max(pos, 0) + (len(quoted) if pos >= 0 else 0))
     return Diagnostic(code, Severity.error, message, span, help=help)
 
 
 def load_json(text: str, name: str) -> tuple[Any, Source, list[Diagnostic]]:
-    """Parse JSON text; a syntax error is located at its line and column."""
-    src = Source(name, text)
+    """Parse JSON text; a syntax error is located at its line and column. The source hides its
+    values in every snippet (`Source.hide_values`): a request may hold `secret` givens, and which
+    ones are secret is not known here (nor, for invalid JSON, which names the text holds)."""
+    src = Source(name, text, hide_values=True)
     try:
-        # Exact numbers: a JSON 0.1 is the decimal 0.1, never a binary float.
-        return json.loads(text, parse_float=Decimal), src, []
+        # Exact numbers: a JSON 0.1 is the decimal 0.1, never a binary float; an integer is read
+        # as a decimal too (so 5,000 digits cost nothing to refuse later, E104/E108).
+        return json.loads(text, parse_float=Decimal, parse_int=_json_int, object_pairs_hook=_json_object), src, []
+    except _DuplicateKey as e:
+        pos = max(src.text.find(json.dumps(e.key)), 0)
+        return None, src, [Diagnostic("E101", Severity.error, f"invalid JSON: the key `{e.key}` appears twice", Span.at_offset(src, pos, pos + len(json.dumps(e.key))), help="give each name once")]
     except json.JSONDecodeError as e:
         span = Span.at_offset(src, e.pos, e.pos + 1)
         return None, src, [Diagnostic("E101", Severity.error, f"invalid JSON: {e.msg.lower()}", span, help="check the JSON syntax")]
     except RecursionError:
         return None, src, [Diagnostic("E101", Severity.error, "invalid JSON: nested too deeply", Span.whole_file(src))]
+
+
+def _json_int(text: str) -> int | Decimal:
+    # Python refuses to convert integers of over 4,300 digits (and would take quadratic time).
+    return int(text) if len(text) <= 40 else Decimal(text)
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object whose keys are distinct: a name given twice would be read as its last value
+    by one reader and its first by another."""
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
 
 
 def resolve_state(spec: Spec, raw: Any, source: Source | None = None) -> tuple[ResolvedState | None, list[Diagnostic]]:
@@ -125,10 +159,14 @@ def _override(spec: Spec, name: str, ps: ProviderState, source) -> tuple[Overrid
         latency = _duration_value(ps.latency)
         if latency is None or latency.ms < 1:
             diags.append(_diag("E108", f"state: latency of `{name}` is not a duration of at least 1ms: `{ps.latency}`", source, "latency", help='write "2s" or a number of milliseconds'))
+        elif duration_bound_error(latency.ms) is not None:
+            diags.append(_diag("E108", f"state: latency of `{name}` {duration_bound_error(latency.ms)}: `{ps.latency}`", source, "latency", help="use a duration of at most 10^13 ms"))
     if ps.cost is not None:
         m = _money_value(ps.cost, spec.currency)
         if m is None or m.amount < 0 or (spec.currency and m.currency != spec.currency):
             diags.append(_diag("E108", f"state: cost of `{name}` is not an amount of zero or more in {spec.currency or 'the project currency'}: `{ps.cost}`", source, "cost"))
+        elif money_bound_error(m.amount) is not None:
+            diags.append(_diag("E108", f"state: cost of `{name}` {money_bound_error(m.amount)}: `{ps.cost}`", source, "cost", help="the planner keeps money exact: at most 6 decimal places, below 10^9"))
         else:
             cost = m.amount
     if ps.reliability is not None:

@@ -26,7 +26,7 @@ from intento.check._guards import check_guards
 from intento.check._load import MAX_FILES, load_sources, read_source
 from intento.check._state import MAX_DECLARATIONS, _Checker
 from intento.check._tests import check_facts, resolve_tests
-from intento.diagnostics import Diagnostic, Source, sorted_capped
+from intento.diagnostics import Diagnostic, DiagnosticList, Source, sorted_capped, tally
 from intento.spec import Spec
 from intento.syntax import ast, parse
 
@@ -58,7 +58,25 @@ class Result:
 
     @property
     def errors(self) -> list[Diagnostic]:
+        """The errors shown (a `DiagnosticList`: its ``total_errors`` counts those past the cap too)."""
+        if isinstance(self.diagnostics, DiagnosticList):
+            return self.diagnostics.errors()
         return [d for d in self.diagnostics if d.is_error]
+
+    @property
+    def error_count(self) -> int:
+        """Errors found, also those past the cap of `MAX_DIAGNOSTICS`."""
+        return tally(self.diagnostics)[0]
+
+    @property
+    def warning_count(self) -> int:
+        """Warnings found, also those past the cap of `MAX_DIAGNOSTICS`."""
+        return tally(self.diagnostics)[1]
+
+    @property
+    def truncated(self) -> bool:
+        """Whether more diagnostics were found than `diagnostics` holds."""
+        return sum(tally(self.diagnostics)) > len(self.diagnostics)
 
     @property
     def ok(self) -> bool:
@@ -66,27 +84,36 @@ class Result:
 
 
 def check_paths(paths: Iterable[str | Path]) -> Result:
-    sources, diags = load_sources(paths)
-    if diags and not sources:
-        return Result(None, sorted_capped(diags))
-    result = check_sources(sources)
-    if diags:
-        result = Result(None, sorted_capped(diags + result.diagnostics), result.timings)
-    return result
+    sources, load_diags = load_sources(paths)
+    if load_diags and not sources:
+        return Result(None, sorted_capped(load_diags))
+    spec, diags, timings = _check(sources)
+    if load_diags:
+        everything = DiagnosticList(load_diags)
+        everything.merge(diags)
+        return Result(None, sorted_capped(everything), timings)
+    return Result(spec, sorted_capped(diags), timings)
 
 
 def check_sources(sources: list[Source]) -> Result:
+    spec, diags, timings = _check(sources)
+    return Result(spec, sorted_capped(diags), timings)
+
+
+def _check(sources: list[Source]) -> tuple[Spec | None, list[Diagnostic], dict[str, float]]:
+    """Every stage over ``sources``: the Spec (None when there is an error) and every diagnostic
+    found, not yet capped (the cap is applied once, where the result is made)."""
     files: list[ast.File] = []
-    diags: list[Diagnostic] = []
+    diags = DiagnosticList()  # a parse keeps only its first errors, and counts the rest
     t0 = time.perf_counter()
     for src in sources:
         f, d = parse(src)
-        diags.extend(d)
+        diags.merge(d)
         if f is not None:
             files.append(f)
     timings = {"parse": time.perf_counter() - t0}
     if diags:
-        return Result(None, sorted_capped(diags), timings)
+        return None, diags, timings
     checker = _Checker(sources, files)
     for name, stage in STAGES:
         t = time.perf_counter()
@@ -94,10 +121,13 @@ def check_sources(sources: list[Source]) -> Result:
         timings[name] = time.perf_counter() - t
         if checker.fatal:
             break
-    all_diags = sorted_capped(checker.diags)
-    if any(d.is_error for d in all_diags):
-        return Result(None, all_diags, timings)
-    return Result(checker.build(), all_diags, timings)
+    t = time.perf_counter()
+    checker.resolve_hints()  # INVARIANT: after this, every help is a str
+    timings["resolve_hints"] = time.perf_counter() - t
+    # Decided on every diagnostic, not the capped ones: an error past the cap still fails.
+    if any(d.is_error for d in checker.diags):
+        return None, checker.diags, timings
+    return checker.build(), checker.diags, timings
 
 
 STAGES: list[tuple[str, Callable[[_Checker], None]]] = [

@@ -339,7 +339,8 @@ def option_attr_reader(c: _Checker):
                 "W105",
                 f"no provider or option declares attribute `{r.name}`",
                 r.span,
-                help=(did_you_mean(r.name, c.attr_names) or "a missing attribute never equals a value") ,
+                # attr_names is complete: providers and actions (stages 2-3) come before any predicate.
+                help=c.suggest(r.name, c.attr_names, "a missing attribute never equals a value"),
             )
         return None
 

@@ -14,8 +14,11 @@ requests, so the policy applies to all of them (it fails closed, `problem.policy
 from __future__ import annotations
 
 from intento.check._state import _Checker
-from intento.diagnostics import did_you_mean
 from intento.syntax import ast
+
+
+#: Intents named one by one per guard name in W103; the rest are counted in one more warning.
+MAX_PAIRS_SHOWN = 5
 
 
 def guard_refs(e: ast.Expr | None) -> list[ast.Ref]:
@@ -60,18 +63,28 @@ def check_guards(c: _Checker) -> None:
                     f"no intent declares given `{name}`, read by the `when` of {owner}",
                     ref.span,
                     label="not a given name",
-                    help=did_you_mean(name, all_given) or "declare it in the `given` of the intents the policy governs, or correct the name",
+                    help=c.suggest(name, all_given, "declare it in the `given` of the intents the policy governs, or correct the name"),
                 )
                 continue
-            for intent in c.intents.values():
-                if name in intent.given:
-                    continue
-                dym = did_you_mean(name, intent.given)
+            missing = [i for i in c.intents.values() if name not in i.given]
+            if len(missing) > MAX_PAIRS_SHOWN:
+                # One line for the rest: a project of many intents and policies must not turn
+                # into intents x policies warnings.
+                rest = missing[MAX_PAIRS_SHOWN:]
+                c.warn(
+                    "W103",
+                    f"{len(rest):,} more intents do not declare `{name}`, so {owner} always applies to them",
+                    ref.span,
+                    label="undecidable for these intents",
+                    help=f"declare `{name}` in the `given` of those intents (`{rest[0].name}`, ...) if the guard should decide for them",
+                )
+                missing = missing[:MAX_PAIRS_SHOWN]
+            for intent in missing:
                 todo = f"declare `{name}` in the `given` of intent `{intent.name}` if the guard should decide for it"
                 c.warn(
                     "W103",
                     f"intent `{intent.name}` does not declare `{name}`, so {owner} always applies to it",
                     ref.span,
                     label="undecidable for this intent",
-                    help=f"{dym} otherwise {todo}" if dym else todo,
+                    help=c.suggest(name, intent.given, todo, "{} otherwise " + todo.replace("{", "{{").replace("}", "}}")),
                 )

@@ -6,7 +6,6 @@ Input: the `_Checker` state after stages 1-5. Output: test specs and diagnostics
 from __future__ import annotations
 
 
-from intento.diagnostics import did_you_mean
 from intento.syntax import ast
 from intento.values import type_name
 
@@ -43,7 +42,7 @@ def check_facts(c: _Checker) -> None:
                 "W101",
                 f"no action achieves fact `{ref.name}`, needed by {who}",
                 ref.span,
-                help=did_you_mean(ref.name, achieved) or "only an observation can make it true",
+                help=c.suggest(ref.name, achieved, "only an observation can make it true"),
             )
 
 
@@ -86,7 +85,7 @@ def _check_plan_step(c: _Checker, plan: ast.PlanStep) -> None:
         seen.add(n)
         param = intent.given.get(n)
         if param is None:
-            c.error("E015", f"intent `{intent.name}` has no given `{n}`", gv.name.span, help=did_you_mean(n, intent.given) or "declare it in the intent's `given`")
+            c.error("E015", f"intent `{intent.name}` has no given `{n}`", gv.name.span, help=c.suggest(n, intent.given, "declare it in the intent's `given`"))
             continue
         got = type_name(gv.value.value)
         if got != param.type:
@@ -135,7 +134,7 @@ def _check_expect(c: _Checker, ex: ast.Expectation) -> None:
                         "E035",
                         f"`{n.name}` names no policy, provider, `goal`, `budget` or `deadline`",
                         n.span,
-                        help=did_you_mean(n.name, list(c.decls["policy"]) + list(BECAUSE_WORDS)),
+                        help=c.suggest(n.name, [*c.decls["policy"], *BECAUSE_WORDS]),
                     )
         case ast.ExpectVia():
             c.known("provider", ex.provider, "E012")

@@ -230,7 +230,10 @@ def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=No
 
         result = check_sources([Source(name, text) for name, text in req.sources.items()])
         diags = [d.to_model().model_dump() for d in result.diagnostics]
-        return {"ok": result.ok, "errors": sum(d.is_error for d in result.diagnostics), "warnings": sum(not d.is_error for d in result.diagnostics), "diagnostics": diags}
+        body = {"ok": result.ok, "errors": result.error_count, "warnings": result.warning_count, "diagnostics": diags}
+        if result.truncated:
+            body |= {"truncated": True, "shown": len(diags)}  # as `intento check --format json`
+        return body
 
     def _executor(store: Store) -> Executor:
         env = SimEnvironment(scenario, start=0) if scenario is not None else RealEnvironment(registry)

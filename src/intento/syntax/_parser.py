@@ -2,8 +2,10 @@
 
 Input: a `Source`. Output: an `ast.File`, or diagnostics (never a lark exception and never a
 Python traceback). Bounds from LANGUAGE.md "Limits" are enforced here, before anything recursive
-runs: file size before lexing, nesting depth on the lark tree with an explicit stack before the
-(recursive) transformer, number-literal digits before any conversion.
+runs: file size before lexing, nesting depth on the lark tree with an explicit stack (the AST is
+built without recursion too, but later stages recurse over it), number-literal digits before any
+conversion. The cost is linear in the text, with no per-character objects: see
+tests/syntax/test_parse_cost.py and ``python -m benchmarks.parse``.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
 
-from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from intento.diagnostics import Diagnostic, Severity, Source, Span
+from intento.diagnostics import MAX_DIAGNOSTICS, Diagnostic, DiagnosticList, Severity, Source, Span
 from intento.syntax import ast
 from intento.values import MAX_NUMBER_DIGITS, parse_duration, parse_money, parse_number
 
@@ -46,10 +48,35 @@ _TERMINAL_WORDS = {
 }
 
 
+class _Meta:
+    """lark's `Meta` (a tree node's position) with slots: about 120 bytes, not a 400-byte dict,
+    for each node of the tree (a hostile file may hold one node per two characters)."""
+
+    __slots__ = (
+        "empty", "line", "column", "start_pos", "end_line", "end_column", "end_pos",
+        "container_line", "container_column", "container_start_pos",
+        "container_end_line", "container_end_column", "container_end_pos",
+        "orig_expansion", "match_tree",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.empty = True
+
+
+class _Tree(Tree):
+    """lark's tree, with the slotted `_Meta` (lark reads and sets a meta only through `meta`)."""
+
+    @property
+    def meta(self) -> _Meta:
+        if self._meta is None:
+            self._meta = _Meta()
+        return self._meta
+
+
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
     grammar = resources.files("intento.syntax").joinpath("intento.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=False)
+    return Lark(grammar, parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=False, tree_class=_Tree)
 
 
 @lru_cache(maxsize=None)
@@ -80,10 +107,16 @@ def _expected_text(expected: set[str]) -> str:
     return "expected one of: " + shown
 
 
+#: A string literal as the lexer reads it (see STRING in the grammar: unrolled and possessive, so a
+#: long string costs the regex engine no memory), or a `//` comment.
+_STRING_OR_COMMENT = r'"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"|//[^\n]*'
+_BRACE_SCAN = re.compile(_STRING_OR_COMMENT + r"|[{}]")
+
+
 def _unclosed_brace(text: str) -> int | None:
     """Offset of the last `{` never closed (strings and comments skipped), if any."""
     stack: list[int] = []
-    for m in re.finditer(r'"(?:\\.|[^"\\\n])*"|//[^\n]*|[{}]', text):
+    for m in _BRACE_SCAN.finditer(text):
         tok = m.group()
         if tok == "{":
             stack.append(m.start())
@@ -92,7 +125,7 @@ def _unclosed_brace(text: str) -> int | None:
     return stack[-1] if stack else None
 
 
-_COMMENT_OR_STRING = re.compile(r'"(?:\\.|[^"\\\n])*"|//[^\n]*')
+_COMMENT_OR_STRING = re.compile(_STRING_OR_COMMENT)
 
 
 def scan_comments(text: str) -> tuple[tuple[int, str], ...]:
@@ -126,14 +159,12 @@ def parse(source: Source) -> tuple[ast.File | None, list[Diagnostic]]:
         return None, [deep]
     builder = _Builder(source)
     try:
-        decls = builder.transform(tree)
-    except VisitError as e:  # lark wraps exceptions raised inside the transformer
-        if isinstance(e.orig_exc, _Located):
-            return None, [e.orig_exc.diag]
-        raise
-    if builder.errors:
-        return None, builder.errors
-    return ast.File(decls, comments=scan_comments(source.text), span=Span.at_offset(source, 0, len(source.text))), []
+        decls = builder.build(tree)
+    except _Located as e:
+        return None, [e.diag]
+    if builder.error_count:
+        return None, builder.reported_errors()
+    return ast.File(decls, comments=scan_comments(source.text), span=Span.whole_text(source)), []
 
 
 def _syntax_diagnostic(source: Source, e: UnexpectedInput) -> Diagnostic:
@@ -213,21 +244,60 @@ def _too_deep(tree: Tree, source: Source) -> Diagnostic | None:
 
 
 _ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
+#: A backslash and the character it escapes (in a STRING token a `\\` is always followed by one).
+_ESCAPE = re.compile(r"\\(.)", re.S)
 
 
-@v_args(meta=True)
-class _Builder(Transformer):
-    """Lark tree -> AST nodes (one method per grammar rule)."""
+def _unescape(m: re.Match) -> str:
+    # An unknown escape (reported as E009) stands for the character itself.
+    return _ESCAPES.get(m.group(1), m.group(1))
+
+
+def _shown_char(c: str) -> str:
+    return c if c.isprintable() else repr(c)[1:-1]
+
+
+class _Builder:
+    """Lark tree -> AST nodes: one method per grammar rule, called with the rule's meta (its
+    position) and its children already built."""
 
     def __init__(self, source: Source):
-        super().__init__()
         self.source = source
+        # At most 2 x MAX_DIAGNOSTICS kept (those first in the file), all counted: a hostile file
+        # may hold a million bad escapes, and only the first are ever shown.
         self.errors: list[Diagnostic] = []
+        self.error_count = 0
+        self._past = float("inf")  # an error starting after this offset can never be shown
+
+    def build(self, root: Tree):
+        """The AST of ``root``, built bottom-up with an explicit stack (no recursion, and none of
+        lark's per-node visitor machinery). The tree is consumed: each node lets go of its
+        children once they are built, so the tree is freed as the AST grows."""
+        rules: dict[str, object] = {}
+        values: list = []
+        stack: list[tuple[object, bool]] = [(root, False)]
+        while stack:
+            node, children_built = stack.pop()
+            if children_built:
+                n = len(node.children)
+                ch = values[len(values) - n :]
+                del values[len(values) - n :]
+                node.children = []
+                rule = rules.get(node.data)
+                if rule is None:
+                    rule = rules[node.data] = getattr(self, node.data)
+                values.append(rule(node.meta, ch))
+            elif isinstance(node, Tree):
+                stack.append((node, True))
+                stack.extend((c, False) for c in reversed(node.children))
+            else:
+                values.append(node)
+        return values[0]
 
     # -- helpers --
     def _span(self, meta) -> Span:
         if getattr(meta, "empty", True):
-            return Span.at_offset(self.source, 0)
+            return Span.whole_file(self.source)
         return Span(self.source, meta.start_pos, meta.end_pos, meta.line, meta.column, meta.end_line, meta.end_column)
 
     def _tspan(self, tok: Token) -> Span:
@@ -240,10 +310,22 @@ class _Builder(Transformer):
         return tuple(self._ident(t) for t in items if isinstance(t, Token) and t.type == "IDENT")
 
     def _error(self, code: str, message: str, span: Span, help: str = "") -> None:
+        self.error_count += 1
+        if span.start > self._past:
+            return
         self.errors.append(Diagnostic(code, Severity.error, message, span, help=help))
+        if len(self.errors) > 2 * MAX_DIAGNOSTICS:
+            self.errors.sort(key=Diagnostic.sort_key)
+            del self.errors[MAX_DIAGNOSTICS:]
+            self._past = self.errors[-1].span.start
+
+    def reported_errors(self) -> DiagnosticList:
+        # INVARIANT: every error is at its own token, so none repeats another (which the cap's
+        # dedup would not count).
+        return DiagnosticList(sorted(self.errors, key=Diagnostic.sort_key)[:MAX_DIAGNOSTICS], self.error_count, 0)
 
     def _digits_ok(self, tok: Token) -> bool:
-        digits = sum(c.isdigit() for c in tok)
+        digits = sum(map(str.isdigit, tok))
         if digits > MAX_NUMBER_DIGITS:
             self._error(
                 "E006",
@@ -257,24 +339,23 @@ class _Builder(Transformer):
     # -- values --
     def string(self, meta, ch):
         tok = ch[0]
-        body, out, i = tok[1:-1], [], 0
-        while i < len(body):
-            c = body[i]
-            if c == "\\":
-                nxt = body[i + 1]
-                if nxt not in _ESCAPES:
+        body = str(tok)[1:-1]
+        if "\\" in body:
+            # One regex pass, no per-character objects: a string literal may be a megabyte long.
+            for m in _ESCAPE.finditer(body):
+                if m.group(1) not in _ESCAPES:
+                    at = tok.start_pos + 1 + m.start()
+                    if at > self._past:  # never shown: counted, and no diagnostic is built
+                        self.error_count += 1
+                        continue
                     self._error(
                         "E009",
-                        f"unknown escape `\\{nxt}` in string",
-                        Span.at_offset(self.source, tok.start_pos + 1 + i, tok.start_pos + 3 + i),
+                        f"unknown escape `\\{_shown_char(m.group(1))}` in string",
+                        Span.at_offset(self.source, at, at + 2),
                         help='the escapes are `\\"`, `\\\\`, `\\n` and `\\t`',
                     )
-                out.append(_ESCAPES.get(nxt, nxt))
-                i += 2
-            else:
-                out.append(c)
-                i += 1
-        return ast.Literal("".join(out), span=self._tspan(tok))
+            body = _ESCAPE.sub(_unescape, body)
+        return ast.Literal(body, span=self._tspan(tok))
 
     def number(self, meta, ch):
         tok = ch[0]
@@ -289,7 +370,7 @@ class _Builder(Transformer):
     def duration(self, meta, ch):
         tok = ch[0]
         value = parse_duration(str(tok)) if self._digits_ok(tok) else None
-        if value is None and not self.errors:
+        if value is None and not self.error_count:
             self._error(
                 "E006",
                 f"duration `{tok}` is not a whole number of milliseconds",
