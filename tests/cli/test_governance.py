@@ -232,7 +232,7 @@ def test_unknown_keys_a_torn_tail_and_malformed_lines_are_reported_not_fatal(run
     n = len(lines)
     assert "record 1 (fulfil_order): unchanged" in r.stdout
     assert f"line {n + 1}: cannot plan: not a JSON record" in r.stdout
-    assert f"record 99: cannot plan: not a decision record (it needs `intent`, `context` and `state`)" in r.stdout
+    assert "record 99: cannot plan: not a decision record (it needs `intent`, `context` and `state`)" in r.stdout
     assert f"line {n + 3}: the last line is torn" in r.stdout
     assert r.returncode == 1  # two lines could not be compared: the gate does not pass them silently
     # A torn tail alone (a crash mid-write) is not a failure: it was never a decision.

@@ -112,7 +112,7 @@ def test_a_run_cancelled_or_terminated_while_waited_on_is_exit_4_in_one_line(att
 
     out = asyncio.run(go())
     for how, (code, stdout, stderr) in out.items():
-        err = _one_clean_line(subprocess.CompletedProcess([], code, stdout, stderr))
+        _one_clean_line(subprocess.CompletedProcess([], code, stdout, stderr))  # one clean line, asserted inside
         assert code == 4, (how, code, stderr)
         assert stdout.startswith(f"run {keys[how]} ")
     assert out["cancel"][2].strip() == f"intento: run {keys['cancel']} was cancelled; it has no outcome (`intento run` again starts it anew)"
