@@ -696,9 +696,9 @@ def status(
 
     s = _open_store(store)
     runs = s.runs()
-    if not runs:
-        print("[]" if format is ReadFormat.json and run_id is None else "no runs")
-        raise typer.Exit(0 if run_id is None else 1)
+    if not runs and run_id is None:
+        print("[]" if format is ReadFormat.json else "no runs")
+        raise typer.Exit(0)
     rid = run_id or runs[-1]["id"]
     if s.run(rid) is None:
         print(f"intento: no run `{rid}` in `{store}`", file=sys.stderr)
