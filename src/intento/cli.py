@@ -771,6 +771,7 @@ def serve(
     port: int = typer.Option(8080, "--port", help="Port to listen on.", min=0, max=65535),
     simulate: Optional[Path] = typer.Option(None, "--simulate", help="Run steps of API-started runs against this simulation scenario."),
     handlers: Optional[str] = typer.Option(None, "--handlers", help="Real handlers for API-started runs: `module:registry` or `module`."),
+    client_timeout: float = typer.Option(10.0, "--client-timeout", help="Seconds a client has to send a request's headers, and again its body, before it is cut off.", min=0.1, max=3600),
     no_auth: bool = typer.Option(False, "--no-auth", help="Serve without authentication, on purpose (a loud warning says so either way when INTENTO_TOKEN is not set)."),
 ) -> None:
     """Serve the project over HTTP: /v1/plan, /v1/explain, /v1/check, /v1/runs, /v1/audit, /healthz, /metrics (docs/api.md).
@@ -792,8 +793,12 @@ def serve(
     if token is None:
         how = "(--no-auth)" if no_auth else "(no INTENTO_TOKEN is set; pass --no-auth to say so)"
         print(f"intento: WARNING: serving on {host}:{port} WITHOUT AUTHENTICATION {how}: anyone who can reach it may plan, start runs and read the audit log", file=sys.stderr)
-    app_ = create_app(spec, store, scenario=scenario, registry=registry, token=token if token is not None else "")
-    uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_keep_alive=5)
+    app_ = create_app(spec, store, scenario=scenario, registry=registry, token=token if token is not None else "", client_timeout_s=client_timeout)
+    from intento.service._protocol import bounded_protocol
+
+    # A slow client is cut off: headers within --client-timeout (a connection-level timer), the
+    # body within it too (BoundedBody), an idle keep-alive connection after 5 s.
+    uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_keep_alive=5, http=bounded_protocol(client_timeout))
 
 
 audit_app = typer.Typer(help="The tamper-evident audit trail: verify, checkpoint, show, replay.", no_args_is_help=True)

@@ -26,11 +26,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(tmp: Path, env_extra: dict | None = None, project=None, scenario=None):
+def _serve(tmp: Path, env_extra: dict | None = None, project=None, scenario=None, extra=()):
     port = _free_port()
     scen = scenario or ROOT / "examples" / "order_fulfilment" / "scenarios" / "stripe_outage.json"
     project = project or [ROOT / "examples" / "order_fulfilment", ROOT / "policies"]
-    args = [EXE, "serve", *project, "--store", tmp / "s.db", "--port", port, "--simulate", scen]
+    args = [EXE, "serve", *project, "--store", tmp / "s.db", "--port", port, "--simulate", scen, *extra]
     proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, **(env_extra or {})))
     base = f"http://127.0.0.1:{port}"
     end = time.monotonic() + 60
@@ -217,3 +217,31 @@ def test_an_empty_token_refuses_to_start(tmp_path):
 
     with pytest.raises(ValueError):
         create_app(load(ROOT / "examples" / "order_fulfilment", ROOT / "policies").spec, tmp_path / "u.db", token="  ")
+
+
+def test_slow_clients_are_cut_off(tmp_path):
+    proc, base = _serve(tmp_path, extra=["--client-timeout", "1"])
+    try:
+        host, port = base.removeprefix("http://").split(":")
+
+        def answer(sock) -> bytes:
+            sock.settimeout(60)  # a bound for the test, far above the server's 1 s
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+            return data
+
+        # headers that never end: the connection is closed without an answer
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(b"POST /v1/plan HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+            assert answer(sock) == b""
+        # a body that never ends: 408 in the documented shape
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(b"POST /v1/plan HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+            got = answer(sock)
+            assert got.startswith(b"HTTP/1.1 408") and b'"too_slow"' in got, got[:200]
+        # the service still answers others
+        assert call(base, "GET", "/healthz")[0] == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -159,7 +159,7 @@ def _error(status: int, code: str, message: str, diagnostics: list | None = None
     return JSONResponse(body, status_code=status)
 
 
-def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=None, token: str | None = None, max_body: int = MAX_BODY) -> FastAPI:
+def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=None, token: str | None = None, max_body: int = MAX_BODY, client_timeout_s: float = BODY_TIMEOUT_S) -> FastAPI:
     from intento.audit import AuditLog, read_records, secret_key, verify
     from intento.execute import Executor, RealEnvironment, SimEnvironment, Store, post
     from intento.execute.report import store_status
@@ -330,6 +330,6 @@ def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=No
             store.close()
         return metrics.render(by_state)
 
-    app.add_middleware(BoundedBody, max_body=max_body)
+    app.add_middleware(BoundedBody, max_body=max_body, timeout_s=client_timeout_s)
     app.state.pool = pool
     return app
