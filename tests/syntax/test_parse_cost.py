@@ -128,3 +128,44 @@ def test_parse_time_grows_linearly():
     ratio = _cpu(large) / _cpu(small)
     # 4x the input; a generous bound (CPU time on a shared machine), well below quadratic (16x).
     assert ratio < 9, ratio
+
+
+def test_a_large_parse_and_check_run_no_garbage_collection_and_leave_it_on():
+    # A parse allocates a tree and frees nothing; before, the cyclic collector walked the growing
+    # heap again and again (about half the CPU time of a 1 MB parse). Counted, not timed: at most
+    # one collection each, when the collector comes back on at the end.
+    import gc
+    import threading
+
+    from intento.check import check_sources
+    from intento.syntax import _parser
+
+    text = _project(100_000)
+    collections: list[int] = []
+
+    def count(phase, info):
+        if phase == "start":
+            collections.append(info["generation"])
+
+    def counted(fn, *args) -> int:
+        before = len(collections)
+        fn(*args)
+        return len(collections) - before
+
+    assert gc.isenabled()
+    gc.callbacks.append(count)
+    try:
+        unpaused = counted(_parser._parse, Source("big.intent", text))  # the parse without the pause
+        during_parse = counted(parse, Source("big.intent", text))
+        during_check = counted(check_sources, [Source("big.intent", text)])
+        # Concurrent callers share the pause; the last one out turns the collector back on.
+        threads = [threading.Thread(target=parse, args=(Source(f"t{i}.intent", text),)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        gc.callbacks.remove(count)
+    assert unpaused > 20, unpaused
+    assert during_parse <= 2 and during_check <= 2, (during_parse, during_check)
+    assert gc.isenabled()

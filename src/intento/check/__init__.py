@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from intento._gc import paused_gc
 from intento.check._declarations import (
     check_fact_formula,
     check_predicate,
@@ -103,6 +104,11 @@ def check_sources(sources: list[Source]) -> Result:
 def _check(sources: list[Source]) -> tuple[Spec | None, list[Diagnostic], dict[str, float]]:
     """Every stage over ``sources``: the Spec (None when there is an error) and every diagnostic
     found, not yet capped (the cap is applied once, where the result is made)."""
+    with paused_gc():  # the stages build many objects and free few: see intento._gc
+        return _check_stages(sources)
+
+
+def _check_stages(sources: list[Source]) -> tuple[Spec | None, list[Diagnostic], dict[str, float]]:
     files: list[ast.File] = []
     diags = DiagnosticList()  # a parse keeps only its first errors, and counts the rest
     t0 = time.perf_counter()

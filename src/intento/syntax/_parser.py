@@ -18,6 +18,7 @@ from importlib import resources
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
+from intento._gc import paused_gc
 from intento.diagnostics import MAX_DIAGNOSTICS, Diagnostic, DiagnosticList, Severity, Source, Span
 from intento.syntax import ast
 from intento.values import MAX_NUMBER_DIGITS, parse_duration, parse_money, parse_number
@@ -140,6 +141,11 @@ class _Located(Exception):
 
 def parse(source: Source) -> tuple[ast.File | None, list[Diagnostic]]:
     """Parse one source; on failure the file is None and the diagnostics say why and where."""
+    with paused_gc():  # a parse allocates a tree and frees nothing: see intento._gc
+        return _parse(source)
+
+
+def _parse(source: Source) -> tuple[ast.File | None, list[Diagnostic]]:
     if len(source.text) > MAX_FILE_CHARS:
         return None, [
             Diagnostic(
