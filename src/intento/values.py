@@ -123,6 +123,17 @@ def money_bound_error(amount: Decimal) -> str | None:
     return None
 
 
+def number_bound_error(value: Decimal) -> str | None:
+    """Why an objective weight or a `soft` penalty cannot be planned exactly, or None: the same
+    bounds as money (at most 6 decimal places, below 10^9), since the planner scales both to
+    integers beside money, latency and risk."""
+    return money_bound_error(value)
+
+
+#: The help line of a weight or penalty out of `number_bound_error`'s bounds.
+NUMBER_BOUND_HELP = "the planner keeps weights and penalties exact: at most 6 decimal places, below 10^9"
+
+
 def duration_bound_error(ms: int) -> str | None:
     """Why a duration cannot be planned exactly (longer than `MAX_DURATION_MS`), or None."""
     return "is longer than 10^13 ms (about 317 years)" if ms > MAX_DURATION_MS else None

@@ -11,7 +11,7 @@ from typing import Callable
 
 from intento.diagnostics import did_you_mean
 from intento.syntax import ast
-from intento.values import Money, type_name
+from intento.values import NUMBER_BOUND_HELP, Money, number_bound_error, type_name
 
 from intento.check._state import (
     LIMIT_METRICS,
@@ -418,6 +418,10 @@ def _objective(c: _Checker, mn: ast.Minimize) -> Objective | None:
         if w < 0:
             c.error("E027", "objective weights cannot be negative", t.span, help="use a weight of zero or more")
             return None
+        bound = number_bound_error(w)
+        if bound is not None:
+            c.error("E027", f"objective weight {bound}", t.span, help=NUMBER_BOUND_HELP)
+            return None
         terms.append((m, w))
     return Objective("weighted" if weighted else "lex", tuple(terms), mn.span)
 
@@ -444,6 +448,8 @@ def resolve_policies(c: _Checker) -> None:
             v = soft.value.value
             if not isinstance(v, Decimal) or isinstance(v, bool) or v < 0:
                 c.error("E029", "`soft` takes a penalty: a number of zero or more", soft.value.span, help="e.g. `soft 20`")
+            elif (bound := number_bound_error(v)) is not None:
+                c.error("E029", f"`soft` penalty {bound}", soft.value.span, help=NUMBER_BOUND_HELP)
             else:
                 penalty = v
         reads: set[str] = set()
