@@ -229,7 +229,11 @@ def resolve_context(spec: Spec, intent: IntentSpec, raw: Any, source: Source | N
         v = coerce_given(param.type, raw[name], spec.currency)
         if v is None:
             shown = "<secret>" if param.secret else _short(raw[name])
-            diags.append(_diag("E104", f"given `{name}` must be {_article(param.type)}, found `{shown}`", source, name, help=_example(param.type)))
+            if isinstance(raw[name], str) and not _encodable(raw[name]):
+                what = f"given `{name}` is text with no UTF-8 form (a lone surrogate such as \\ud800), found `{shown}`"
+                diags.append(_diag("E104", what, source, name, help="send the text as valid Unicode"))
+            else:
+                diags.append(_diag("E104", f"given `{name}` must be {_article(param.type)}, found `{shown}`", source, name, help=_example(param.type)))
         else:
             ctx[name] = v
     for name in raw:

@@ -92,8 +92,16 @@ def test_bad_input_is_a_4xx_with_a_json_error(server):
     assert status == 422 and body["error"]["code"] == "invalid_input" and {d["code"] for d in body["error"]["diagnostics"]} >= {"E103", "E104"}
     status, body = call(server, "POST", "/v1/plan", {"intent": "nope"})
     assert status == 422 and body["error"]["diagnostics"][0]["code"] == "E102"
-    status, body = call(server, "POST", "/v1/plan", raw=b'{"intent": ')
+    # A body that is not JSON at all (cut short, bad UTF-8, a number too long to read) is a 400
+    # in the same error shape as every other refusal; so are an unknown path and a wrong method.
+    for raw in (b'{"intent": ', b'\xff\xfe{', b'{"intent": "fulfil_order", "given": {"order.amount": 1' + b"1" * 5000 + b"}}"):
+        status, body = call(server, "POST", "/v1/plan", raw=raw)
+        assert status == 400 and body["error"]["code"] == "malformed_body", (raw[:20], body)
+    status, body = call(server, "POST", "/v1/plan", {"intent": "fulfil_order", "given": []})
     assert status == 422 and body["error"]["code"] == "invalid_request"
+    assert call(server, "GET", "/no/such/page") == (404, {"error": {"code": "not_found", "message": "Not Found"}})
+    status, body = call(server, "GET", "/v1/check")
+    assert status == 405 and body["error"]["code"] == "method_not_allowed"
     status, body = call(server, "POST", "/v1/plan", {"intent": "fulfil_order", "given": US, "time_limit_s": 1000})
     assert status == 422
     # An oversize body is refused from its declared length, before it is read.

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from intento import __version__
@@ -192,8 +193,24 @@ def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=No
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            where = [{"where": ".".join(str(x) for x in e["loc"]), "message": e["msg"]} for e in exc.errors() if e.get("type") == "json_invalid"]
+            return _error(400, "malformed_body", "the request body is not valid JSON", where[:1])
         problems = [{"where": ".".join(str(x) for x in e["loc"]), "message": e["msg"]} for e in exc.errors()[:20]]
         return _error(422, "invalid_request", "the request body does not match its schema", problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        # Starlette's own refusals (a body that is not JSON at all, an unknown path, a wrong
+        # method) answer in the same shape as every other error, never {"detail": ...}.
+        if exc.status_code == 400:
+            return _error(400, "malformed_body", "the request body is not valid JSON (bad UTF-8 or syntax, or a number too long to read)")
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        response = _error(exc.status_code, code, message)
+        for k, v in (exc.headers or {}).items():
+            response.headers[k] = v
+        return response
 
     @app.exception_handler(IntentoError)
     async def bad_input(request: Request, exc: IntentoError):
