@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -412,7 +413,9 @@ def _executor(paths, store_path: Path, simulate: Optional[Path], handlers: Optio
     return ex, store, spec
 
 
-def _live(quiet: bool):
+def _live(quiet: bool, many: bool = False):
+    """Live progress, one line per event; with ``many`` (runs driven side by side) each line
+    names its run."""
     if quiet:
         return None
 
@@ -432,10 +435,14 @@ def _live(quiet: bool):
             "compensating": lambda: f"undo  {data['for']} with {data['action']} via {data['provider']}",
             "compensated": lambda: f"undone {data['for']}",
             "escalated": lambda: "ESCALATED",
+            "cancelled": lambda: f"CANCELLED: {data.get('reason')}",
+            "wait_dropped": lambda: f"dropped the wait for {data['action']}: {data.get('reason')}",
+            "holding": lambda: f"holding: {data.get('reason')}",
             "succeeded": lambda: "SUCCEEDED: the goal holds",
         }.get(kind)
         if text:
-            out.print(f"[{_dur(at):>14}] {text()}", markup=False, highlight=False)
+            who = f"{st.run} " if many else ""
+            out.print(f"{who}[{_dur(at):>14}] {text()}", markup=False, highlight=False)
 
     return show
 
@@ -646,16 +653,31 @@ def resume(
     time_limit: float = typer.Option(10.0, "--time-limit", help="Solver time limit per (re-)plan.", min=0.001),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
 ) -> None:
-    """Drive every unfinished run in the store to its outcome (after a crash or a restart). Runs another live process
-    drives are left to it. Exit 0 when every run it drove succeeded, 3 when any escalated."""
-    ex, st_store, spec = _executor(paths, store, simulate, handlers, journal or store.with_name(store.name + ".journal.jsonl") if simulate else None, time_limit, progress=_live(quiet))
-    ids = ex.resume_all()
+    """Drive every unfinished run in the store, all at once, until each has finished or only waits (for an external
+    fact, a timer, a hold: nothing in flight); a waiting run is driven on by the next `resume` or by `intento serve`.
+    Runs another live engine drives are left to it. Exit 0 when no run it drove escalated, 3 when any did."""
+    from intento.execute import Store
+    from intento.execute.store import TERMINAL
+    from intento.execute.world import World
+
+    spec = _load_spec(paths)
+    scenario, registry = _world(spec, simulate, handlers)
+    if scenario is None and registry is None:
+        print("intento: `intento resume` needs `--simulate SCENARIO.json` or `--handlers module:object`", file=sys.stderr)
+        raise typer.Exit(1)
+    st_store = _open_store(store)
+    world = World(spec, store, scenario=scenario, registry=registry, journal=(journal or store.with_name(store.name + ".journal.jsonl")) if scenario is not None else None,
+                  time_limit_s=time_limit, progress=_live(quiet, many=True))
+    engine = world.engine(Store(store))
+    engine.run(until_idle=True)
+    world.close()
+    ids = engine.adopted
     for rid in ids:
         _print_status(st_store, rid, spec)
-    print(f"resumed {len(ids)} run{'s' * (len(ids) != 1)}")
-    ex.env.close()
-    failed = [rid for rid in ids if (st_store.run(rid) or {}).get("status") != "succeeded"]
-    raise typer.Exit(3 if failed else 0)
+    waiting = [rid for rid in ids if (st_store.run(rid) or {}).get("status") not in TERMINAL]
+    print(f"resumed {len(ids)} run{'s' * (len(ids) != 1)}" + (f"; {len(waiting)} waiting" if waiting else ""))
+    bad = [rid for rid in ids if (st_store.run(rid) or {}).get("status") in ("escalated", "failed")]
+    raise typer.Exit(3 if bad else 0)
 
 
 def _print_status(store, run_id: str, spec=None) -> None:
@@ -689,6 +711,7 @@ def status(
     store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store."),
     project: Optional[List[Path]] = typer.Option(None, "--project", help="The project, to say which facts a waiting step needs."),
     format: ReadFormat = typer.Option(ReadFormat.text, "--format", "-f", help="text, or json (the run's view: status, deadline left, at risk, stalled, driven, what it waits for)."),
+    follow: bool = typer.Option(False, "--follow", help="Then follow the run live, a line per event (with --format json: each event as a JSON line), until it ends or Ctrl-C."),
 ) -> None:
     """Did the work finish, and if not, where did it stall? Steps done/running/waiting, deadline left, latest plan and why,
     and whether a process is driving the run. Times are measured against now (the store's virtual clock for simulated runs)."""
@@ -703,6 +726,9 @@ def status(
     if s.run(rid) is None:
         print(f"intento: no run `{rid}` in `{store}`", file=sys.stderr)
         raise typer.Exit(1)
+    if follow:
+        _follow(s, rid, format is ReadFormat.json)
+        raise typer.Exit(0)
     if format is ReadFormat.json:
         print(json.dumps(store_status(s, rid, as_json=True), indent=2, default=str))
         raise typer.Exit(0)
@@ -710,20 +736,66 @@ def status(
     _print_status(s, rid, spec)
 
 
+def _follow(store, run_id: str, as_json: bool) -> None:
+    """Print a run's events as they are recorded (every event so far first), until it ends."""
+    from intento.execute.state import RunState, apply
+    from intento.execute.store import TERMINAL
+
+    show = _live(False)
+    st = RunState()
+    after = 0
+    try:
+        while True:
+            for e in store.events_after(run_id, after):
+                after = e["seq"]
+                apply(st, e)
+                if as_json:
+                    print(json.dumps(e, sort_keys=True, default=str), flush=True)
+                else:
+                    show(e["type"], st, e["data"])
+            if st.status in TERMINAL:
+                break
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        raise typer.Exit(130)
+    if not as_json:
+        _print_status(store, run_id)
+
+
+class ListStatus(str, Enum):
+    running = "running"
+    holding = "holding"
+    giving_up = "giving_up"
+    succeeded = "succeeded"
+    escalated = "escalated"
+    cancelled = "cancelled"
+    failed = "failed"
+
+
 @app.command()
 def runs(
     store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store."),
-    format: ReadFormat = typer.Option(ReadFormat.text, "--format", "-f", help="text, or json (a list of run views)."),
+    status_: Optional[ListStatus] = typer.Option(None, "--status", help="Only runs in this state (`holding`: running with no plan until a cool-down ends or an outcome arrives; a run waiting for a fact or a timer is `running`)."),
+    intent: Optional[str] = typer.Option(None, "--intent", help="Only runs of this intent."),
+    stalled: bool = typer.Option(False, "--stalled", help="Only stalled runs (not driven, or behind their plan)."),
+    limit: int = typer.Option(100, "--limit", help="At most this many runs.", min=1, max=100_000),
+    format: ReadFormat = typer.Option(ReadFormat.text, "--format", "-f", help="text, or json ({total, runs: [run views], waits: [{waits_on, count, runs}], next_offset})."),
 ) -> None:
-    """List runs: escalated and giving up first, then runs nobody drives or stalled, then at risk, then the rest."""
-    from intento.execute.report import run_views, runs_table
+    """List runs: escalated and giving up first, then runs nobody drives or stalled, then at risk, then the rest; then how
+    many unfinished runs wait where ("40 runs waiting for settlement.received")."""
+    from intento.execute.report import list_runs, runs_table
 
     s = _open_store(store)
+    page = list_runs(s, status=status_.value if status_ else None, intent=intent, stalled=True if stalled else None, limit=limit)
     if format is ReadFormat.json:
-        print(json.dumps(run_views(s), indent=2, default=str))
+        print(json.dumps(page, indent=2, default=str))
         raise typer.Exit(0)
-    for line in runs_table(s) or ["no runs"]:
+    for line in runs_table(s, page["runs"]) or ["no runs"]:
         print(line)
+    if page["total"] > len(page["runs"]):
+        print(f"... {page['total'] - len(page['runs'])} more (--limit)")
+    for w in page["waits"]:
+        print(f"{w['count']} run{'s' * (w['count'] != 1)} {w['waits_on']}")
 
 
 @app.command()
@@ -761,6 +833,64 @@ def observe(
         raise typer.Exit(1)
     post(s, run_id, data | {"source": "intento observe"})
     print(f"observation queued for run {run_id}")
+
+
+def _who(via: str) -> str:
+    import getpass
+
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user} ({via})"
+
+
+@app.command()
+def cancel(
+    run_id: str = typer.Argument(..., help="The run to cancel."),
+    store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store."),
+    reason: str = typer.Option("no reason given", "--reason", help="Why (recorded in the run's log, its outcome and the audit log)."),
+    wait: float = typer.Option(60.0, "--wait", help="Seconds to wait for the run to end cancelled (0: only queue the request).", min=0, max=86_400),
+    format: ReadFormat = typer.Option(ReadFormat.text, "--format", "-f", help="text, or json (the run's view once it ended, or as it is when --wait ran out)."),
+) -> None:
+    """Cancel a run: its waits are dropped at once, steps in flight are awaited (or reconciled), completed steps are
+    compensated in reverse order, and it ends `cancelled` with the reason and who asked. The engine driving the run
+    (`intento serve`, `intento resume`, `intento run`) carries it out; a run nobody drives now is cancelled as soon as
+    one does. Exit 0 when the run ended cancelled, 4 when the request is queued but the run has not ended within
+    --wait, 1 for an unknown or finished run."""
+    from intento.execute import post
+    from intento.execute.report import store_status
+    from intento.execute.store import TERMINAL, driver_alive
+
+    s = _open_store(store)
+    row = s.run(run_id)
+    if row is None:
+        print(f"intento: no run `{run_id}` in `{store}`", file=sys.stderr)
+        raise typer.Exit(1)
+    if row["status"] in TERMINAL:
+        print(f"intento: run {run_id} has already finished ({row['status']}); there is nothing to cancel", file=sys.stderr)
+        raise typer.Exit(1)
+    if len(reason) > 1000:
+        print("intento: --reason is at most 1,000 characters", file=sys.stderr)
+        raise typer.Exit(1)
+    post(s, run_id, {"cancel": {"reason": reason, "by": _who("intento cancel")}, "source": "intento cancel"})
+    end = time.monotonic() + wait
+    while time.monotonic() < end and (s.run(run_id) or {}).get("status") not in TERMINAL:
+        time.sleep(0.1)
+    final = (s.run(run_id) or {}).get("status")
+    if format is ReadFormat.json:
+        print(json.dumps(store_status(s, run_id, as_json=True), indent=2, default=str))
+    elif final == "cancelled":
+        _print_status(s, run_id)
+    elif final in TERMINAL:
+        print(f"intento: run {run_id} ended {final} before the cancellation took effect", file=sys.stderr)
+        raise typer.Exit(1)
+    else:
+        driven = driver_alive(s.driver(run_id))
+        print(f"cancellation of run {run_id} queued; " + ("its engine has not finished it yet (steps in flight are awaited, then completed ones undone)" if driven else
+              "no engine drives the run now: it is cancelled as soon as one does (`intento serve` or `intento resume`)"))
+        raise typer.Exit(4)
+    raise typer.Exit(0 if final == "cancelled" else 1 if final in TERMINAL else 4)
 
 
 @app.command()

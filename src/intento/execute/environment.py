@@ -21,6 +21,8 @@ import json
 import os
 import random
 import time
+import queue
+import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,21 +183,43 @@ def _rng(*parts: Any) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-class SimEnvironment(Environment):
-    def __init__(self, scenario: Scenario, start: int = 0, journal: str | Path | None = None):
-        self.scenario = scenario
-        self.clock = start
-        self.heap: list[tuple[int, int, str, Any]] = []
-        self.order = 0
-        self.journal = Path(journal) if journal else None
-        self._effects: dict[str, int] = {}
-        if self.journal and self.journal.exists():
-            for line in self.journal.read_text().splitlines():
+class Journal:
+    """The simulated providers' side: every effect a step had, by idempotency key, in a file
+    (fsync'd per effect), shared by every simulated run of a store. An idempotent step sent again
+    with the same key has no second effect; after a crash the journal answers reconciliation."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else None
+        self.effects: dict[str, int] = {}
+        self._lock = threading.Lock()
+        if self.path and self.path.exists():
+            for line in self.path.read_text(errors="replace").splitlines():
                 try:
                     key = json.loads(line)["key"]
                 except (ValueError, KeyError, TypeError):
                     continue  # a line torn by a kill mid-write: that effect was never acknowledged
-                self._effects[key] = self._effects.get(key, 0) + 1
+                self.effects[key] = self.effects.get(key, 0) + 1
+
+    def record(self, req: StepRequest) -> None:
+        with self._lock:
+            if req.idempotent and self.effects.get(req.key):
+                return
+            self.effects[req.key] = self.effects.get(req.key, 0) + 1
+            if self.path:
+                with os.fdopen(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as fh:
+                    fh.write(json.dumps({"key": req.key, "action": req.action, "provider": req.provider, "idempotent": req.idempotent}) + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+
+
+class SimEnvironment(Environment):
+    def __init__(self, scenario: Scenario, start: int = 0, journal: str | Path | Journal | None = None):
+        self.scenario = scenario
+        self.clock = start
+        self.heap: list[tuple[int, int, str, Any]] = []
+        self.order = 0
+        self.journal = journal if isinstance(journal, Journal) else Journal(journal)
+        self._effects = self.journal.effects
         for fact, f in scenario.facts.items():
             if f.at is not None and _ms(f.at) > start:
                 self._push(_ms(f.at), "observation", {"fact": fact, "source": "simulation"})
@@ -232,14 +256,7 @@ class SimEnvironment(Environment):
 
     def _record_effect(self, req: StepRequest) -> None:
         """The provider's side: a repeated idempotency key has no second effect when idempotent."""
-        if req.idempotent and self._effects.get(req.key):
-            return
-        self._effects[req.key] = self._effects.get(req.key, 0) + 1
-        if self.journal:
-            with os.fdopen(os.open(self.journal, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as fh:
-                fh.write(json.dumps({"key": req.key, "action": req.action, "provider": req.provider, "idempotent": req.idempotent}) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+        self.journal.record(req)
 
     def wait(self, until: int | None) -> list[tuple[str, Any]]:
         if not self.heap or (until is not None and self.heap[0][0] > until):
@@ -268,6 +285,20 @@ class RealEnvironment(Environment):
         self.futures: dict[Future, StepRequest] = {}
         self.started: dict[Future, int] = {}
         self.poll_s = poll_s
+        #: For the engine: finished futures, in order, and an event to set when one finishes.
+        self._done: queue.SimpleQueue[Future] | None = None
+        self._wake: threading.Event | None = None
+        self._lock = threading.Lock()
+
+    def notify(self, wake: threading.Event) -> None:
+        """Report finished steps to `collect` (and set ``wake``) instead of `wait`'s polling."""
+        self._done = queue.SimpleQueue()
+        self._wake = wake
+
+    def _finished(self, fut: Future) -> None:
+        if self._done is not None:
+            self._done.put(fut)
+            self._wake.set()
 
     def now(self) -> int:
         return int(time.time() * 1000)
@@ -280,9 +311,42 @@ class RealEnvironment(Environment):
         return fn(ctx)
 
     def dispatch(self, req: StepRequest) -> None:
-        fut = self.pool.submit(self._call, req)
-        self.futures[fut] = req
-        self.started[fut] = self.now()
+        with self._lock:
+            fut = self.pool.submit(self._call, req)
+            self.futures[fut] = req
+            self.started[fut] = self.now()
+        fut.add_done_callback(self._finished)
+
+    def collect(self, timeout: float = 0) -> list[tuple[str, Any]]:
+        """The outcomes of steps that finished (after `notify`), waiting up to ``timeout``
+        seconds for the first; each outcome's request names its run."""
+        out = []
+        if self._done is None:
+            return out
+        block = timeout > 0
+        while True:
+            try:
+                fut = self._done.get(block=block, timeout=timeout if block else None)
+            except queue.Empty:
+                return out
+            block = False
+            with self._lock:
+                req = self.futures.pop(fut, None)
+                started = self.started.pop(fut, None)
+            if req is not None:  # None: abandoned (timed out) meanwhile
+                out.append(("outcome", self._outcome(fut, req, started)))
+
+    def _outcome(self, fut: Future, req: StepRequest, started: int) -> Outcome:
+        now = self.now()
+        try:
+            result = fut.result() or {}
+            return Outcome("succeeded", req, now, int(result.get("latency_ms", now - started)), list(result.get("facts", [])))
+        except PermanentError as e:
+            return Outcome("failed", req, now, now - started, error=str(e) or "permanent error", retryable=False)
+        except RetryableError as e:
+            return Outcome("failed", req, now, now - started, error=str(e) or "retryable error")
+        except Exception as e:  # a handler bug is a failure of the step, never a crash of the run
+            return Outcome("failed", req, now, now - started, error=f"{type(e).__name__}: {e}")
 
     def wait(self, until: int | None) -> list[tuple[str, Any]]:
         timeout = self.poll_s if until is None else max(0.0, min(self.poll_s, (until - self.now()) / 1000))
@@ -291,26 +355,19 @@ class RealEnvironment(Environment):
             time.sleep(timeout)
         out = []
         for fut in done:
-            req = self.futures.pop(fut)
-            started = self.started.pop(fut)
-            now = self.now()
-            try:
-                result = fut.result() or {}
-                out.append(("outcome", Outcome("succeeded", req, now, int(result.get("latency_ms", now - started)), list(result.get("facts", [])))))
-            except PermanentError as e:
-                out.append(("outcome", Outcome("failed", req, now, now - started, error=str(e) or "permanent error", retryable=False)))
-            except RetryableError as e:
-                out.append(("outcome", Outcome("failed", req, now, now - started, error=str(e) or "retryable error")))
-            except Exception as e:  # a handler bug is a failure of the step, never a crash of the run
-                out.append(("outcome", Outcome("failed", req, now, now - started, error=f"{type(e).__name__}: {e}")))
+            with self._lock:
+                req = self.futures.pop(fut)
+                started = self.started.pop(fut)
+            out.append(("outcome", self._outcome(fut, req, started)))
         return out
 
     def abandon(self, req: StepRequest) -> None:
         """A timed-out step: its eventual result is ignored."""
-        for fut, r in list(self.futures.items()):
-            if r.key == req.key and r.attempt == req.attempt:
-                self.futures.pop(fut)
-                self.started.pop(fut, None)
+        with self._lock:
+            for fut, r in list(self.futures.items()):
+                if r.key == req.key and r.attempt == req.attempt:
+                    self.futures.pop(fut)
+                    self.started.pop(fut, None)
 
     def reconcile(self, req: StepRequest) -> bool | None:
         fn = self.registry.reconcilers.get(req.action)

@@ -30,7 +30,7 @@ import socket
 import time
 import uuid
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 from intento.audit import AuditLog
 from intento.diagnostics import IntentoError
@@ -39,7 +39,7 @@ from intento.evaluate import formula_facts, formula_holds
 from intento.execute.environment import Environment, Outcome, SimEnvironment, StepRequest
 from intento.execute.handlers import Registry
 from intento.execute.state import COOL_DOWN_MS, RunState, fold
-from intento.execute.store import HEARTBEAT_MS, TERMINAL, Store, mark_taken, take
+from intento.execute.store import HEARTBEAT_MS, Store, mark_taken, take
 from intento.request import typed_context
 from intento.semantics import requirement
 from intento.solve import Backend, plan_problem, prepare
@@ -58,6 +58,20 @@ class RunBusy(OperationalError):
     def __init__(self, run_id: str, driver: dict):
         self.run_id, self.driver = run_id, driver
         super().__init__(f"run {run_id} is being driven by process {driver['pid']} on {driver['host']}; it will be driven on if that process stops")
+
+
+class KeyReused(OperationalError):
+    """An idempotency key already names a run started with a different request."""
+
+    def __init__(self, key: str, run_id: str):
+        self.key, self.run_id = key, run_id
+        super().__init__(f"the idempotency key `{key}` already names run {run_id}, started with a different request; use a new key for a new request")
+
+
+def new_owner() -> str:
+    """A driver's name in the store: host, process and a random part (two engines in one
+    process are two drivers)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def _signature(inputs: dict) -> str:
@@ -98,9 +112,14 @@ class Executor:
         self._problems: dict[str, Any] = {}
         self._skipped: dict[str, frozenset[str]] = {}
         #: This executor as a driver of runs (store `drivers` rows), and the runs it drives now.
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = new_owner()
         self._driving: set[str] = set()
         self._last_beat = 0.0
+        #: The fencing token of each run this executor holds the lease of: every append
+        #: carries it, and the store refuses it once another driver has taken the run over.
+        self._tokens: dict[str, int] = {}
+        #: Runs with a planned step that waits for a capacity slot other runs hold.
+        self.capacity_blocked: set[str] = set()
 
     # ---- starting -------------------------------------------------------------------------
     def start(self, intent: str, given: dict[str, Any] | None, state: dict | None = None, key: str | None = None) -> str:
@@ -113,9 +132,12 @@ class Executor:
         problem = prepare(self.spec, intent, given, state)  # raises IntentoError on bad input
         ispec = self.spec.intents[intent]
         context = {k: to_json(v) for k, v in problem.context.items()}
-        key = key or hashlib.sha256(json.dumps([intent, context, state or {}], sort_keys=True, default=str).encode()).hexdigest()[:32]
+        asked = hashlib.sha256(json.dumps([intent, context, state or {}], sort_keys=True, default=str).encode()).hexdigest()[:32]
+        key = key or asked
         existing = self.store.run_by_key(key)
         if existing:
+            if existing.get("request") not in (None, asked):
+                raise KeyReused(key, existing["id"])
             return existing["id"], False
         run_id = self.new_id()
         secrets = {n: v for n, v in context.items() if ispec.given[n].secret}
@@ -134,8 +156,11 @@ class Executor:
             "project": self.spec.fingerprint,
             "clock": clock,
         }
-        if not self.store.create_run(run_id, key, intent, self.spec.fingerprint, now, secrets, first, clock=clock):
-            return self.store.run_by_key(key)["id"], False
+        if not self.store.create_run(run_id, key, intent, self.spec.fingerprint, now, secrets, first, clock=clock, request=asked):
+            existing = self.store.run_by_key(key)
+            if existing.get("request") not in (None, asked):
+                raise KeyReused(key, existing["id"])
+            return existing["id"], False
         if self.progress:
             self.progress("run_started", self._state(run_id), first)
         return run_id, True
@@ -153,15 +178,48 @@ class Executor:
         st = self._state(run_id)
         if st.terminal:
             return st
-        other = self.store.claim(run_id, self.owner)
-        if other is not None:
-            raise RunBusy(run_id, other)
-        self._driving.add(run_id)
+        gen = self.steps(run_id, busy=True)
+        if gen is None:
+            return self._state(run_id)
         try:
-            return self._drive(run_id, st)
+            try:
+                until = next(gen)
+                while True:
+                    self._beat()
+                    until = gen.send(self.env.wait(until))
+            except StopIteration as done:
+                return done.value
         finally:
-            self._driving.discard(run_id)
-            self.store.release(run_id, self.owner)
+            gen.close()
+            self.release(run_id)
+
+    def steps(self, run_id: str, busy: bool = False) -> Generator[int | None, list, RunState] | None:
+        """Claim the run's lease and return its driving loop as a generator: it yields when the
+        run next needs waking (its earliest timer, None: only on an outcome or observation) and
+        is sent what happened meanwhile (`Environment.wait`'s items; [] when a timer fell due or
+        the inbox may hold something). It returns the run's final state. None (nothing claimed)
+        when the run has finished or another live driver holds it (`RunBusy` with ``busy``)."""
+        st = self._state(run_id)
+        if st.terminal:
+            return None
+        other, token = self.store.claim(run_id, self.owner)
+        if other is not None:
+            if busy:
+                raise RunBusy(run_id, other)
+            return None
+        self._tokens[run_id] = token
+        self._driving.add(run_id)
+        return self._drive(run_id, st)
+
+    def release(self, run_id: str) -> None:
+        """Give up the run's lease (after its outcome, or when this process stops)."""
+        self._driving.discard(run_id)
+        self.capacity_blocked.discard(run_id)
+        self._tokens.pop(run_id, None)
+        self.store.release(run_id, self.owner)
+
+    def current(self, run_id: str) -> RunState:
+        return self._state(run_id)
 
     def _flush_audit(self, run_id: str) -> None:
         """Write the audit records a crash left in the store's outbox (each once: a record the
@@ -171,13 +229,12 @@ class Executor:
                 self.audit.write(draft)
             self.store.outbox_done(decision)
 
-    def _drive(self, run_id: str, st: RunState) -> RunState:
+    def _drive(self, run_id: str, st: RunState) -> Generator[int | None, list, RunState]:
         self._flush_audit(run_id)
         context = self._context(run_id, st)
         self._recover(run_id, st, context)
         need_plan = "run started" if st.plan is None else "resumed"
         while True:
-            self._beat()
             st = self._state(run_id)
             if st.terminal:
                 return st
@@ -189,7 +246,7 @@ class Executor:
                 self._drop_waits(run_id, st, "the run is giving up")
                 st = self._state(run_id)
                 if not st.running():
-                    self._compensate(run_id, context)
+                    yield from self._compensate(run_id, context)
                     return self._state(run_id)
             else:
                 now = self.env.now()
@@ -210,7 +267,7 @@ class Executor:
                 self._dispatch_ready(run_id, st, context)
                 st = self._state(run_id)
             until = min(st.timers(), default=None)
-            items = self.env.wait(until)
+            items = yield until
             if not items:
                 reason = self._timers(run_id)
                 if reason and self._state(run_id).status != "giving_up":
@@ -241,10 +298,12 @@ class Executor:
         """The run's given values as JSON (`values.to_json`), secret ones read back from the store."""
         return dict(st.context) | self.store.secrets(run_id)
 
-    def _append(self, run_id: str, seq: int, type_: str, at: int, data: dict, status: str | None = None, outbox: tuple[str, dict] | None = None) -> None:
-        self.store.append(run_id, seq, type_, at, data, status=status, outbox=outbox)
+    def _append(self, run_id: str, seq: int, type_: str, at: int, data: dict, status: str | None = None, outbox: tuple[str, dict] | None = None, slot: tuple[str, int] | None = None) -> bool:
+        if not self.store.append(run_id, seq, type_, at, data, status=status, outbox=outbox, lease=self._tokens.get(run_id), slot=slot):
+            return False
         if self.progress:
             self.progress(type_, self._state(run_id), data)
+        return True
 
     # ---- driving many runs: who drives what ---------------------------------------------------
     def _beat(self, force: bool = False) -> None:
@@ -346,6 +405,7 @@ class Executor:
             "summary": plan.explanation.summary,
             "why": _why(plan),
             "signature": signature,
+            "driver": self.owner,
         }
         decision = f"{run_id}/plan-{st.plans + 1}"
         data["decision"] = decision
@@ -427,6 +487,11 @@ class Executor:
         return StepRequest(st.run, action, provider, attempt, key, int(latency), timeout, a.idempotent, typed, compensation_for)
 
     def _dispatch_ready(self, run_id: str, st: RunState, context: dict) -> None:
+        """Start every planned step whose requirement holds. A provider's `capacity` holds
+        across every run of the store: a step takes a slot in the same transaction as its
+        `step_dispatched` event (and gives it back with its outcome); a step that finds every
+        slot held by other runs waits, and the run is woken to try again."""
+        self.capacity_blocked.discard(run_id)
         if not st.plan:
             return
         running_on: dict[str, int] = {}
@@ -453,13 +518,18 @@ class Executor:
             data = {"action": action, "provider": provider, "attempt": req.attempt, "key": req.key}
             if req.timeout_ms is not None:
                 data["due"] = now + req.timeout_ms
+            slot = (provider, cap) if cap is not None else None
             if a.external:
                 # Never dispatched: its facts are awaited until `due` (a durable timer: the
                 # event holds it, so a restart waits for the same moment).
-                self._append(run_id, st.next_seq, "step_dispatched", now, data | {"external": True})
+                if not self._append(run_id, st.next_seq, "step_dispatched", now, data | {"external": True, "awaits": sorted(a.achieves)}, slot=slot):
+                    self.capacity_blocked.add(run_id)
+                    continue
                 self.env.expect_external(req, list(a.achieves), now)
             else:
-                self._append(run_id, st.next_seq, "step_dispatched", now, data)
+                if not self._append(run_id, st.next_seq, "step_dispatched", now, data, slot=slot):
+                    self.capacity_blocked.add(run_id)
+                    continue
                 self.env.dispatch(req)
             running_on[provider] = running_on.get(provider, 0) + 1
             st = self._state(run_id)
@@ -546,10 +616,27 @@ class Executor:
         items = take(self.store, run_id)
         reason = None
         for _, data in items:
+            if "cancel" in data:
+                self._cancel(run_id, data["cancel"])
+                continue
             reason = self._record(run_id, "observation", data) or reason
         if items:
             mark_taken(self.store, [i for i, _ in items])
         return reason
+
+    def _cancel(self, run_id: str, req: dict) -> None:
+        """Someone asked to cancel the run: it gives up now (waits dropped at once, steps in
+        flight awaited, completed steps compensated in reverse order) and ends `cancelled`."""
+        st = self._state(run_id)
+        now = self.env.now()
+        who, why = str(req.get("by") or "unknown"), str(req.get("reason") or "no reason given")
+        if st.terminal:
+            return
+        if st.status == "giving_up":
+            if not (st.outcome or {}).get("cancelled"):
+                self._append(run_id, st.next_seq, "observation", now, {"source": "cancel", "note": f"cancel asked by {who} ({why}) while the run was already giving up"})
+            return
+        self._give_up(run_id, st, {"reason": f"cancelled by {who}: {why}", "cancelled": {"by": who, "reason": why, "at": now - st.started_at}, "conflict": [], "summary": None})
 
     # ---- recovery after a crash -----------------------------------------------------------------
     def _recover(self, run_id: str, st: RunState, context: dict) -> None:
@@ -602,8 +689,10 @@ class Executor:
     def _give_up(self, run_id: str, st: RunState, outcome: dict) -> None:
         self._append(run_id, st.next_seq, "giving_up", self.env.now(), outcome, status="giving_up")
 
-    def _compensate(self, run_id: str, context: dict) -> None:
-        """Undo completed steps in reverse order of completion, then escalate."""
+    def _compensate(self, run_id: str, context: dict) -> Generator[int | None, list, None]:
+        """Undo completed steps in reverse order of completion, then escalate (or, for a
+        cancelled run, end `cancelled`). Each undo's outcome is waited for by yielding, as the
+        main loop does, so a compensating run holds no thread either."""
         st = self._state(run_id)
         for action in reversed(st.completed):
             undo = self.spec.actions[action].undo
@@ -622,8 +711,7 @@ class Executor:
             self._append(run_id, self._state(run_id).next_seq, "compensating", self.env.now(), {"action": undo, "for": action, "provider": opt.provider})
             self.env.dispatch(req)
             while True:
-                self._beat()
-                items = self.env.wait(None)
+                items = yield None
                 if not items and isinstance(self.env, SimEnvironment) and self.env.idle():
                     break
                 done_here = False
@@ -642,6 +730,9 @@ class Executor:
             st = self._state(run_id)
         outcome = dict(st.outcome or {})
         outcome["compensated"] = [c for c, s in st.compensations.items() if s.status == "succeeded"]
+        if outcome.get("cancelled"):
+            self._append(run_id, st.next_seq, "cancelled", self.env.now(), outcome, status="cancelled")
+            return
         self._append(run_id, st.next_seq, "escalated", self.env.now(), outcome, status="escalated")
         if self.registry.escalation is not None:
             try:
@@ -653,20 +744,6 @@ class Executor:
         st = self._state(run_id)
         waiting = [f"`{s.action}`" for s in st.steps.values() if s.status == "running"]
         self._give_up(run_id, st, {"reason": "nothing more can happen: " + (", ".join(waiting) + " will never answer" if waiting else "no step can start"), "conflict": [], "summary": None})
-
-    # ---- many runs ---------------------------------------------------------------------------------
-    def resume_all(self) -> list[str]:
-        """Drive every unfinished run in the store to its outcome; returns their ids. A run
-        another live process drives is left to it."""
-        ids = [r["id"] for r in self.store.runs() if r["status"] not in TERMINAL]
-        driven = []
-        for rid in ids:
-            try:
-                self.drive(rid)
-            except RunBusy:
-                continue
-            driven.append(rid)
-        return driven
 
 
 def _why(plan) -> list[str]:

@@ -84,6 +84,8 @@ def run_view(run: dict, events: list[dict], now: int | None = None, driver: Any 
         "stalled": False,
         "stalled_since_ms": None,
         "stall_point": None if st.terminal else _stall_point(st),
+        "holding": st.hold_until is not None or bool(st.holding and st.status == "running"),
+        "waits_on": None,
     }
     if st.deadline_at is not None:
         left = st.deadline_at - now
@@ -102,7 +104,29 @@ def run_view(run: dict, events: list[dict], now: int | None = None, driver: Any 
             view["stalled"], view["stalled_since_ms"] = True, rel(last)
         elif view["behind_plan_ms"]:
             view["stalled"], view["stalled_since_ms"] = True, rel(now - view["behind_plan_ms"])
+        view["waits_on"] = _waits_on(st, driven)
     return view
+
+
+def _waits_on(st: RunState, driven: bool) -> str:
+    """Where an unfinished run is, in a few words that group runs: "waiting for
+    settlement.received", "running charge_payment via stripe", "holding for a cool-down",
+    "not driven", "giving up"."""
+    if not driven:
+        return "not driven"
+    if st.status == "giving_up":
+        return "giving up"
+    running = sorted(st.running(), key=lambda s: s.since)
+    if running:
+        s = running[0]
+        if s.external:
+            return "waiting for " + (", ".join(s.awaits) if s.awaits else f"the fact of {s.action}")
+        return f"running {s.action} via {s.provider}"
+    if st.hold_until is not None:
+        return "holding for a cool-down"
+    if st.holding:
+        return "holding for an outcome"
+    return "planning"
 
 
 def _waits(st: RunState) -> list[dict]:
@@ -198,7 +222,7 @@ def store_status(store, run_id: str, spec=None, as_json: bool = False):
     return status_text(run, events, spec, now, driver, wall)
 
 
-_RANK = {"escalated": 0, "failed": 0, "giving_up": 1, "running": 3, "succeeded": 5}
+_RANK = {"escalated": 0, "failed": 0, "giving_up": 1, "running": 3, "succeeded": 5, "cancelled": 5}
 
 
 def run_views(store) -> list[dict]:
@@ -220,9 +244,46 @@ def run_views(store) -> list[dict]:
     return [v for *_, v in views]
 
 
-def runs_table(store) -> list[str]:
+#: `--status` / `?status=` values: a run's status, or `holding` (running, with no plan until a
+#: cool-down ends or an outcome arrives); a run waiting for a fact or a timer is `running`.
+LIST_STATUSES = ("running", "holding", "giving_up", "succeeded", "escalated", "cancelled", "failed")
+
+
+def list_runs(store, status: str | None = None, intent: str | None = None, stalled: bool | None = None, limit: int = 100, offset: int = 0) -> dict:
+    """The runs of a store as an operator lists them (`intento runs`, `GET /v1/runs`): filtered,
+    ordered (escalated, stalled and at-risk first), a page of at most ``limit`` from ``offset``,
+    and the count of unfinished runs grouped by where they are (`waits_on`), over every run the
+    filters keep, most common first."""
+    views = run_views(store)
+    keep = []
+    for v in views:
+        if intent is not None and v["intent"] != intent:
+            continue
+        if status is not None:
+            if status == "holding":
+                if not (v["status"] == "running" and v["holding"]):
+                    continue
+            elif status == "running":
+                if v["status"] != "running" or v["holding"]:
+                    continue
+            elif v["status"] != status:
+                continue
+        if stalled is not None and bool(v["stalled"]) != stalled:
+            continue
+        keep.append(v)
+    groups: dict[str, list[str]] = {}
+    for v in keep:
+        if v.get("waits_on"):
+            groups.setdefault(v["waits_on"], []).append(v["run"])
+    waits = [{"waits_on": k, "count": len(ids), "runs": ids[:20]} for k, ids in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+    page = keep[offset : offset + limit]
+    more = offset + limit < len(keep)
+    return {"total": len(keep), "runs": page, "waits": waits, "next_offset": offset + limit if more else None}
+
+
+def runs_table(store, views: list[dict] | None = None) -> list[str]:
     rows = []
-    for v in run_views(store):
+    for v in run_views(store) if views is None else views:
         flags = []
         if not v["driven"]:
             flags.append("NOT DRIVEN")

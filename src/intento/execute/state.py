@@ -34,6 +34,7 @@ EVENT_TYPES = (
     "escalated",
     "succeeded",
     "failed",
+    "cancelled",
 )
 
 
@@ -51,6 +52,8 @@ class StepState:
     external: bool = False
     #: When the step times out (virtual or wall ms, the run's clock); None: no timeout.
     due: int | None = None
+    #: An external step: the facts it awaits.
+    awaits: tuple[str, ...] = ()
 
 
 @dataclass
@@ -72,7 +75,7 @@ class RunState:
     plan: dict | None = None
     plans: int = 0
     last_reason: str | None = None
-    status: str = "running"  # running | giving_up | succeeded | escalated | failed
+    status: str = "running"  # running | giving_up | succeeded | escalated | failed | cancelled
     outcome: dict | None = None
     next_seq: int = 1
     last_at: int = 0
@@ -88,7 +91,7 @@ class RunState:
 
     @property
     def terminal(self) -> bool:
-        return self.status in ("succeeded", "escalated", "failed")
+        return self.status in ("succeeded", "escalated", "failed", "cancelled")
 
     def running(self) -> list[StepState]:
         return [s for s in self.steps.values() if s.status == "running"] + [s for s in self.compensations.values() if s.status == "running"]
@@ -148,7 +151,7 @@ def apply(st: RunState, ev: dict) -> None:
         st.holding = d
         st.cooldown_holds += 1 if d.get("until") is not None else 0
     elif t == "step_dispatched":
-        s = StepState(d["action"], d["provider"], "running", d["attempt"], d["key"], at, d.get("compensation_for"), external=bool(d.get("external")), due=d.get("due"))
+        s = StepState(d["action"], d["provider"], "running", d["attempt"], d["key"], at, d.get("compensation_for"), external=bool(d.get("external")), due=d.get("due"), awaits=tuple(d.get("awaits", ())))
         st.attempts[d["action"]] = d["attempt"]
         if s.compensation_for:
             st.compensations[s.compensation_for] = s
@@ -200,4 +203,7 @@ def apply(st: RunState, ev: dict) -> None:
         st.outcome = d
     elif t == "failed":
         st.status = "failed"
+        st.outcome = d
+    elif t == "cancelled":
+        st.status = "cancelled"
         st.outcome = d

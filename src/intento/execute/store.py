@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from intento.errors import OperationalError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIGRATIONS = {
     1: [
@@ -80,6 +80,27 @@ MIGRATIONS = {
             body TEXT NOT NULL
         )""",
     ],
+    3: [
+        # The fencing token of each run's lease: raised by every claim, checked by every append
+        # of a driver, so a driver that lost the lease (it stopped beating and another engine
+        # took the run over) can never write to the run's log again.
+        "ALTER TABLE runs ADD COLUMN lease INTEGER NOT NULL DEFAULT 0",
+        # What a run was started with (a hash of the request): an idempotency key used again
+        # with a different request is refused, not answered with the other run.
+        "ALTER TABLE runs ADD COLUMN request TEXT",
+        # Capacity slots held across runs: one row per step in flight on a provider with a
+        # `capacity`, taken with its `step_dispatched` event and given back with its outcome.
+        """CREATE TABLE IF NOT EXISTS slots (
+            provider TEXT NOT NULL,
+            run TEXT NOT NULL,
+            action TEXT NOT NULL,
+            PRIMARY KEY (run, action)
+        )""",
+        "CREATE INDEX IF NOT EXISTS slots_provider ON slots(provider)",
+        "CREATE INDEX IF NOT EXISTS runs_status ON runs(status, created_at)",
+        "CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at, id)",
+        "CREATE INDEX IF NOT EXISTS inbox_waiting ON inbox(taken, run)",
+    ],
 }
 
 #: How often a driver beats its runs' rows, and after how long without a beat a run counts as
@@ -87,7 +108,10 @@ MIGRATIONS = {
 HEARTBEAT_MS = 1_000
 DRIVER_EXPIRY_MS = 15_000
 
-TERMINAL = ("succeeded", "escalated", "failed")
+TERMINAL = ("succeeded", "escalated", "failed", "cancelled")
+
+#: The events that end a step (and give back its capacity slot).
+_STEP_ENDS = ("step_succeeded", "step_failed", "step_timed_out", "wait_dropped")
 
 
 class EventStore(Protocol):
@@ -100,6 +124,15 @@ class EventStore(Protocol):
     def run(self, run_id: str) -> dict | None: ...
     def run_by_key(self, key: str) -> dict | None: ...
     def secrets(self, run_id: str) -> dict[str, str]: ...
+
+
+class LeaseLost(OperationalError):
+    """This driver no longer holds the run's lease: another engine took the run over after this
+    one stopped beating. Nothing was written; the driver must stop driving the run."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+        super().__init__(f"run {run_id}: another engine has taken this run over (this driver's lease expired)")
 
 
 class StoreError(OperationalError):
@@ -207,9 +240,11 @@ class Store:
         self.db.close()
 
     # -- runs --
-    def create_run(self, run_id: str, key: str, intent: str, project: str, at: int, secrets: dict[str, Any], first: dict[str, Any], clock: str = "wall") -> bool:
+    def create_run(self, run_id: str, key: str, intent: str, project: str, at: int, secrets: dict[str, Any], first: dict[str, Any], clock: str = "wall", request: str | None = None) -> bool:
         """Create a run with its first event (``run_started``) in one transaction, so a crash
-        leaves either both or neither; False (and nothing written) if the key exists."""
+        leaves either both or neither; False (and nothing written) if the key exists.
+        ``request``: a hash of what the run was asked with (to refuse a key used again with a
+        different request)."""
         body = json.dumps(first, sort_keys=True, separators=(",", ":"), default=str)
         with self._lock:
             try:
@@ -218,8 +253,8 @@ class Store:
                     self.db.execute("ROLLBACK")
                     return False
                 self.db.execute(
-                    "INSERT INTO runs (id, key, intent, project, created_at, status, updated_at, clock) VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
-                    (run_id, key, intent, project, at, at, clock),
+                    "INSERT INTO runs (id, key, intent, project, created_at, status, updated_at, clock, request) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                    (run_id, key, intent, project, at, at, clock, request),
                 )
                 self.db.execute("INSERT INTO events VALUES (?, 1, 'run_started', ?, ?)", (run_id, at, body))
                 for name, value in secrets.items():
@@ -231,7 +266,7 @@ class Store:
             self._crash.after_commit()
             return True
 
-    _RUN_COLUMNS = "id, key, intent, project, created_at, status, updated_at, clock"
+    _RUN_COLUMNS = "id, key, intent, project, created_at, status, updated_at, clock, request"
 
     def run_by_key(self, key: str) -> dict | None:
         rows = self._read("read its runs", f"SELECT {self._RUN_COLUMNS} FROM runs WHERE key = ?", (key,))
@@ -244,21 +279,63 @@ class Store:
     def runs(self) -> list[dict]:
         return [_run(r) for r in self._read("read its runs", f"SELECT {self._RUN_COLUMNS} FROM runs ORDER BY created_at, id")]
 
+    def unfinished_runs(self) -> list[str]:
+        """Every run without an outcome, oldest first (the engine adopts them)."""
+        placeholders = ",".join("?" * len(TERMINAL))
+        return [r[0] for r in self._read("read its runs", f"SELECT id FROM runs WHERE status NOT IN ({placeholders}) ORDER BY created_at, id", TERMINAL)]
+
+    def last_at(self, run_id: str) -> int:
+        """The time of a run's latest event (on the run's clock)."""
+        rows = self._read("read a run's events", "SELECT COALESCE(MAX(at), 0) FROM events WHERE run = ?", (run_id,))
+        return rows[0][0]
+
+    def inbox_runs(self) -> list[str]:
+        """Runs with observations or requests waiting in the inbox."""
+        return [r[0] for r in self._read("read its inbox", "SELECT DISTINCT run FROM inbox WHERE taken = 0")]
+
+    def slots(self, provider: str | None = None) -> list[dict]:
+        """Capacity slots held now (by steps in flight of every run)."""
+        sql, args = ("SELECT provider, run, action FROM slots WHERE provider = ?", (provider,)) if provider else ("SELECT provider, run, action FROM slots", ())
+        return [dict(zip(("provider", "run", "action"), r)) for r in self._read("read its capacity slots", sql, args)]
+
     def secrets(self, run_id: str) -> dict[str, Any]:
         """A run's secret given values, each with its JSON type (as `values.to_json` wrote it)."""
         return {n: decode_secret(v) for n, v in self._read("read a run's secrets", "SELECT name, value FROM run_secrets WHERE run = ?", (run_id,))}
 
     # -- events --
-    def append(self, run_id: str, seq: int, type_: str, at: int, data: dict[str, Any], status: str | None = None, outbox: tuple[str, dict] | None = None) -> None:
+    def append(
+        self, run_id: str, seq: int, type_: str, at: int, data: dict[str, Any], status: str | None = None,
+        outbox: tuple[str, dict] | None = None, lease: int | None = None, slot: tuple[str, int] | None = None,
+    ) -> bool:
         """Append event ``seq`` (must be the next one) in its own durable transaction; with
-        ``outbox`` (decision id, audit record draft), the draft is committed with it."""
+        ``outbox`` (decision id, audit record draft), the draft is committed with it.
+
+        ``lease``: the driver's fencing token; the append is refused (`LeaseLost`) when the
+        run's lease has moved on. ``slot`` (provider, capacity), for a `step_dispatched`: take
+        one of the provider's capacity slots with the event; when every slot is held, nothing
+        is written and False is returned. An event that ends a step gives its slot back, and a
+        run's outcome gives back every slot it held."""
         body = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         with self._lock:
             try:
                 self.db.execute("BEGIN IMMEDIATE")
+                if lease is not None:
+                    row = self.db.execute("SELECT lease FROM runs WHERE id = ?", (run_id,)).fetchone()
+                    if row is None or row[0] != lease:
+                        raise LeaseLost(run_id)
                 last = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run = ?", (run_id,)).fetchone()[0]
                 if seq != last + 1:
                     raise StoreError(f"run {run_id}: event {seq} would not follow event {last} (another executor is driving this run)")
+                if slot is not None:
+                    held = self.db.execute("SELECT COUNT(*) FROM slots WHERE provider = ? AND NOT (run = ? AND action = ?)", (slot[0], run_id, data.get("action"))).fetchone()[0]
+                    if held >= slot[1]:
+                        self.db.execute("ROLLBACK")
+                        return False
+                    self.db.execute("INSERT OR REPLACE INTO slots VALUES (?, ?, ?)", (slot[0], run_id, data.get("action")))
+                if type_ in _STEP_ENDS and not data.get("compensation_for"):
+                    self.db.execute("DELETE FROM slots WHERE run = ? AND action = ?", (run_id, data.get("action")))
+                if status in TERMINAL:
+                    self.db.execute("DELETE FROM slots WHERE run = ?", (run_id,))
                 self.db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?)", (run_id, seq, type_, at, body))
                 if status is not None:
                     self.db.execute("UPDATE runs SET status = ?, updated_at = ? WHERE id = ?", (status, at, run_id))
@@ -269,11 +346,23 @@ class Store:
                 self._crash.before_commit()
                 self.db.execute("COMMIT")
             except BaseException as e:
+                if isinstance(e, LeaseLost):
+                    self._fail("", e)
+                    raise
                 raise self._fail(f"record event {seq} ({type_}) of run {run_id}", e) from None
             self._crash.after_commit()
+            return True
 
     def events(self, run_id: str) -> list[dict]:
         rows = self._read("read a run's events", "SELECT seq, type, at, data FROM events WHERE run = ? ORDER BY seq", (run_id,))
+        try:
+            return [{"seq": s, "type": t, "at": a, "data": json.loads(d)} for s, t, a, d in rows]
+        except (ValueError, TypeError) as e:
+            raise StoreError(f"store `{self.path}`: run {run_id} has an event that is not JSON ({e}): the file was edited or is corrupted") from None
+
+    def events_after(self, run_id: str, seq: int) -> list[dict]:
+        """A run's events after event number ``seq`` (to follow a run)."""
+        rows = self._read("read a run's events", "SELECT seq, type, at, data FROM events WHERE run = ? AND seq > ? ORDER BY seq", (run_id, seq))
         try:
             return [{"seq": s, "type": t, "at": a, "data": json.loads(d)} for s, t, a, d in rows]
         except (ValueError, TypeError) as e:
@@ -293,9 +382,10 @@ class Store:
                 raise self._fail("clear its audit outbox", e) from None
 
     # -- drivers --
-    def claim(self, run_id: str, owner: str) -> dict | None:
-        """Record this process as the run's driver. Returns the other driver that still holds it
-        (alive and beating), in which case nothing is written; None once claimed."""
+    def claim(self, run_id: str, owner: str) -> tuple[dict | None, int]:
+        """Take the run's lease for this driver: (None, fencing token) once taken; (the other
+        driver, 0) when one still holds it (alive and beating), and then nothing is written.
+        Every claim raises the run's token, so the previous holder's appends are refused."""
         now = wall_ms()
         with self._lock:
             try:
@@ -303,22 +393,32 @@ class Store:
                 row = _driver(self.db.execute("SELECT run, owner, host, pid, since, heartbeat FROM drivers WHERE run = ?", (run_id,)).fetchone())
                 if row is not None and row["owner"] != owner and driver_alive(row, now):
                     self.db.execute("ROLLBACK")
-                    return row
+                    return row, 0
+                self.db.execute("UPDATE runs SET lease = lease + 1 WHERE id = ?", (run_id,))
+                token = self.db.execute("SELECT lease FROM runs WHERE id = ?", (run_id,)).fetchone()
                 self.db.execute(
                     "INSERT OR REPLACE INTO drivers VALUES (?, ?, ?, ?, ?, ?)", (run_id, owner, socket.gethostname(), os.getpid(), now, now)
                 )
                 self.db.execute("COMMIT")
-                return None
+                return None, token[0] if token else 0
             except BaseException as e:
                 raise self._fail(f"record the driver of run {run_id}", e) from None
 
-    def beat(self, owner: str, runs: list[str]) -> None:
-        """Heartbeat of every run this driver holds."""
+    def beat(self, owner: str, runs: list[str]) -> list[str]:
+        """Heartbeat of every run this driver holds, in one transaction; returns the runs whose
+        lease another driver holds now (this one must stop driving them)."""
         if not runs:
-            return
+            return []
         now = wall_ms()
         with self._lock:
-            self.db.executemany("UPDATE drivers SET heartbeat = ? WHERE run = ? AND owner = ?", [(now, r, owner) for r in runs])
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.execute("UPDATE drivers SET heartbeat = ? WHERE owner = ?", (now, owner))
+                mine = {r[0] for r in self.db.execute("SELECT run FROM drivers WHERE owner = ?", (owner,))}
+                self.db.execute("COMMIT")
+            except BaseException as e:
+                raise self._fail("beat its drivers' leases", e) from None
+        return [r for r in runs if r not in mine]
 
     def release(self, run_id: str, owner: str) -> None:
         with self._lock:
@@ -389,7 +489,7 @@ def driver_alive(d: dict | None, now: int | None = None) -> bool:
 def _run(row) -> dict | None:
     if row is None:
         return None
-    keys = ("id", "key", "intent", "project", "created_at", "status", "updated_at", "clock")
+    keys = ("id", "key", "intent", "project", "created_at", "status", "updated_at", "clock", "request")
     return dict(zip(keys, row))
 
 

@@ -8,21 +8,23 @@ through the registered handlers); their state is always read back from the store
 from __future__ import annotations
 
 import hmac
+import json
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import contextlib
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Header, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from intento import __version__
 from intento.diagnostics import IntentoError
+from intento.execute.executor import KeyReused
 from intento.plan import Explanation, Plan
 from intento.spec import Spec
 
@@ -111,6 +113,11 @@ class Observation(BaseModel):
     latency: int | None = Field(None, ge=1, description="degraded: the observed latency in ms")
 
 
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("no reason given", max_length=1000, description="why the run is cancelled (recorded in its log and outcome)")
+
+
 class Metrics:
     """Counters and a solve-time histogram, rendered in Prometheus text format."""
 
@@ -161,16 +168,24 @@ def _error(status: int, code: str, message: str, diagnostics: list | None = None
 
 
 def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=None, token: str | None = None, max_body: int = MAX_BODY, client_timeout_s: float = BODY_TIMEOUT_S) -> FastAPI:
-    from intento.audit import AuditLog, read_records, secret_key, verify
-    from intento.execute import Executor, RealEnvironment, SimEnvironment, Store, post
+    from intento.audit import read_records, verify
+    from intento.execute import Store, post
     from intento.execute.report import store_status
     from intento.solve import plan_problem, prepare
+
+    from intento.execute.world import World
 
     store_path = Path(store_path)
     audit_path = store_path.with_name(store_path.name + ".audit.jsonl")
     Store(store_path).close()  # create and migrate once, up front
     metrics = Metrics()
-    pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="intento-run")
+    # One engine drives every unfinished run of the store (started with the app, stopped with
+    # it): runs started here, runs a previous process left, runs a dead engine held.
+    world = None
+    if scenario is not None or registry is not None:
+        journal = store_path.with_name(store_path.name + ".journal.jsonl") if scenario is not None else None
+        world = World(spec, store_path, scenario=scenario, registry=registry, journal=journal)
+    engine_box: dict[str, Any] = {}
     # `token=""` is an explicit choice of no authentication (`intento serve --no-auth`); None
     # reads INTENTO_TOKEN, where an empty value is refused rather than read as "no auth".
     token = token if token is not None else os.environ.get("INTENTO_TOKEN")
@@ -178,7 +193,27 @@ def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=No
         raise ValueError("the bearer token is blank")
     if token is None or token == "":
         token = None
-    app = FastAPI(title="intento", version=__version__, description="Intent-driven orchestration: plan, explain, run and audit intents.")
+    def _finished(run_id: str, st) -> None:
+        with metrics.lock:
+            metrics.replans += max(0, st.plans - 1)
+            metrics.escalations += st.status == "escalated"
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app_: FastAPI):
+        if world is not None:
+            engine = world.engine(Store(store_path), on_finish=_finished)
+            thread = threading.Thread(target=engine.run, name="intento-engine", daemon=True)
+            engine_box["engine"], engine_box["thread"] = engine, thread
+            thread.start()
+        try:
+            yield
+        finally:
+            if "engine" in engine_box:
+                engine_box["engine"].stop()
+                engine_box["thread"].join(timeout=30)
+                world.close()
+
+    app = FastAPI(title="intento", version=__version__, description="Intent-driven orchestration: plan, explain, run and audit intents.", lifespan=lifespan)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -252,34 +287,101 @@ def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=No
             body |= {"truncated": True, "shown": len(diags)}  # as `intento check --format json`
         return body
 
-    def _executor(store: Store) -> Executor:
-        env = SimEnvironment(scenario, start=0) if scenario is not None else RealEnvironment(registry)
-        return Executor(spec, store, env, registry, AuditLog(audit_path), secret_key=secret_key(audit_path))
-
-    def _drive(run_id: str) -> None:
-        store = Store(store_path)
-        try:
-            ex = _executor(store)
-            final = ex.drive(run_id)
-            with metrics.lock:
-                metrics.replans += max(0, final.plans - 1)
-                metrics.escalations += final.status == "escalated"
-        finally:
-            store.close()
-
     @app.post("/v1/runs", status_code=202)
     def start_run(req: RunRequest, idempotency_key: str | None = Header(None, max_length=200)) -> dict:
-        """Start a run. The same `Idempotency-Key` never creates two runs."""
-        if scenario is None and registry is None:
+        """Start a run; the service's engine drives it. The same `Idempotency-Key` never creates
+        two runs; used again with a different request it is refused (422)."""
+        if world is None:
             return _error(409, "no_world", "this service was started without handlers or a simulation scenario, so it cannot run steps")
         store = Store(store_path)
         try:
-            run_id, created = _executor(store).create(req.intent, req.given, req.state, idempotency_key)
+            run_id, created = world.executor(store).create(req.intent, req.given, req.state, idempotency_key)
+        except KeyReused as e:
+            return _error(422, "idempotency_key_reused", str(e))
         finally:
             store.close()
-        if created:
-            pool.submit(_drive, run_id)
+        if created and "engine" in engine_box:
+            engine_box["engine"].notify_new(run_id)
         return {"run": run_id, "created": created}
+
+    @app.get("/v1/runs")
+    def list_runs_(
+        status: str | None = Query(None, description="running, holding, giving_up, succeeded, escalated, cancelled or failed"),
+        intent: str | None = Query(None, max_length=200),
+        stalled: bool | None = Query(None),
+        limit: int = Query(100, ge=1, le=1000),
+        cursor: str | None = Query(None, max_length=40, description="`next_cursor` of the previous page"),
+    ) -> Any:
+        """Runs, escalated, stalled and at-risk first, and how many unfinished runs wait where."""
+        from intento.execute.report import LIST_STATUSES, list_runs
+
+        if status is not None and status not in LIST_STATUSES:
+            return _error(422, "invalid_status", f"status must be one of {', '.join(LIST_STATUSES)}")
+        offset = 0
+        if cursor is not None:
+            if not cursor.isdigit() or len(cursor) > 9:
+                return _error(422, "invalid_cursor", "cursor must be the `next_cursor` of a previous page")
+            offset = int(cursor)
+        store = Store(store_path)
+        try:
+            page = list_runs(store, status=status, intent=intent, stalled=stalled, limit=limit, offset=offset)
+        finally:
+            store.close()
+        nxt = page.pop("next_offset")
+        return page | {"next_cursor": None if nxt is None else str(nxt)}
+
+    @app.post("/v1/runs/{run_id}/cancel", status_code=202)
+    def cancel_run(run_id: str, req: CancelRequest, request: Request) -> Any:
+        """Cancel a run: waits dropped, steps in flight awaited, completed steps compensated in
+        reverse order; it ends `cancelled` with the reason and who asked."""
+        from intento.execute.store import TERMINAL
+
+        store, row = _open_run(run_id)
+        if store is None:
+            return _error(404, "not_found", f"no run `{run_id}`")
+        try:
+            if row["status"] in TERMINAL:
+                return _error(409, "run_finished", f"run {run_id} has already finished ({row['status']})")
+            who = "api" + (f" ({request.client.host})" if request.client else "")
+            post(store, run_id, {"cancel": {"reason": req.reason, "by": who}, "source": "api"})
+        finally:
+            store.close()
+        return {"queued": True}
+
+    @app.get("/v1/runs/{run_id}/events")
+    def run_events(run_id: str, last_event_id: str | None = Header(None, max_length=20)) -> Any:
+        """The run's events as Server-Sent Events (`id` is the event's number, `event` its type,
+        `data` the event as JSON), from the first (or after `Last-Event-ID`), following the run
+        live until it ends."""
+        store, row = _open_run(run_id)
+        if store is None:
+            return _error(404, "not_found", f"no run `{run_id}`")
+        store.close()
+        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+        return StreamingResponse(_follow(run_id, after), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    def _follow(run_id: str, after: int):
+        from intento.execute.store import TERMINAL
+
+        store = Store(store_path)
+        try:
+            quiet = time.monotonic()
+            while True:
+                events = store.events_after(run_id, after)
+                for e in events:
+                    after = e["seq"]
+                    body = json.dumps({"seq": e["seq"], "type": e["type"], "at": e["at"], "data": e["data"]}, sort_keys=True)
+                    yield f"id: {e['seq']}\nevent: {e['type']}\ndata: {body}\n\n"
+                if events:
+                    quiet = time.monotonic()
+                if (store.run(run_id) or {}).get("status") in TERMINAL and not store.events_after(run_id, after):
+                    return
+                if time.monotonic() - quiet > 15:
+                    quiet = time.monotonic()
+                    yield ": still following\n\n"
+                time.sleep(0.2)
+        finally:
+            store.close()
 
     def _open_run(run_id: str):
         store = Store(store_path)
@@ -348,5 +450,5 @@ def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=No
         return metrics.render(by_state)
 
     app.add_middleware(BoundedBody, max_body=max_body, timeout_s=client_timeout_s)
-    app.state.pool = pool
+    app.state.engine = engine_box
     return app

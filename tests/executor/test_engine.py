@@ -1,0 +1,155 @@
+"""The engine: one thread drives every run of a store; a waiting run holds no thread; runs are
+cancelled with compensation; a provider's capacity holds across runs; leases are fenced."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import intento
+from intento.execute import Store, post
+from intento.execute.store import LeaseLost
+from intento.execute.world import World
+from tests.executor.test_durable_waits import PROJECT
+from tests.executor.wait_handlers import registry as wait_registry
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _until(check, what: str, seconds: float = 60.0):
+    """Wait for a condition, within a bound (never a fixed sleep for ordering)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def spec(tmp_path):
+    d = tmp_path / "project"
+    d.mkdir()
+    (d / "p.intent").write_text(PROJECT)
+    return intento.load(d).spec
+
+
+def _engine(world: World, db: Path):
+    engine = world.engine(Store(db))
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    return engine, thread
+
+
+def test_many_waiting_runs_hold_no_thread_and_end_on_their_fact_or_cancelled_with_compensation(spec, tmp_path):
+    db = tmp_path / "s.db"
+    world = World(spec, db, registry=wait_registry, workers=4)
+    store = Store(db)
+    before = threading.active_count()
+    engine, thread = _engine(world, db)
+    try:
+        ex = world.executor(store)
+        ids = [ex.create("settle", {}, key=f"run-{i}")[0] for i in range(120)]
+        for rid in ids:
+            engine.notify_new(rid)
+
+        def all_awaiting():
+            return all(any(e["type"] == "step_dispatched" and e["data"].get("external") for e in store.events(r)) for r in ids)
+
+        _until(all_awaiting, "every run to await its external fact", 120)
+        # 120 runs wait at once: the engine thread and the (idle) handler pool, nothing per run.
+        assert threading.active_count() <= before + 1 + 4
+        assert set(engine.live) == set(ids)
+        for rid in ids[:60]:
+            post(store, rid, {"fact": "file.received", "source": "test"})
+        for rid in ids[60:]:
+            post(store, rid, {"cancel": {"reason": "customer withdrew", "by": "test"}, "source": "test"})
+        _until(lambda: all(store.run(r)["status"] in ("succeeded", "cancelled") for r in ids), "every run to end", 120)
+    finally:
+        engine.stop()
+        thread.join(timeout=30)
+        world.close()
+    assert [store.run(r)["status"] for r in ids] == ["succeeded"] * 60 + ["cancelled"] * 60
+    for rid in ids[60:]:
+        events = store.events(rid)
+        kinds = [e["type"] for e in events]
+        # the wait is dropped, the completed `prepare` undone, and the run ends cancelled
+        assert kinds.index("wait_dropped") < kinds.index("compensating") < kinds.index("compensated") < kinds.index("cancelled") == len(kinds) - 1
+        outcome = events[-1]["data"]
+        assert outcome["cancelled"]["reason"] == "customer withdrew" and outcome["cancelled"]["by"] == "test"
+        assert outcome["compensated"] == ["prepare"]
+    assert not store.slots() and not engine.live
+
+
+CAPACITY = """
+provider one { region "eu"; capacity 1 }
+
+action use_one {
+  achieves used
+  idempotent
+  via one { cost 1 USD; latency 1s }
+}
+
+intent use {
+  given n: number
+  goal used
+  minimize cost
+}
+"""
+
+
+def test_a_capacity_one_provider_is_never_used_by_two_runs_at_once(tmp_path, monkeypatch):
+    from tests.executor.capacity_handlers import registry
+
+    d = tmp_path / "cap"
+    d.mkdir()
+    (d / "p.intent").write_text(CAPACITY)
+    spec = intento.load(d).spec
+    intervals = tmp_path / "intervals.jsonl"
+    monkeypatch.setenv("INTENTO_TEST_INTERVALS", str(intervals))
+    db = tmp_path / "s.db"
+    world = World(spec, db, registry=registry, workers=8)
+    store = Store(db)
+    engine, thread = _engine(world, db)
+    try:
+        ex = world.executor(store)
+        ids = [ex.create("use", {"n": i})[0] for i in range(6)]
+        for rid in ids:
+            engine.notify_new(rid)
+        _until(lambda: all(store.run(r)["status"] == "succeeded" for r in ids), "every run to succeed", 120)
+    finally:
+        engine.stop()
+        thread.join(timeout=30)
+        world.close()
+    spans = sorted((r["start"], r["end"]) for r in map(json.loads, intervals.read_text().splitlines()))
+    assert len(spans) == 6
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end, f"two runs held `one` (capacity 1) at once: {spans}"
+    assert not store.slots()
+
+
+def test_a_driver_that_lost_its_lease_cannot_append(spec, tmp_path):
+    db = tmp_path / "s.db"
+    world = World(spec, db, registry=wait_registry)
+    store = Store(db)
+    try:
+        a = world.executor(store)
+        rid = a.create("settle", {}, key="lease")[0]
+        assert a.steps(rid) is not None
+        b = world.executor(Store(db))
+        assert b.steps(rid) is None  # a live driver holds it
+        # a's lease expires (it stopped beating): b takes the run over, and a is fenced off
+        store.db.execute("UPDATE drivers SET heartbeat = heartbeat - 3600000 WHERE run = ?", (rid,))
+        assert b.steps(rid) is not None
+        seq = store.events(rid)[-1]["seq"] + 1
+        with pytest.raises(LeaseLost):
+            a._append(rid, seq, "observation", 0, {"fact": "x"})
+        assert b._append(rid, seq, "observation", 0, {"fact": "x"})
+        assert [e["type"] for e in store.events(rid)].count("observation") == 1
+    finally:
+        world.close()
