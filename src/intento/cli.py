@@ -465,9 +465,10 @@ def run_command(
     task_queue: str = typer.Option("intento", "--task-queue", help="With --engine temporal: the workers' task queue."),
 ) -> None:
     """Achieve an intent: plan, run the steps, observe, re-plan, compensate and escalate if needed.
-    Running the same command again resumes the same run. Exit 0 when the goal holds, 3 when the run escalated, 1 on bad
-    input or a store that cannot be used; with `--engine temporal` also 1 when Temporal is unreachable, 4 when the
-    workflow ended without an outcome (cancelled, terminated, timed out), 130 when interrupted."""
+    Running the same command again resumes the same run. Exit 0 when the goal holds, 3 when the run escalated, 4 when
+    it was cancelled (`intento cancel`), 1 on bad input, a store that cannot be used, or a `--key` already used for another
+    request; with `--engine temporal` also 1 when Temporal is unreachable, 4 when the workflow ended without an outcome
+    (cancelled, terminated, timed out), 130 when interrupted."""
     if engine == "temporal":
         _run_on_temporal(paths, intent, given, state, key, temporal, task_queue)
     elif engine != "embedded":
@@ -489,7 +490,7 @@ def run_command(
         raise typer.Exit(1)
     _print_status(st_store, run_id, spec)
     ex.env.close()
-    raise typer.Exit(0 if final.status == "succeeded" else 3)
+    raise typer.Exit(0 if final.status == "succeeded" else 4 if final.status == "cancelled" else 3)
 
 
 @app.command("worker")
