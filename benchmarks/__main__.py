@@ -249,6 +249,13 @@ def main(argv=None) -> None:
     results["fleet"] = fl
     out += ["## Fleet planning (2 workers, 1% gap stop)", ""] + fleet.table(fl) + [""]
 
+    print("== engine: many runs of one store, one thread", flush=True)
+    from benchmarks import engine as engine_bench
+
+    en = engine_bench.run(quick=quick)
+    results["engine"] = en
+    out += ["## Engine (one thread, SQLite store, real handlers)", ""] + engine_bench.table(en) + [""]
+
     results["duration_s"] = time.perf_counter() - t0
     made = plots(results, "_quick" if quick else "")
     (RESULTS / ("summary_quick.json" if quick else "summary.json")).write_text(json.dumps(results, indent=2, default=str))

@@ -153,3 +153,29 @@ def test_a_driver_that_lost_its_lease_cannot_append(spec, tmp_path):
         assert [e["type"] for e in store.events(rid)].count("observation") == 1
     finally:
         world.close()
+
+
+def test_simulated_runs_wait_for_a_slot_instead_of_giving_up(tmp_path):
+    from intento.execute import Scenario
+
+    d = tmp_path / "cap"
+    d.mkdir()
+    (d / "p.intent").write_text(CAPACITY)
+    spec = intento.load(d).spec
+    db = tmp_path / "s.db"
+    world = World(spec, db, scenario=Scenario(seed=3))
+    store = Store(db)
+    ex = world.executor(store)
+    ids = [ex.create("use", {"n": i})[0] for i in range(4)]
+    engine = world.engine(Store(db))
+    engine.run(until_idle=True)
+    assert [store.run(r)["status"] for r in ids] == ["succeeded"] * 4
+    # in the order the store committed them, `one` is never dispatched while it is held
+    held = None
+    for run, kind, data in store.db.execute("SELECT run, type, data FROM events ORDER BY rowid"):
+        if kind == "step_dispatched":
+            assert held is None, f"{run} dispatched on `one` while {held} held it"
+            held = run
+        elif kind == "step_succeeded":
+            assert held == run
+            held = None

@@ -256,7 +256,8 @@ class Engine:
                 until = next(lv.gen)
             else:
                 items, lv.inbox = lv.inbox, []
-                if lv.sim:
+                if lv.sim and lv.run not in lv.ex.capacity_blocked:
+                    # (a run waiting for a capacity slot keeps its virtual clock where it is)
                     items = lv.ex.env.wait(lv.until)
                 until = lv.gen.send(items)
         except StopIteration as done:

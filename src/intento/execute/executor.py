@@ -186,6 +186,12 @@ class Executor:
                 until = next(gen)
                 while True:
                     self._beat()
+                    if run_id in self.capacity_blocked and isinstance(self.env, SimEnvironment):
+                        # Waiting for a slot another run holds: poll the store, and keep this
+                        # run's virtual clock where it is (the other run's time is its own).
+                        time.sleep(0.05)
+                        until = gen.send([])
+                        continue
                     until = gen.send(self.env.wait(until))
             except StopIteration as done:
                 return done.value
@@ -272,7 +278,7 @@ class Executor:
                 reason = self._timers(run_id)
                 if reason and self._state(run_id).status != "giving_up":
                     need_plan = reason
-                elif not reason and isinstance(self.env, SimEnvironment) and self.env.idle() and until is None and not self._state(run_id).running():
+                elif not reason and isinstance(self.env, SimEnvironment) and self.env.idle() and until is None and not self._state(run_id).running() and run_id not in self.capacity_blocked:
                     self._stall(run_id)
                 continue
             for kind, item in items:
@@ -299,7 +305,7 @@ class Executor:
         return dict(st.context) | self.store.secrets(run_id)
 
     def _append(self, run_id: str, seq: int, type_: str, at: int, data: dict, status: str | None = None, outbox: tuple[str, dict] | None = None, slot: tuple[str, int] | None = None) -> bool:
-        if not self.store.append(run_id, seq, type_, at, data, status=status, outbox=outbox, lease=self._tokens.get(run_id), slot=slot):
+        if not self.store.append(run_id, seq, type_, at, data, status=status, outbox=outbox, lease=self._tokens.get(run_id), slot=slot, driver=self.owner):
             return False
         if self.progress:
             self.progress(type_, self._state(run_id), data)
@@ -405,7 +411,6 @@ class Executor:
             "summary": plan.explanation.summary,
             "why": _why(plan),
             "signature": signature,
-            "driver": self.owner,
         }
         decision = f"{run_id}/plan-{st.plans + 1}"
         data["decision"] = decision

@@ -100,6 +100,9 @@ MIGRATIONS = {
         "CREATE INDEX IF NOT EXISTS runs_status ON runs(status, created_at)",
         "CREATE INDEX IF NOT EXISTS runs_created ON runs(created_at, id)",
         "CREATE INDEX IF NOT EXISTS inbox_waiting ON inbox(taken, run)",
+        # Which driver wrote each event (operational, not part of the run's log as `events()`
+        # returns it, so the same seed still gives the identical log).
+        "ALTER TABLE events ADD COLUMN driver TEXT",
     ],
 }
 
@@ -256,7 +259,7 @@ class Store:
                     "INSERT INTO runs (id, key, intent, project, created_at, status, updated_at, clock, request) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
                     (run_id, key, intent, project, at, at, clock, request),
                 )
-                self.db.execute("INSERT INTO events VALUES (?, 1, 'run_started', ?, ?)", (run_id, at, body))
+                self.db.execute("INSERT INTO events (run, seq, type, at, data) VALUES (?, 1, 'run_started', ?, ?)", (run_id, at, body))
                 for name, value in secrets.items():
                     self.db.execute("INSERT INTO run_secrets VALUES (?, ?, ?)", (run_id, name, encode_secret(value)))
                 self._crash.before_commit()
@@ -305,7 +308,7 @@ class Store:
     # -- events --
     def append(
         self, run_id: str, seq: int, type_: str, at: int, data: dict[str, Any], status: str | None = None,
-        outbox: tuple[str, dict] | None = None, lease: int | None = None, slot: tuple[str, int] | None = None,
+        outbox: tuple[str, dict] | None = None, lease: int | None = None, slot: tuple[str, int] | None = None, driver: str | None = None,
     ) -> bool:
         """Append event ``seq`` (must be the next one) in its own durable transaction; with
         ``outbox`` (decision id, audit record draft), the draft is committed with it.
@@ -336,7 +339,7 @@ class Store:
                     self.db.execute("DELETE FROM slots WHERE run = ? AND action = ?", (run_id, data.get("action")))
                 if status in TERMINAL:
                     self.db.execute("DELETE FROM slots WHERE run = ?", (run_id,))
-                self.db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?)", (run_id, seq, type_, at, body))
+                self.db.execute("INSERT INTO events (run, seq, type, at, data, driver) VALUES (?, ?, ?, ?, ?, ?)", (run_id, seq, type_, at, body, driver))
                 if status is not None:
                     self.db.execute("UPDATE runs SET status = ?, updated_at = ? WHERE id = ?", (status, at, run_id))
                 else:
@@ -367,6 +370,10 @@ class Store:
             return [{"seq": s, "type": t, "at": a, "data": json.loads(d)} for s, t, a, d in rows]
         except (ValueError, TypeError) as e:
             raise StoreError(f"store `{self.path}`: run {run_id} has an event that is not JSON ({e}): the file was edited or is corrupted") from None
+
+    def writers(self, run_id: str) -> list[str | None]:
+        """Which driver wrote each of a run's events, in order (None: not written by a driver)."""
+        return [r[0] for r in self._read("read a run's events", "SELECT driver FROM events WHERE run = ? ORDER BY seq", (run_id,))]
 
     # -- the audit outbox --
     def outbox(self, run_id: str | None = None) -> list[tuple[str, dict]]:
