@@ -503,9 +503,12 @@ def worker_command(
     handlers: Optional[str] = typer.Option(None, "--handlers", help="Real handlers: `module:registry` or `module`."),
 ) -> None:
     """Run a Temporal worker for intento runs: each run a workflow, planning and steps as activities.
-    Stops on SIGINT or SIGTERM (exit 0); exit 1 when Temporal cannot be reached or the worker fails."""
+    Stops on SIGINT or SIGTERM (exit 0); exit 1 when Temporal cannot be reached or the worker fails, or the `temporal`
+    extra is not installed."""
     import asyncio
     import signal
+
+    _need_extra("temporal", "temporalio")
 
     try:
         spec = _load_spec(paths)
@@ -573,6 +576,7 @@ def _run_on_temporal(paths, intent, given, state, key, temporal: str, task_queue
     """`intento run --engine temporal`: start (or join) the run's workflow and wait for its
     outcome. Never returns: every exit goes through `_exit_now` (0 succeeded, 3 escalated, 1 bad
     input or Temporal unreachable, 4 the workflow ended without an outcome, 130 interrupted)."""
+    _need_extra("temporal", "temporalio")
     import asyncio
     import hashlib
 
@@ -836,6 +840,16 @@ def observe(
     print(f"observation queued for run {run_id}")
 
 
+def _need_extra(extra: str, *modules: str) -> None:
+    """Exit 1 with one line naming the extra when a module it installs is missing."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"intento: this command needs the `{extra}` extra ({', '.join(missing)} is not installed): pip install 'intento[{extra}]'", file=sys.stderr)
+        raise typer.Exit(1)
+
+
 def _who(via: str) -> str:
     import getpass
 
@@ -904,10 +918,17 @@ def serve(
     handlers: Optional[str] = typer.Option(None, "--handlers", help="Real handlers for API-started runs: `module:registry` or `module`."),
     client_timeout: float = typer.Option(10.0, "--client-timeout", help="Seconds a client has to send a request's headers, and again its body, before it is cut off.", min=0.1, max=3600),
     no_auth: bool = typer.Option(False, "--no-auth", help="Serve without authentication, on purpose (a loud warning says so either way when INTENTO_TOKEN is not set)."),
+    workers: int = typer.Option(16, "--workers", help="Handler threads: how many steps may run at once across all runs (a waiting run needs none).", min=1, max=1024),
+    log_format: str = typer.Option("text", "--log-format", help="Logs on stderr, a line per run event and per request: text or json."),
 ) -> None:
-    """Serve the project over HTTP: /v1/plan, /v1/explain, /v1/check, /v1/runs, /v1/audit, /healthz, /metrics (docs/api.md).
-    Set INTENTO_TOKEN to require `Authorization: Bearer <token>`; without it the service warns that it serves without
-    authentication. Exit 1 on bad input (an empty INTENTO_TOKEN, both a token and --no-auth, an unreadable store)."""
+    """Serve the project over HTTP and drive every unfinished run of the store (the engine; docs/executor.md "The engine"):
+    /v1/plan, /v1/explain, /v1/check, /v1/runs (start, list, inspect, events, observe, cancel), /v1/audit, /healthz, /livez,
+    /readyz, /metrics (docs/api.md). Set INTENTO_TOKEN to require `Authorization: Bearer <token>`; without it the service
+    warns that it serves without authentication. Stops on SIGINT/SIGTERM. Exit 1 on bad input (an empty INTENTO_TOKEN, both
+    a token and --no-auth, an unreadable store, a missing `server` extra)."""
+    if log_format not in ("text", "json"):
+        print("intento: --log-format is `text` or `json`", file=sys.stderr)
+        raise typer.Exit(1)
     token = os.environ.get("INTENTO_TOKEN")
     if token is not None and not token.strip():
         print("intento: INTENTO_TOKEN is set but empty, which would turn authentication off; set a token, or unset it and pass --no-auth", file=sys.stderr)
@@ -915,16 +936,27 @@ def serve(
     if token is not None and no_auth:
         print("intento: both INTENTO_TOKEN and --no-auth are given; choose one", file=sys.stderr)
         raise typer.Exit(1)
+    _need_extra("server", "fastapi", "uvicorn", "prometheus_client")
     import uvicorn
 
+    from intento.logs import setup
     from intento.service import create_app
 
+    setup(log_format)
     spec = _load_spec(paths)
     scenario, registry = _world(spec, simulate, handlers)
     if token is None:
         how = "(--no-auth)" if no_auth else "(no INTENTO_TOKEN is set; pass --no-auth to say so)"
         print(f"intento: WARNING: serving on {host}:{port} WITHOUT AUTHENTICATION {how}: anyone who can reach it may plan, start runs and read the audit log", file=sys.stderr)
-    app_ = create_app(spec, store, scenario=scenario, registry=registry, token=token if token is not None else "", client_timeout_s=client_timeout)
+    try:
+        app_ = create_app(spec, store, scenario=scenario, registry=registry, token=token if token is not None else "", client_timeout_s=client_timeout, workers=workers)
+    except Exception as e:
+        from intento.errors import OperationalError
+
+        if not isinstance(e, OperationalError):
+            raise
+        print(f"intento: {e}", file=sys.stderr)
+        raise typer.Exit(1)
     from intento.service._protocol import bounded_protocol
 
     # A slow client is cut off: headers within --client-timeout (a connection-level timer), the

@@ -179,3 +179,32 @@ def test_simulated_runs_wait_for_a_slot_instead_of_giving_up(tmp_path):
         elif kind == "step_succeeded":
             assert held == run
             held = None
+
+
+def test_a_handler_exception_is_logged_with_its_traceback(tmp_path, caplog):
+    import logging
+
+    from intento.execute import Registry
+
+    registry = Registry()
+
+    @registry.handler("use_one")
+    def broken(ctx):
+        raise ZeroDivisionError("the handler's own bug")
+
+    d = tmp_path / "cap"
+    d.mkdir()
+    (d / "p.intent").write_text(CAPACITY)
+    spec = intento.load(d).spec
+    db = tmp_path / "s.db"
+    world = World(spec, db, registry=registry, workers=1)
+    store = Store(db)
+    rid = world.executor(store).create("use", {"n": 1})[0]
+    with caplog.at_level(logging.ERROR, logger="intento.handlers"):
+        world.engine(Store(db)).run(until_idle=True)
+    world.close()
+    errors = [e["data"]["error"] for e in store.events(rid) if e["type"] == "step_failed"]
+    assert errors and errors[0] == "ZeroDivisionError: the handler's own bug"  # a failure of the step, not of the engine
+    failed = [r for r in caplog.records if r.name == "intento.handlers"]
+    assert failed and failed[0].exc_info and failed[0].exc_info[0] is ZeroDivisionError
+    assert failed[0].fields["run"] == rid and failed[0].fields["action"] == "use_one"

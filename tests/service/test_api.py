@@ -67,6 +67,11 @@ def test_committed_openapi_matches_the_app(project, tmp_path):
     app = create_app(project.spec, tmp_path / "o.db")
     committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
     assert app.openapi() == committed
+    assert committed["components"]["securitySchemes"]["bearer"] == {"type": "http", "scheme": "bearer", "description": "INTENTO_TOKEN (docs/api.md)"}
+    assert committed["paths"]["/healthz"]["get"]["security"] == [] and committed["security"] == [{"bearer": []}]
+    cancel = committed["paths"]["/v1/runs/{run_id}/cancel"]["post"]["responses"]
+    assert {"401", "404", "409", "422"} <= set(cancel) and "application/problem+json" in cancel["409"]["content"]
+    assert "HTTPValidationError" not in committed["components"]["schemas"]
     paths = set(committed["paths"])
     assert {"/v1/plan", "/v1/explain", "/v1/check", "/v1/runs", "/v1/runs/{run_id}", "/v1/runs/{run_id}/observations", "/v1/audit", "/v1/audit/verify", "/healthz", "/metrics"} <= paths
 

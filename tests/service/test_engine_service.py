@@ -48,7 +48,10 @@ def _serve(project, db: Path, world: list[str], env_extra: dict | None = None):
     port = _free_port()
     args = [EXE, "serve", *map(str, project), "--store", str(db), "--port", str(port), "--no-auth", *world]
     env = dict(os.environ, PYTHONPATH=str(ROOT), **(env_extra or {}))
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=ROOT)
+    # its logs (a line per run event and request) go to a file: a pipe nobody reads would fill and block it
+    log = open(db.with_name(f"serve-{port}.log"), "wb")
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=ROOT)
+    log.close()
     base = f"http://127.0.0.1:{port}"
 
     def up():
@@ -57,7 +60,7 @@ def _serve(project, db: Path, world: list[str], env_extra: dict | None = None):
             return True
         except OSError:
             if proc.poll() is not None:
-                raise AssertionError("the server stopped: " + proc.stderr.read().decode())
+                raise AssertionError("the server stopped: " + db.with_name(f"serve-{port}.log").read_text(errors="replace")[-2000:])
             return False
 
     _until(up, "the server to come up", 60)
@@ -130,7 +133,7 @@ def test_an_engine_killed_anywhere_is_taken_over_every_run_ends_no_effect_twice(
 
 def test_two_engines_on_one_store_never_drive_the_same_run(tmp_path):
     db = tmp_path / "s.db"
-    a, base_a = _serve(ORDER, db, ["--simulate", str(SCENARIO)])
+    a, base_a = _serve(ORDER, db, ["--simulate", str(SCENARIO), "--log-format", "json"])
     b, base_b = _serve(ORDER, db, ["--simulate", str(SCENARIO)])
     try:
         def start(i):
@@ -152,6 +155,15 @@ def test_two_engines_on_one_store_never_drive_the_same_run(tmp_path):
     finally:
         _stop(a)
         _stop(b)
+    # structured logs: a JSON object per line, a line per run event and per request, no secret value
+    port_a = base_a.rsplit(":", 1)[1]
+    text = db.with_name(f"serve-{port_a}.log").read_text()
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert lines and len(lines) == len([x for x in text.splitlines() if x.strip() and not x.startswith("intento: WARNING")])
+    assert {x["logger"] for x in lines} >= {"intento.run", "intento.http"}
+    assert any(x.get("event") == "planned" and x.get("run") for x in lines)
+    assert any(x.get("path") == "/v1/runs" and x.get("status") == 202 for x in lines)
+    assert "@example.com" not in text
 
 
 @pytest.fixture
@@ -170,7 +182,7 @@ def test_the_lifecycle_over_http_list_wait_groups_observe_cancel_and_follow(wait
     ids = [call(base, "POST", "/v1/runs", {"intent": "settle", "given": {}}, {"Idempotency-Key": f"k{i}"})[1]["run"] for i in range(6)]
     # the same key with another request is refused; with the same request it is the same run
     status, body = call(base, "POST", "/v1/runs", {"intent": "settle", "given": {}, "state": {"facts": ["work.prepared"]}}, {"Idempotency-Key": "k0"})
-    assert status == 422 and body["error"]["code"] == "idempotency_key_reused"
+    assert status == 422 and body["code"] == "idempotency_key_reused"
     assert call(base, "POST", "/v1/runs", {"intent": "settle", "given": {}}, {"Idempotency-Key": "k0"})[1] == {"run": ids[0], "created": False}
 
     def grouped():

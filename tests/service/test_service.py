@@ -31,7 +31,10 @@ def _serve(tmp: Path, env_extra: dict | None = None, project=None, scenario=None
     scen = scenario or ROOT / "examples" / "order_fulfilment" / "scenarios" / "stripe_outage.json"
     project = project or [ROOT / "examples" / "order_fulfilment", ROOT / "policies"]
     args = [EXE, "serve", *project, "--store", tmp / "s.db", "--port", port, "--simulate", scen, *extra]
-    proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, **(env_extra or {})))
+    # its logs (a line per run event and request) go to a file: a pipe nobody reads would fill and block it
+    log_path = tmp / f"serve-{port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(a) for a in args], stdout=subprocess.DEVNULL, stderr=log, env=dict(os.environ, **(env_extra or {})))
     base = f"http://127.0.0.1:{port}"
     end = time.monotonic() + 60
     while time.monotonic() < end:
@@ -40,7 +43,7 @@ def _serve(tmp: Path, env_extra: dict | None = None, project=None, scenario=None
             return proc, base
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(proc.stderr.read().decode())
+                raise RuntimeError(log_path.read_text(errors="replace"))
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("the server did not come up")
@@ -89,19 +92,20 @@ def test_plan_explain_check(server):
 
 def test_bad_input_is_a_4xx_with_a_json_error(server):
     status, body = call(server, "POST", "/v1/plan", {"intent": "fulfil_order", "given": {"customer.region": 3}})
-    assert status == 422 and body["error"]["code"] == "invalid_input" and {d["code"] for d in body["error"]["diagnostics"]} >= {"E103", "E104"}
+    assert status == 422 and body["code"] == "invalid_input" and {d["code"] for d in body["diagnostics"]} >= {"E103", "E104"}
     status, body = call(server, "POST", "/v1/plan", {"intent": "nope"})
-    assert status == 422 and body["error"]["diagnostics"][0]["code"] == "E102"
+    assert status == 422 and body["diagnostics"][0]["code"] == "E102"
     # A body that is not JSON at all (cut short, bad UTF-8, a number too long to read) is a 400
     # in the same error shape as every other refusal; so are an unknown path and a wrong method.
     for raw in (b'{"intent": ', b'\xff\xfe{', b'{"intent": "fulfil_order", "given": {"order.amount": 1' + b"1" * 5000 + b"}}"):
         status, body = call(server, "POST", "/v1/plan", raw=raw)
-        assert status == 400 and body["error"]["code"] == "malformed_body", (raw[:20], body)
+        assert status == 400 and body["code"] == "malformed_body", (raw[:20], body)
     status, body = call(server, "POST", "/v1/plan", {"intent": "fulfil_order", "given": []})
-    assert status == 422 and body["error"]["code"] == "invalid_request"
-    assert call(server, "GET", "/no/such/page") == (404, {"error": {"code": "not_found", "message": "Not Found"}})
+    assert status == 422 and body["code"] == "invalid_request"
+    status, body = call(server, "GET", "/no/such/page")
+    assert status == 404 and body["code"] == "not_found" and body["type"] == "urn:intento:problem:not_found" and body["status"] == 404
     status, body = call(server, "GET", "/v1/check")
-    assert status == 405 and body["error"]["code"] == "method_not_allowed"
+    assert status == 405 and body["code"] == "method_not_allowed"
     status, body = call(server, "POST", "/v1/plan", {"intent": "fulfil_order", "given": US, "time_limit_s": 1000})
     assert status == 422
     # An oversize body is refused from its declared length, before it is read.
@@ -114,10 +118,10 @@ def test_bad_input_is_a_4xx_with_a_json_error(server):
     conn.putheader("Content-Length", "1000001")
     conn.endheaders()
     resp = conn.getresponse()
-    assert resp.status == 413 and json.loads(resp.read())["error"]["code"] == "too_large"
+    assert resp.status == 413 and json.loads(resp.read())["code"] == "too_large"
     conn.close()
     status, body = call(server, "GET", "/v1/runs/nope")
-    assert status == 404 and body["error"]["code"] == "not_found"
+    assert status == 404 and body["code"] == "not_found"
 
 
 def test_runs_idempotency_under_concurrency_status_observations(server):
@@ -148,7 +152,7 @@ def test_audit_and_metrics(server):
     status, v = call(server, "GET", "/v1/audit/verify")
     assert status == 200 and v["ok"]
     status, text = call(server, "GET", "/metrics")
-    assert status == 200 and 'intento_plans_total{status="optimal"}' in text and "intento_solve_seconds_bucket" in text and 'intento_runs{state="succeeded"}' in text
+    assert status == 200 and 'intento_plans_total{source="api",status="optimal"}' in text and 'intento_steps_total{' in text and "intento_solve_seconds_bucket" in text and 'intento_runs{state="succeeded"}' in text
 
 
 def test_bearer_token(tmp_path):
@@ -158,6 +162,17 @@ def test_bearer_token(tmp_path):
         assert call(base, "POST", "/v1/plan", {"intent": "fulfil_order", "given": US}, {"Authorization": "Bearer wrong"})[0] == 401
         assert call(base, "POST", "/v1/plan", {"intent": "fulfil_order", "given": US}, {"Authorization": "Bearer s3cret"})[0] == 200
         assert call(base, "GET", "/healthz")[0] == 200
+        # every error is an RFC 9457 problem; a 401 says how to authenticate
+        req = urllib.request.Request(base + "/v1/runs")
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=10)
+        assert e.value.code == 401 and e.value.headers["WWW-Authenticate"].startswith("Bearer")
+        assert e.value.headers.get_content_type() == "application/problem+json"
+        problem = json.loads(e.value.read())
+        assert problem["type"] == "urn:intento:problem:unauthorized" and problem["status"] == 401 and problem["detail"] and problem["title"]
+        # liveness and readiness need no token; ready means the store is writable and the engine runs
+        assert call(base, "GET", "/livez") == (200, {"ok": True})
+        assert call(base, "GET", "/readyz") == (200, {"ok": True, "engine": True})
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -200,7 +215,7 @@ def test_every_body_is_bounded_whatever_its_framing_and_speed(server):
     except (BrokenPipeError, ConnectionResetError):
         pass  # the server may close as soon as it answered
     resp = conn.getresponse()
-    assert resp.status == 413 and json.loads(resp.read())["error"]["code"] == "too_large"
+    assert resp.status == 413 and json.loads(resp.read())["code"] == "too_large"
     conn.close()
     # a small chunked body is read and answered as usual
     conn = http.client.HTTPConnection(host, int(port), timeout=30)

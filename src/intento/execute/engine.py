@@ -59,6 +59,8 @@ class _Live:
     inbox: list = field(default_factory=list)
     ready: bool = True
     started: bool = False
+    #: Whether `until` is in the timer heap already (one entry per distinct wake-up time).
+    started_timer: bool = False
 
 
 class Engine:
@@ -128,9 +130,7 @@ class Engine:
                     self._last_scan = now
                     self._adopt_all()
                 self._adopt_new()
-                if now - self._last_beat >= HEARTBEAT_MS / 1000:
-                    self._last_beat = now
-                    self._beat()
+                self._maybe_beat()
                 if now - self._last_poll >= self.poll_s:
                     self._last_poll = now
                     self._poll_store()
@@ -141,6 +141,7 @@ class Engine:
                     if self._stop.is_set():
                         break
                     self._advance(lv)
+                    self._maybe_beat()  # a long pass (thousands of runs) never lets a lease lapse
                 if until_idle and self._idle():
                     break
                 if not any(lv.ready for lv in self.live.values()):
@@ -173,8 +174,11 @@ class Engine:
     # ---- adopting runs ----------------------------------------------------------------------------
     def _adopt_all(self) -> None:
         for run_id in self.store.unfinished_runs():
+            if self._stop.is_set():
+                return
             if run_id not in self.live:
                 self._adopt(run_id)
+                self._maybe_beat()
 
     def _adopt_new(self) -> None:
         while True:
@@ -204,6 +208,12 @@ class Engine:
             self.adopted.append(run_id)
 
     # ---- waking runs --------------------------------------------------------------------------------
+    def _maybe_beat(self) -> None:
+        now = time.monotonic()
+        if now - self._last_beat >= HEARTBEAT_MS / 1000:
+            self._last_beat = now
+            self._beat()
+
     def _beat(self) -> None:
         try:
             lost = self.store.beat(self.owner, sorted(self.live))
@@ -242,8 +252,10 @@ class Engine:
             return
         now = self.real_env.now()
         while self.timers and self.timers[0][0] <= now:
-            _, _, run_id = heapq.heappop(self.timers)
+            at, _, run_id = heapq.heappop(self.timers)
             lv = self.live.get(run_id)
+            if lv is not None and lv.until == at:
+                lv.started_timer = False
             if lv is not None and lv.until is not None and lv.until <= now:
                 lv.ready = True
 
@@ -266,10 +278,12 @@ class Engine:
         except Exception as e:
             self._drop(lv.run, lv, e)
             return
+        pushed = lv.until == until and lv.started_timer
         lv.until = until
         if lv.sim:
             lv.ready = True  # its own virtual clock: nothing to wait for in wall time
-        elif until is not None:
+        elif until is not None and not pushed:
+            lv.started_timer = True
             self._order += 1
             heapq.heappush(self.timers, (until, self._order, lv.run))
         if lv.inbox:

@@ -21,6 +21,7 @@ import json
 import os
 import random
 import time
+import logging
 import queue
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -346,6 +347,10 @@ class RealEnvironment(Environment):
         except RetryableError as e:
             return Outcome("failed", req, now, now - started, error=str(e) or "retryable error")
         except Exception as e:  # a handler bug is a failure of the step, never a crash of the run
+            logging.getLogger("intento.handlers").error(
+                "handler of %s via %s raised", req.action, req.provider, exc_info=e,
+                extra={"fields": {"run": req.run, "action": req.action, "provider": req.provider, "attempt": req.attempt}},
+            )
             return Outcome("failed", req, now, now - started, error=f"{type(e).__name__}: {e}")
 
     def wait(self, until: int | None) -> list[tuple[str, Any]]:

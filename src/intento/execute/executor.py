@@ -120,6 +120,8 @@ class Executor:
         self._tokens: dict[str, int] = {}
         #: Runs with a planned step that waits for a capacity slot other runs hold.
         self.capacity_blocked: set[str] = set()
+        #: Called with (plan status, seconds) after every (re-)plan (metrics).
+        self.plan_observer: Callable[[str, float], None] | None = None
 
     # ---- starting -------------------------------------------------------------------------
     def start(self, intent: str, given: dict[str, Any] | None, state: dict | None = None, key: str | None = None) -> str:
@@ -386,12 +388,15 @@ class Executor:
         budget_left = None if inputs["budget"] is None else Decimal(inputs["budget"])
         try:
             problem = prepare(self.spec, st.intent, context, state, deadline_ms=inputs["deadline_ms"], budget=budget_left, excluded=excluded, done=done)
+            t0 = time.perf_counter()
             plan = plan_problem(problem, backend=self.backend, time_limit_s=self.time_limit_s, force=force or None, hint=inputs["hint"] or None)
             inputs["unforced"] = False
             if not plan.feasible and force:
                 # The steps still running may be what makes it infeasible: try without keeping them.
                 plan = plan_problem(problem, backend=self.backend, time_limit_s=self.time_limit_s)
                 inputs["unforced"] = True
+            if self.plan_observer is not None:
+                self.plan_observer(plan.status, time.perf_counter() - t0)
         except IntentoError as e:
             self._give_up(run_id, st, {"reason": "the request can no longer be planned: " + "; ".join(d.message for d in e.diagnostics), "conflict": [], "summary": None})
             return False

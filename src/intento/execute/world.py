@@ -35,6 +35,7 @@ class World:
         progress: Callable | None = None,
         workers: int = 16,
         backend: str = "cpsat",
+        plan_observer: Callable[[str, float], None] | None = None,
     ):
         from intento.audit import AuditLog, secret_key
 
@@ -46,16 +47,19 @@ class World:
         self.audit = AuditLog(audit_path)
         self.secret_key = secret_key(audit_path)
         self.time_limit_s, self.progress, self.backend = time_limit_s, progress, backend
+        self.plan_observer = plan_observer
         self.journal = Journal(journal) if scenario is not None else None
         self.real_env = RealEnvironment(registry, workers=workers) if scenario is None else None
 
     def executor(self, store: Store, start: int = 0) -> Executor:
         """An executor on ``store``: a simulated one on a virtual world from ``start``."""
         env: Any = SimEnvironment(self.scenario, start=start, journal=self.journal) if self.scenario is not None else self.real_env
-        return Executor(
+        ex = Executor(
             self.spec, store, env, self.registry, self.audit,
             time_limit_s=self.time_limit_s, secret_key=self.secret_key, progress=self.progress, backend=self.backend,
         )
+        ex.plan_observer = self.plan_observer
+        return ex
 
     def executor_for(self, run_id: str, store: Store) -> Executor | None:
         """The executor that drives an existing run (a simulated one goes on from its last event)."""

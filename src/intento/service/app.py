@@ -8,6 +8,7 @@ through the registered handlers); their state is always read back from the store
 from __future__ import annotations
 
 import hmac
+import logging
 import json
 import os
 import threading
@@ -18,13 +19,14 @@ from typing import Any
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from intento import __version__
 from intento.diagnostics import IntentoError
 from intento.execute.executor import KeyReused
+from intento.logs import run_event_logger
 from intento.plan import Explanation, Plan
 from intento.spec import Spec
 
@@ -74,11 +76,25 @@ class BoundedBody:
         return await self.app(scope, replay, send)
 
 
-async def _send_error(send, status: int, code: str, message: str) -> None:
-    import json
+#: Every error is an RFC 9457 problem document of this media type.
+PROBLEM_TYPE = "application/problem+json"
 
-    payload = json.dumps({"error": {"code": code, "message": message}}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), (b"connection", b"close")]})
+
+def problem(status: int, code: str, message: str, diagnostics: list | None = None, instance: str | None = None) -> dict[str, Any]:
+    """An RFC 9457 problem: `type` names the problem (`urn:intento:problem:CODE`), `title` says it
+    in words, `status` and `detail` as the RFC says; `code` and `diagnostics` (intento's located
+    diagnostics, or the schema problems of a body) are extension members."""
+    body: dict[str, Any] = {"type": f"urn:intento:problem:{code}", "title": code.replace("_", " ").capitalize(), "status": status, "detail": message, "code": code}
+    if instance:
+        body["instance"] = instance
+    if diagnostics:
+        body["diagnostics"] = diagnostics
+    return body
+
+
+async def _send_error(send, status: int, code: str, message: str) -> None:
+    payload = json.dumps(problem(status, code, message)).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", PROBLEM_TYPE.encode()), (b"content-length", str(len(payload)).encode()), (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": payload})
 #: Upper bound on the per-request solver time limit a caller may ask for.
 MAX_TIME_LIMIT_S = 30.0
@@ -113,61 +129,69 @@ class Observation(BaseModel):
     latency: int | None = Field(None, ge=1, description="degraded: the observed latency in ms")
 
 
+class Problem(BaseModel):
+    """Every error answer (RFC 9457, `application/problem+json`)."""
+
+    type: str = Field(description="`urn:intento:problem:CODE`")
+    title: str = Field(description="the problem in a few words")
+    status: int = Field(description="the HTTP status")
+    detail: str = Field(description="what went wrong, for this request")
+    code: str = Field(description="intento's code for the problem (docs/api.md)")
+    instance: str | None = Field(None, description="the request's path")
+    diagnostics: list[dict[str, Any]] | None = Field(None, description="located diagnostics (E1xx) or the body's schema problems")
+
+
+#: Error answers every route may give (and which of them only some routes give).
+_COMMON_ERRORS = {400: "the body is not JSON", 401: "missing or wrong bearer token", 408: "the body came too slowly", 413: "the body is over 1 MB", 422: "the request is invalid"}
+_RUN_ERRORS = {404: "no such run", 409: "the run has finished, or the service cannot run steps"}
+#: Paths anyone may ask, token or not.
+OPEN_PATHS = ("/healthz", "/livez", "/readyz")
+
+
+def _openapi(app: FastAPI) -> dict:
+    """The OpenAPI document as the service really answers: every error body a `Problem` (of
+    media type `application/problem+json`), the bearer scheme, open health paths."""
+    from fastapi.openapi.utils import get_openapi
+
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer", "description": "INTENTO_TOKEN (docs/api.md)"}}
+    doc["security"] = [{"bearer": []}]
+    ref = {PROBLEM_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, methods in doc.get("paths", {}).items():
+        for op in methods.values():
+            responses = op.setdefault("responses", {})
+            errors = dict(_COMMON_ERRORS)
+            if path.startswith("/v1/runs"):
+                errors |= _RUN_ERRORS
+            if path in OPEN_PATHS:
+                op["security"] = []
+                errors = {}
+            for status, text in errors.items():
+                responses[str(status)] = {"description": text, "content": ref}
+            if "401" in responses:
+                responses["401"]["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}, "description": 'Bearer realm="intento"'}}
+    return doc
+
+
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field("no reason given", max_length=1000, description="why the run is cancelled (recorded in its log and outcome)")
 
 
-class Metrics:
-    """Counters and a solve-time histogram, rendered in Prometheus text format."""
-
-    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.plans: dict[str, int] = {}
-        self.solve_buckets = [0] * (len(self.BUCKETS) + 1)
-        self.solve_sum = 0.0
-        self.solve_count = 0
-        self.replans = 0
-        self.escalations = 0
-
-    def observe_plan(self, status: str, seconds: float) -> None:
-        with self.lock:
-            self.plans[status] = self.plans.get(status, 0) + 1
-            i = next((k for k, b in enumerate(self.BUCKETS) if seconds <= b), len(self.BUCKETS))
-            self.solve_buckets[i] += 1
-            self.solve_sum += seconds
-            self.solve_count += 1
-
-    def render(self, runs_by_state: dict[str, int]) -> str:
-        lines = ["# HELP intento_plans_total Plans answered, by status.", "# TYPE intento_plans_total counter"]
-        for status, n in sorted(self.plans.items()):
-            lines.append(f'intento_plans_total{{status="{status}"}} {n}')
-        lines += ["# HELP intento_solve_seconds Time to plan a request.", "# TYPE intento_solve_seconds histogram"]
-        cumulative = 0
-        for b, n in zip(self.BUCKETS, self.solve_buckets):
-            cumulative += n
-            lines.append(f'intento_solve_seconds_bucket{{le="{b}"}} {cumulative}')
-        lines.append(f'intento_solve_seconds_bucket{{le="+Inf"}} {self.solve_count}')
-        lines.append(f"intento_solve_seconds_sum {self.solve_sum}")
-        lines.append(f"intento_solve_seconds_count {self.solve_count}")
-        lines += ["# HELP intento_runs Runs in the store, by state.", "# TYPE intento_runs gauge"]
-        for state, n in sorted(runs_by_state.items()):
-            lines.append(f'intento_runs{{state="{state}"}} {n}')
-        lines += ["# HELP intento_replans_total Re-plans made by runs in the store.", "# TYPE intento_replans_total counter", f"intento_replans_total {self.replans}"]
-        lines += ["# HELP intento_escalations_total Runs that escalated.", "# TYPE intento_escalations_total counter", f"intento_escalations_total {self.escalations}"]
-        return "\n".join(lines) + "\n"
+def _error(status: int, code: str, message: str, diagnostics: list | None = None, headers: dict | None = None) -> JSONResponse:
+    if status == 401:
+        headers = dict(headers or {}, **{"WWW-Authenticate": 'Bearer realm="intento"'})
+    return JSONResponse(problem(status, code, message, diagnostics), status_code=status, media_type=PROBLEM_TYPE, headers=headers)
 
 
-def _error(status: int, code: str, message: str, diagnostics: list | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": {"code": code, "message": message}}
-    if diagnostics:
-        body["error"]["diagnostics"] = diagnostics
-    return JSONResponse(body, status_code=status)
-
-
-def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=None, token: str | None = None, max_body: int = MAX_BODY, client_timeout_s: float = BODY_TIMEOUT_S) -> FastAPI:
+def create_app(
+    spec: Spec, store_path: str | Path, *, scenario=None, registry=None, token: str | None = None, max_body: int = MAX_BODY,
+    client_timeout_s: float = BODY_TIMEOUT_S, workers: int = 16,
+) -> FastAPI:
     from intento.audit import read_records, verify
     from intento.execute import Store, post
     from intento.execute.report import store_status
@@ -178,13 +202,16 @@ def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=No
     store_path = Path(store_path)
     audit_path = store_path.with_name(store_path.name + ".audit.jsonl")
     Store(store_path).close()  # create and migrate once, up front
-    metrics = Metrics()
+    from intento.service.metrics import Metrics
+
+    metrics = Metrics(store_path)
     # One engine drives every unfinished run of the store (started with the app, stopped with
     # it): runs started here, runs a previous process left, runs a dead engine held.
     world = None
     if scenario is not None or registry is not None:
         journal = store_path.with_name(store_path.name + ".journal.jsonl") if scenario is not None else None
-        world = World(spec, store_path, scenario=scenario, registry=registry, journal=journal)
+        world = World(spec, store_path, scenario=scenario, registry=registry, journal=journal, workers=workers,
+                      progress=run_event_logger(), plan_observer=lambda status, seconds: metrics.observe_plan(status, seconds, "run"))
     engine_box: dict[str, Any] = {}
     # `token=""` is an explicit choice of no authentication (`intento serve --no-auth`); None
     # reads INTENTO_TOKEN, where an empty value is refused rather than read as "no auth".
@@ -193,15 +220,10 @@ def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=No
         raise ValueError("the bearer token is blank")
     if token is None or token == "":
         token = None
-    def _finished(run_id: str, st) -> None:
-        with metrics.lock:
-            metrics.replans += max(0, st.plans - 1)
-            metrics.escalations += st.status == "escalated"
-
     @contextlib.asynccontextmanager
     async def lifespan(app_: FastAPI):
         if world is not None:
-            engine = world.engine(Store(store_path), on_finish=_finished)
+            engine = world.engine(Store(store_path))
             thread = threading.Thread(target=engine.run, name="intento-engine", daemon=True)
             engine_box["engine"], engine_box["thread"] = engine, thread
             thread.start()
@@ -215,16 +237,26 @@ def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=No
 
     app = FastAPI(title="intento", version=__version__, description="Intent-driven orchestration: plan, explain, run and audit intents.", lifespan=lifespan)
 
+    request_log = logging.getLogger("intento.http")
+
     @app.middleware("http")
     async def guard(request: Request, call_next):
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > max_body):
             return _error(413, "too_large", f"request body over {max_body} bytes")
-        if token and request.url.path not in ("/healthz",):
+        if token and request.url.path not in OPEN_PATHS:
             auth = request.headers.get("authorization", "")
             if not hmac.compare_digest(auth.encode(), f"Bearer {token}".encode()):
                 return _error(401, "unauthorized", "missing or wrong bearer token")
         return await call_next(request)
+
+    @app.middleware("http")  # outermost: every answer is logged, refusals too
+    async def logged(request: Request, call_next):
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        request_log.info("%s %s %s", request.method, request.url.path, response.status_code, extra={"fields": {
+            "method": request.method, "path": request.url.path, "status": response.status_code, "ms": round((time.perf_counter() - t0) * 1000, 1)}})
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -262,6 +294,32 @@ def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=No
     @app.get("/healthz")
     def healthz() -> dict:
         return {"ok": True, "version": __version__, "project": spec.fingerprint}
+
+    @app.get("/livez")
+    def livez() -> dict:
+        """The process answers (never needs the token)."""
+        return {"ok": True}
+
+    @app.get("/readyz")
+    def readyz() -> Any:
+        """Ready to work: the store is writable and, when the service runs steps, its engine is
+        running. 503 with the reasons otherwise (never needs the token)."""
+        problems = []
+        try:
+            store = Store(store_path)
+            try:
+                store.db.execute("BEGIN IMMEDIATE")
+                store.db.execute("ROLLBACK")
+            finally:
+                store.close()
+        except Exception as e:
+            problems.append(f"the store is not writable: {e}")
+        thread = engine_box.get("thread")
+        if world is not None and (thread is None or not thread.is_alive()):
+            problems.append("the engine is not running")
+        if problems:
+            return JSONResponse({"ok": False, "problems": problems}, status_code=503)
+        return {"ok": True, "engine": world is not None}
 
     @app.post("/v1/plan", response_model=Plan)
     def plan(req: PlanRequest) -> Plan:
@@ -439,16 +497,15 @@ def create_app(spec: Spec, store_path: str | Path, *, scenario=None, registry=No
         return {"ok": v.ok, "records": v.records, "problem": v.problem, "first_bad_seq": v.first_bad_seq, "message": v.message}
 
     @app.get("/metrics", response_class=PlainTextResponse)
-    def prometheus() -> str:
-        store = Store(store_path)
-        try:
-            by_state: dict[str, int] = {}
-            for r in store.runs():
-                by_state[r["status"]] = by_state.get(r["status"], 0) + 1
-        finally:
-            store.close()
-        return metrics.render(by_state)
+    def prometheus() -> Any:
+        """Prometheus metrics: runs by state, steps by outcome per provider, plans, re-plans,
+        holds, escalations, the inbox, leases and capacity slots (all from the store), and this
+        process's planning times."""
+        from prometheus_client import CONTENT_TYPE_LATEST
 
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    app.openapi = lambda: app.openapi_schema or setattr(app, "openapi_schema", _openapi(app)) or app.openapi_schema
     app.add_middleware(BoundedBody, max_body=max_body, timeout_s=client_timeout_s)
     app.state.engine = engine_box
     return app
