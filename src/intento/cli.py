@@ -920,6 +920,7 @@ def serve(
     no_auth: bool = typer.Option(False, "--no-auth", help="Serve without authentication, on purpose (a loud warning says so either way when INTENTO_TOKEN is not set)."),
     workers: int = typer.Option(16, "--workers", help="Handler threads: how many steps may run at once across all runs (a waiting run needs none).", min=1, max=1024),
     log_format: str = typer.Option("text", "--log-format", help="Logs on stderr, a line per run event and per request: text or json."),
+    otel: Optional[Path] = typer.Option(None, "--otel", help="OpenTelemetry traces (the `otel` extra): write a span per run, plan and step to this file, a JSON object per line."),
 ) -> None:
     """Serve the project over HTTP and drive every unfinished run of the store (the engine; docs/executor.md "The engine"):
     /v1/plan, /v1/explain, /v1/check, /v1/runs (start, list, inspect, events, observe, cancel), /v1/audit, /healthz, /livez,
@@ -943,13 +944,19 @@ def serve(
     from intento.service import create_app
 
     setup(log_format)
+    provider = None
+    if otel is not None:
+        _need_extra("otel", "opentelemetry.sdk")
+        from intento.tracing import file_provider
+
+        provider = file_provider(otel)
     spec = _load_spec(paths)
     scenario, registry = _world(spec, simulate, handlers)
     if token is None:
         how = "(--no-auth)" if no_auth else "(no INTENTO_TOKEN is set; pass --no-auth to say so)"
         print(f"intento: WARNING: serving on {host}:{port} WITHOUT AUTHENTICATION {how}: anyone who can reach it may plan, start runs and read the audit log", file=sys.stderr)
     try:
-        app_ = create_app(spec, store, scenario=scenario, registry=registry, token=token if token is not None else "", client_timeout_s=client_timeout, workers=workers)
+        app_ = create_app(spec, store, scenario=scenario, registry=registry, token=token if token is not None else "", client_timeout_s=client_timeout, workers=workers, tracer_provider=provider)
     except Exception as e:
         from intento.errors import OperationalError
 

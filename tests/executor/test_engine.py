@@ -208,3 +208,36 @@ def test_a_handler_exception_is_logged_with_its_traceback(tmp_path, caplog):
     failed = [r for r in caplog.records if r.name == "intento.handlers"]
     assert failed and failed[0].exc_info and failed[0].exc_info[0] is ZeroDivisionError
     assert failed[0].fields["run"] == rid and failed[0].fields["action"] == "use_one"
+
+
+def test_traces_a_span_per_run_with_its_plans_and_steps_inside(tmp_path):
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from intento.execute import Scenario
+    from intento.tracing import Tracer
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    spec = intento.load(ROOT / "examples" / "order_fulfilment", ROOT / "policies").spec
+    db = tmp_path / "s.db"
+    scenario = Scenario.model_validate({"seed": 2, "providers": {"stripe": {"outages": [{"from": "0s", "to": "1h"}]}}})
+    world = World(spec, db, scenario=scenario, progress=Tracer(provider).hook)
+    store = Store(db)
+    ids = [world.executor(store).create("fulfil_order", {"customer.region": "us", "order.amount": "80 USD", "customer.email": f"secret{i}@example.com"})[0] for i in range(2)]
+    world.engine(Store(db)).run(until_idle=True)
+    spans = exporter.get_finished_spans()
+    runs = {s.attributes["intento.run"]: s for s in spans if s.name.startswith("run ")}
+    assert set(runs) == set(ids)
+    for rid, run_span in runs.items():
+        inside = [s for s in spans if s.parent is not None and s.parent.span_id == run_span.context.span_id]
+        plans = [s for s in inside if s.name.startswith("plan #")]
+        steps = [s for s in inside if s.name.startswith("step ")]
+        assert plans and steps and all(s.attributes["intento.run"] == rid for s in inside)
+        assert any(s.attributes.get("intento.outcome") == "failed" for s in steps)  # stripe is down: a failed step, marked
+        assert run_span.attributes["intento.outcome"] == store.run(rid)["status"]
+        assert all(run_span.start_time <= s.start_time <= s.end_time <= run_span.end_time for s in inside)
+    assert "example.com" not in repr([dict(s.attributes) for s in spans])

@@ -172,7 +172,7 @@ def waiting_server(tmp_path):
     d.mkdir()
     (d / "p.intent").write_text(PROJECT)
     db = tmp_path / "w.db"
-    proc, base = _serve([d], db, ["--handlers", "tests.executor.wait_handlers:registry"])
+    proc, base = _serve([d], db, ["--handlers", "tests.executor.wait_handlers:registry", "--otel", str(tmp_path / "spans.jsonl")])
     yield base, db
     _stop(proc)
 
@@ -227,3 +227,9 @@ def test_the_lifecycle_over_http_list_wait_groups_observe_cancel_and_follow(wait
     assert call(base, "POST", f"/v1/runs/{ids[0]}/observations", {"fact": "file.received"})[0] == 409
     assert call(base, "POST", "/v1/runs/nope/cancel", {})[0] == 404
     assert call(base, "GET", "/v1/runs/nope/events")[0] == 404
+    # --otel: a span per run (ended at its outcome), its steps inside it
+    spans = [json.loads(line) for line in (db.parent / "spans.jsonl").read_text().splitlines()]
+    run_spans = {x["attributes"]["intento.run"]: x for x in spans if x["name"] == "run settle"}
+    assert set(run_spans) == set(ids) and {x["attributes"]["intento.outcome"] for x in run_spans.values()} == {"succeeded", "cancelled"}
+    undo = [x for x in spans if x["name"].startswith("undo ")]
+    assert len(undo) == 3 and all(x["parent_id"] == run_spans[x["attributes"]["intento.run"]]["context"]["span_id"] for x in undo)

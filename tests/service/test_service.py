@@ -268,3 +268,16 @@ def test_slow_clients_are_cut_off(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_the_api_docs_page_works_offline(server):
+    import re
+
+    with urllib.request.urlopen(server + "/docs", timeout=10) as r:
+        page = r.read().decode()
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert assets and all(a.startswith("/docs/assets/") for a in assets), assets  # nothing from a CDN
+    assert "https://" not in page and "http://" not in page
+    for a in assets:
+        with urllib.request.urlopen(server + a, timeout=10) as r:
+            assert r.status == 200 and len(r.read()) > 100

@@ -83,6 +83,8 @@ class RunState:
     #: No plan from here, but maybe soon: re-plan at `hold_until` (None: on the next outcome).
     holding: dict | None = None
     cooldown_holds: int = 0
+    #: The run's clock: `wall` (ms since the epoch) or `virtual` (a simulation's).
+    clock: str = "wall"
 
     @property
     def hold_until(self) -> int | None:
@@ -136,6 +138,7 @@ def apply(st: RunState, ev: dict) -> None:
     st.last_at = at
     if t == "run_started":
         st.run, st.intent, st.context = d["run"], d["intent"], d["context"]
+        st.clock = d.get("clock", "wall")
         st.started_at = at
         st.deadline_at = at + d["deadline_ms"] if d.get("deadline_ms") is not None else None
         st.budget = Decimal(d["budget"]) if d.get("budget") is not None else None

@@ -27,6 +27,7 @@ from intento import __version__
 from intento.diagnostics import IntentoError
 from intento.execute.executor import KeyReused
 from intento.logs import run_event_logger
+from intento.tracing import Tracer, compose
 from intento.plan import Explanation, Plan
 from intento.spec import Spec
 
@@ -177,6 +178,24 @@ def _openapi(app: FastAPI) -> dict:
     return doc
 
 
+def _offline_docs(app: FastAPI) -> None:
+    """`/docs`: Swagger UI from the files the `swagger-ui-bundle` package ships (no CDN: it works
+    offline), over `/openapi.json`."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:  # the `server` extra installs it; without it there is no /docs page
+        return
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Any:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="intento API", swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/assets/swagger-ui.css", swagger_favicon_url="/docs/assets/favicon-32x32.png")
+
+
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: str = Field("no reason given", max_length=1000, description="why the run is cancelled (recorded in its log and outcome)")
@@ -190,7 +209,7 @@ def _error(status: int, code: str, message: str, diagnostics: list | None = None
 
 def create_app(
     spec: Spec, store_path: str | Path, *, scenario=None, registry=None, token: str | None = None, max_body: int = MAX_BODY,
-    client_timeout_s: float = BODY_TIMEOUT_S, workers: int = 16,
+    client_timeout_s: float = BODY_TIMEOUT_S, workers: int = 16, tracer_provider=None,
 ) -> FastAPI:
     from intento.audit import read_records, verify
     from intento.execute import Store, post
@@ -211,7 +230,7 @@ def create_app(
     if scenario is not None or registry is not None:
         journal = store_path.with_name(store_path.name + ".journal.jsonl") if scenario is not None else None
         world = World(spec, store_path, scenario=scenario, registry=registry, journal=journal, workers=workers,
-                      progress=run_event_logger(), plan_observer=lambda status, seconds: metrics.observe_plan(status, seconds, "run"))
+                      progress=compose(run_event_logger(), Tracer(tracer_provider).hook if tracer_provider is not None else None), plan_observer=lambda status, seconds: metrics.observe_plan(status, seconds, "run"))
     engine_box: dict[str, Any] = {}
     # `token=""` is an explicit choice of no authentication (`intento serve --no-auth`); None
     # reads INTENTO_TOKEN, where an empty value is refused rather than read as "no auth".
@@ -235,7 +254,9 @@ def create_app(
                 engine_box["thread"].join(timeout=30)
                 world.close()
 
-    app = FastAPI(title="intento", version=__version__, description="Intent-driven orchestration: plan, explain, run and audit intents.", lifespan=lifespan)
+    app = FastAPI(title="intento", version=__version__, description="Intent-driven orchestration: plan, explain, run and audit intents.", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    _offline_docs(app)
 
     request_log = logging.getLogger("intento.http")
 
