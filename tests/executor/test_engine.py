@@ -241,3 +241,66 @@ def test_traces_a_span_per_run_with_its_plans_and_steps_inside(tmp_path):
         assert run_span.attributes["intento.outcome"] == store.run(rid)["status"]
         assert all(run_span.start_time <= s.start_time <= s.end_time <= run_span.end_time for s in inside)
     assert "example.com" not in repr([dict(s.attributes) for s in spans])
+
+
+TIMER = """
+provider quick { region "eu" }
+provider bank { region "eu" }
+
+action prepare {
+  achieves work.prepared
+  undo unprepare
+  idempotent
+  via quick { cost 1 USD; latency 1s }
+}
+
+action unprepare {
+  achieves work.unprepared
+  via quick { latency 1s }
+}
+
+action file_arrives {
+  external
+  requires work.prepared
+  achieves file.received
+  timeout 2s
+  via bank { latency 1s }
+}
+
+intent settle {
+  goal file.received
+  minimize cost
+}
+"""
+
+
+def test_a_timer_set_before_a_restart_fires_after_it_never_early(tmp_path):
+    d = tmp_path / "timer"
+    d.mkdir()
+    (d / "p.intent").write_text(TIMER)
+    spec = intento.load(d).spec
+    db = tmp_path / "s.db"
+    first = World(spec, db, registry=wait_registry)
+    store = Store(db)
+    rid = first.executor(store).create("settle", {})[0]
+    engine, thread = _engine(first, db)
+    try:
+        due = _until(lambda: next((e["data"]["due"] for e in store.events(rid) if e["type"] == "step_dispatched" and e["data"].get("external")), None), "the fact to be awaited")
+    finally:
+        engine.stop()  # the engine stops (a restart) while the run waits
+        thread.join(timeout=30)
+        first.close()
+    assert store.run(rid)["status"] == "running" and not [e for e in store.events(rid) if e["type"] == "step_timed_out"]
+    second = World(spec, db, registry=wait_registry)
+    engine, thread = _engine(second, db)
+    try:
+        _until(lambda: store.run(rid)["status"] in ("escalated", "succeeded"), "the run to end after its timer fired", 60)
+    finally:
+        engine.stop()
+        thread.join(timeout=30)
+        second.close()
+    events = store.events(rid)
+    fired = [e for e in events if e["type"] == "step_timed_out"]
+    assert len(fired) == 1 and fired[0]["at"] >= due and fired[0]["data"]["external"]
+    writers = store.writers(rid)
+    assert writers[events.index(fired[0])] == engine.owner  # the new engine fired it, from the log
