@@ -151,6 +151,14 @@ def test_audit_and_metrics(server):
     assert call(server, "GET", "/v1/audit?limit=0")[0] == 422
     status, v = call(server, "GET", "/v1/audit/verify")
     assert status == 200 and v["ok"]
+    # a decision made through /v1/plan is audited like `intento plan --audit`, secrets hashed
+    before = call(server, "GET", "/v1/audit?limit=1")[1]["total"]
+    assert call(server, "POST", "/v1/plan", {"intent": "fulfil_order", "given": dict(US, **{"customer.email": "audited@example.com"})})[0] == 200
+    page = call(server, "GET", f"/v1/audit?offset={before}&limit=500")[1]
+    mine = [r for r in page["records"] if r["reason"] == "POST /v1/plan request"]
+    assert len(mine) == 1 and mine[0]["kind"] == "plan" and mine[0]["run"] is None
+    assert "audited@example.com" not in json.dumps(mine) and mine[0]["context"]["customer.email"].startswith("hmac-sha256:")
+    assert call(server, "GET", "/v1/audit/verify")[1]["ok"]
     status, text = call(server, "GET", "/metrics")
     assert status == 200 and 'intento_plans_total{source="api",status="optimal"}' in text and 'intento_steps_total{' in text and "intento_solve_seconds_bucket" in text and 'intento_runs{state="succeeded"}' in text
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from intento import __version__
 from intento.diagnostics import IntentoError
+from intento.errors import OperationalError
 from intento.execute.executor import KeyReused
 from intento.logs import run_event_logger
 from intento.tracing import Tracer, compose
@@ -143,7 +144,7 @@ class Problem(BaseModel):
 
 
 #: Error answers every route may give (and which of them only some routes give).
-_COMMON_ERRORS = {400: "the body is not JSON", 401: "missing or wrong bearer token", 408: "the body came too slowly", 413: "the body is over 1 MB", 422: "the request is invalid"}
+_COMMON_ERRORS = {400: "the body is not JSON", 401: "missing or wrong bearer token", 408: "the body came too slowly", 413: "the body is over 1 MB", 422: "the request is invalid", 503: "the store or the audit log cannot be used"}
 _RUN_ERRORS = {404: "no such run", 409: "the run has finished, or the service cannot run steps"}
 #: Paths anyone may ask, token or not.
 OPEN_PATHS = ("/healthz", "/livez", "/readyz")
@@ -211,7 +212,7 @@ def create_app(
     spec: Spec, store_path: str | Path, *, scenario=None, registry=None, token: str | None = None, max_body: int = MAX_BODY,
     client_timeout_s: float = BODY_TIMEOUT_S, workers: int = 16, tracer_provider=None,
 ) -> FastAPI:
-    from intento.audit import read_records, verify
+    from intento.audit import AuditLog, read_records, verify
     from intento.execute import Store, post
     from intento.execute.report import store_status
     from intento.solve import plan_problem, prepare
@@ -300,16 +301,25 @@ def create_app(
             response.headers[k] = v
         return response
 
+    @app.exception_handler(OperationalError)
+    async def unavailable(request: Request, exc: OperationalError):
+        # The store or the audit log cannot be used (a full disk, a read-only file): the request
+        # is not carried out, and says why; nothing already recorded is lost.
+        return _error(503, "unavailable", str(exc))
+
     @app.exception_handler(IntentoError)
     async def bad_input(request: Request, exc: IntentoError):
         diags = [d.to_model().model_dump() for d in exc.diagnostics]
         return _error(422, "invalid_input", exc.diagnostics[0].message if exc.diagnostics else "invalid input", diags)
 
-    def _plan(req: PlanRequest) -> Plan:
+    def _plan(req: PlanRequest, source: str = "POST /v1/plan") -> Plan:
         problem = prepare(spec, req.intent, req.given, req.state)
         t0 = time.perf_counter()
         result = plan_problem(problem, time_limit_s=req.time_limit_s, explain=req.explain)
         metrics.observe_plan(result.status, time.perf_counter() - t0)
+        # Every decision is audited, as `intento plan --audit` does: STORE.audit.jsonl, with
+        # secret given values as keyed hashes.
+        AuditLog(audit_path).append(spec, req.intent, dict(problem.context), problem.state.model.model_dump(mode="json", exclude_none=True), result, reason=f"{source} request")
         return result
 
     @app.get("/healthz")
@@ -351,7 +361,7 @@ def create_app(
     def explain(req: PlanRequest) -> Explanation:
         """Plan with a full explanation (counterfactuals and policy prices) and return it."""
         req.explain = "full"
-        return _plan(req).explanation
+        return _plan(req, "POST /v1/explain").explanation
 
     @app.post("/v1/check")
     def check(req: CheckRequest) -> dict:
