@@ -11,7 +11,8 @@ thread, no polling of its own. The engine's loop:
 
 - adopts runs: every unfinished run of the store that no live engine drives is claimed (a lease
   with a fencing token, `Store.claim`) and its generator started; it is recovered from its log;
-- beats the leases of every run it drives, in one statement, every `HEARTBEAT_MS`;
+- beats the leases of every run it drives, in one statement, every `HEARTBEAT_MS`, from a thread
+  of its own (a long solve in the loop never lets a lease lapse);
 - wakes runs: a step's outcome (handlers run in a shared thread pool and report to one queue), a
   timer that fell due, an observation or a cancellation in the store's inbox, a capacity slot
   that may have freed;
@@ -36,7 +37,7 @@ from typing import Any, Callable, Generator
 
 from intento.execute.environment import RealEnvironment, SimEnvironment
 from intento.execute.state import RunState
-from intento.execute.store import HEARTBEAT_MS, LeaseLost, Store
+from intento.execute.store import HEARTBEAT_MS, LeaseLost, Store, driver_alive
 
 log = logging.getLogger("intento.engine")
 
@@ -98,10 +99,18 @@ class Engine:
         self.finished: list[str] = []
         #: Every run this engine has driven (adopted), in order.
         self.adopted: list[str] = []
+        self._adopted: set[str] = set()
+        #: Runs no longer driven whose handlers are still running: their leases are kept (and
+        #: beaten) until the handlers end, so no other engine sends those steps again meanwhile.
+        self.parked: dict[str, Any] = {}
+        #: Runs whose lease the heartbeat thread found taken over.
+        self._lost: set[str] = set()
+        self._lost_lock = threading.Lock()
         #: Runs whose driving failed: not adopted again before this (monotonic) time.
         self._retry_at: dict[str, float] = {}
         self.dropped: dict[str, str] = {}
-        self._last_beat = 0.0
+        self._beat_stop = threading.Event()
+        self._blocked_retried = False
         self._last_scan = float("-inf")
         self._last_poll = 0.0
         if real_env is not None:
@@ -123,6 +132,8 @@ class Engine:
         """Drive runs until stopped; with ``until_idle``, until every adoptable run is finished or
         only waiting (a timer, an external fact, a hold: nothing in flight). Returns the runs
         that reached an outcome here."""
+        beater = threading.Thread(target=self._beat_loop, name="intento-leases", daemon=True)
+        beater.start()
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
@@ -130,7 +141,8 @@ class Engine:
                     self._last_scan = now
                     self._adopt_all()
                 self._adopt_new()
-                self._maybe_beat()
+                self._take_lost()
+                self._unpark()
                 if now - self._last_poll >= self.poll_s:
                     self._last_poll = now
                     self._poll_store()
@@ -141,13 +153,14 @@ class Engine:
                     if self._stop.is_set():
                         break
                     self._advance(lv)
-                    self._maybe_beat()  # a long pass (thousands of runs) never lets a lease lapse
                 if until_idle and self._idle():
                     break
                 if not any(lv.ready for lv in self.live.values()):
                     self._sleep()
         finally:
             self._release_all()
+            self._beat_stop.set()
+            beater.join(timeout=10)
         return self.finished
 
     def _idle(self) -> bool:
@@ -155,12 +168,25 @@ class Engine:
         with self._new_lock:
             if self._new:
                 return False
+        if self.parked:
+            return False
+        blocked = []
         for lv in self.live.values():
+            if lv.sim and lv.run in lv.ex.capacity_blocked and lv.ex.env.idle():
+                blocked.append(lv)  # waits for a slot, with nothing of its own to happen
+                continue
             if lv.ready or lv.sim:
                 return False
             st = lv.ex.current(lv.run)
             if [s for s in st.running() if not s.external] or st.status == "giving_up":
                 return False
+        if blocked and not self._blocked_retried:
+            # Only runs waiting for slots are left: try each once more (a slot may have been
+            # given back since), and call it idle only if they are still blocked then.
+            self._blocked_retried = True
+            for lv in blocked:
+                lv.ready = True
+            return False
         return True
 
     def _sleep(self) -> None:
@@ -178,7 +204,6 @@ class Engine:
                 return
             if run_id not in self.live:
                 self._adopt(run_id)
-                self._maybe_beat()
 
     def _adopt_new(self) -> None:
         while True:
@@ -190,9 +215,12 @@ class Engine:
                 self._adopt(run_id)
 
     def _adopt(self, run_id: str) -> None:
-        if self._retry_at.get(run_id, 0) > time.monotonic():
+        if self._retry_at.get(run_id, 0) > time.monotonic() or run_id in self.parked:
             return
         try:
+            d = self.store.driver(run_id)
+            if d is not None and d["owner"] != self.owner and driver_alive(d):
+                return  # another live engine drives it (checked cheaply, before any replay)
             ex = self.executor_for(run_id, self.store)
             if ex is None:
                 return
@@ -204,26 +232,56 @@ class Engine:
             self._drop(run_id, None, e)
             return
         self.live[run_id] = _Live(run_id, ex, gen, sim=isinstance(ex.env, SimEnvironment))
-        if run_id not in self.adopted:
+        if run_id not in self._adopted:
+            self._adopted.add(run_id)
             self.adopted.append(run_id)
 
     # ---- waking runs --------------------------------------------------------------------------------
-    def _maybe_beat(self) -> None:
-        now = time.monotonic()
-        if now - self._last_beat >= HEARTBEAT_MS / 1000:
-            self._last_beat = now
-            self._beat()
-
-    def _beat(self) -> None:
+    def _beat_loop(self) -> None:
+        """Beat every lease this engine holds, about every `HEARTBEAT_MS`, from a thread of its
+        own with its own connection: a long solve, a slow reconciler or a pass over thousands of
+        runs in the driving loop never lets a lease lapse."""
+        store = None
         try:
-            lost = self.store.beat(self.owner, sorted(self.live))
+            store = Store(self.store.path)
+            while not self._beat_stop.wait(HEARTBEAT_MS / 1000):
+                try:
+                    runs = sorted(set(self.live) | set(self.parked))
+                except RuntimeError:  # the driving loop changed them meanwhile: next beat
+                    continue
+                try:
+                    lost = store.beat(self.owner, runs)
+                except Exception as e:
+                    log.warning("cannot beat the leases of %d runs: %s", len(runs), e)
+                    continue
+                if lost:
+                    with self._lost_lock:
+                        self._lost.update(lost)
+                    self._wake.set()
         except Exception as e:
-            log.warning("cannot beat the leases of %d runs: %s", len(self.live), e)
-            return
+            log.error("the lease heartbeat stopped: %s", e)
+        finally:
+            if store is not None:
+                store.close()
+
+    def _take_lost(self) -> None:
+        with self._lost_lock:
+            lost, self._lost = self._lost, set()
         for run_id in lost:
             lv = self.live.get(run_id)
             if lv is not None:
                 self._drop(run_id, lv, LeaseLost(run_id))
+            self.parked.pop(run_id, None)
+
+    def _unpark(self) -> None:
+        """Give back the leases of parked runs whose handlers have all ended."""
+        for run_id, ex in list(self.parked.items()):
+            if self.real_env is None or not self.real_env.in_flight(run_id):
+                del self.parked[run_id]
+                try:
+                    ex.release(run_id)
+                except Exception as e:
+                    log.warning("run %s: cannot release its lease: %s", run_id, e)
 
     def _poll_store(self) -> None:
         """Wake runs with something in the inbox, and runs waiting for a capacity slot."""
@@ -268,8 +326,9 @@ class Engine:
                 until = next(lv.gen)
             else:
                 items, lv.inbox = lv.inbox, []
-                if lv.sim and lv.run not in lv.ex.capacity_blocked:
-                    # (a run waiting for a capacity slot keeps its virtual clock where it is)
+                if lv.sim and not (lv.run in lv.ex.capacity_blocked and lv.ex.env.idle()):
+                    # (a run waiting for a capacity slot, with nothing of its own to happen,
+                    # keeps its virtual clock where it is: the slot's holder has its own clock)
                     items = lv.ex.env.wait(lv.until)
                 until = lv.gen.send(items)
         except StopIteration as done:
@@ -280,8 +339,12 @@ class Engine:
             return
         pushed = lv.until == until and lv.started_timer
         lv.until = until
+        if lv.run not in lv.ex.capacity_blocked:
+            self._blocked_retried = False
         if lv.sim:
-            lv.ready = True  # its own virtual clock: nothing to wait for in wall time
+            # its own virtual clock: nothing to wait for in wall time, unless it waits for a
+            # slot with nothing of its own to happen (then the store poll wakes it)
+            lv.ready = not (lv.run in lv.ex.capacity_blocked and lv.ex.env.idle())
         elif until is not None and not pushed:
             lv.started_timer = True
             self._order += 1
@@ -315,7 +378,15 @@ class Engine:
             except Exception:
                 pass
             if not isinstance(e, LeaseLost):
-                self._release(lv)
+                self._release_or_park(lv)
+
+    def _release_or_park(self, lv: _Live) -> None:
+        """Give the lease back, unless a handler of the run is still running: then keep it
+        (beaten) until the handler ends, so that nobody sends the step again meanwhile."""
+        if self.real_env is not None and self.real_env.in_flight(lv.run):
+            self.parked[lv.run] = lv.ex
+        else:
+            self._release(lv)
 
     def _release(self, lv: _Live) -> None:
         try:
@@ -324,10 +395,16 @@ class Engine:
             log.warning("run %s: cannot release its lease: %s", lv.run, e)
 
     def _release_all(self) -> None:
+        """On stop: give back every lease but those of runs whose handlers are still running.
+        Those stay with this process, as after a crash: when it has exited (same host) or its
+        lease expires (elsewhere), the next engine recovers them from their log (re-sent with
+        the same key if idempotent, else reconciled), never while the handler still runs."""
         for lv in list(self.live.values()):
             try:
                 lv.gen.close()
             except Exception:
                 pass
+            if self.real_env is not None and self.real_env.in_flight(lv.run):
+                continue
             self._release(lv)
         self.live.clear()

@@ -318,6 +318,11 @@ class RealEnvironment(Environment):
             self.started[fut] = self.now()
         fut.add_done_callback(self._finished)
 
+    def in_flight(self, run_id: str) -> bool:
+        """Whether a handler of this run is still running (or queued) in the pool."""
+        with self._lock:
+            return any(r.run == run_id for r in self.futures.values())
+
     def collect(self, timeout: float = 0) -> list[tuple[str, Any]]:
         """The outcomes of steps that finished (after `notify`), waiting up to ``timeout``
         seconds for the first; each outcome's request names its run."""

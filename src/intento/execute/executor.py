@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import socket
 import time
@@ -240,12 +241,18 @@ class Executor:
     def _drive(self, run_id: str, st: RunState) -> Generator[int | None, list, RunState]:
         self._flush_audit(run_id)
         context = self._context(run_id, st)
-        self._recover(run_id, st, context)
+        # What was queued while nobody drove the run comes first: a cancellation must be known
+        # before recovery decides whether to send a step that was in flight at a crash again.
+        early = self._drain_inbox(run_id)
+        self._recover(run_id, self._state(run_id), context)
         need_plan = "run started" if st.plan is None else "resumed"
+        if early and self._state(run_id).status != "giving_up" and st.plan is not None:
+            need_plan = early
         while True:
             st = self._state(run_id)
             if st.terminal:
                 return st
+            self.capacity_blocked.discard(run_id)
             reason = self._drain_inbox(run_id)
             if reason and st.status != "giving_up":
                 need_plan = reason
@@ -274,7 +281,13 @@ class Executor:
                     st = self._state(run_id)
                 self._dispatch_ready(run_id, st, context)
                 st = self._state(run_id)
-            until = min(st.timers(), default=None)
+            timers = st.timers()
+            if st.status == "running" and st.deadline_at is not None and self.env.now() >= st.deadline_at:
+                # Past the deadline and still running: the goal holds and a step is in flight
+                # (else the run would be giving up). Its outcome is what is awaited, not the
+                # deadline, which would wake the run again at once, forever.
+                timers = [t for t in timers if t != st.deadline_at]
+            until = min(timers, default=None)
             items = yield until
             if not items:
                 reason = self._timers(run_id)
@@ -310,7 +323,10 @@ class Executor:
         if not self.store.append(run_id, seq, type_, at, data, status=status, outbox=outbox, lease=self._tokens.get(run_id), slot=slot, driver=self.owner):
             return False
         if self.progress:
-            self.progress(type_, self._state(run_id), data)
+            try:
+                self.progress(type_, self._state(run_id), data)
+            except Exception:  # a progress hook (logs, traces, a CLI's output) never stops a run
+                logging.getLogger("intento.run").exception("the progress hook failed on %s of run %s", type_, run_id)
         return True
 
     # ---- driving many runs: who drives what ---------------------------------------------------
@@ -644,7 +660,11 @@ class Executor:
             return
         if st.status == "giving_up":
             if not (st.outcome or {}).get("cancelled"):
-                self._append(run_id, st.next_seq, "observation", now, {"source": "cancel", "note": f"cancel asked by {who} ({why}) while the run was already giving up"})
+                # Already giving up (it would escalate): it is compensated all the same, and ends
+                # `cancelled`, the earlier reason kept.
+                outcome = dict(st.outcome or {}, cancelled={"by": who, "reason": why, "at": now - st.started_at})
+                outcome["reason"] = f"cancelled by {who}: {why} (while giving up: {(st.outcome or {}).get('reason')})"
+                self._give_up(run_id, st, outcome)
             return
         self._give_up(run_id, st, {"reason": f"cancelled by {who}: {why}", "cancelled": {"by": who, "reason": why, "at": now - st.started_at}, "conflict": [], "summary": None})
 
@@ -672,6 +692,14 @@ class Executor:
                 if happened is None and hasattr(self.registry, "reconcilers") and s.action in self.registry.reconcilers:
                     happened = self.registry.reconcilers[s.action](req)
                 now = self.env.now()
+                giving_up = st.status == "giving_up"
+                if happened is None and giving_up:
+                    # Giving up already (e.g. cancelled while nobody drove it): nothing is sent
+                    # again; whether it took effect stays unknown, said in its log and outcome.
+                    self._append(run_id, st.next_seq, "step_failed", now, {"action": s.action, "provider": s.provider, "attempt": s.attempt, "retryable": False,
+                                 "error": "in flight at a crash, not idempotent, and no reconciler can tell whether it took effect: not sent again, not undone"})
+                    st = self._state(run_id)
+                    continue
                 if happened is None:
                     self._give_up(run_id, st, {
                         "reason": f"`{s.action}` was in flight at a crash, is not idempotent, and no reconciler can tell whether it took effect",
@@ -684,6 +712,9 @@ class Executor:
                 if happened:
                     facts = sorted(self.spec.actions[s.action].achieves)
                     self._append(run_id, st.next_seq, "step_succeeded", now, {"action": s.action, "provider": s.provider, "attempt": s.attempt, "facts": facts, "cost": format_decimal(self._cost(s.action, s.provider)), "latency_ms": 0, "reconciled": True})
+                elif giving_up:
+                    self._append(run_id, st.next_seq, "step_failed", now, {"action": s.action, "provider": s.provider, "attempt": s.attempt, "retryable": False,
+                                 "error": "in flight at a crash; it did not take effect, and is not sent again: the run is giving up"})
                 else:
                     # It did not happen: send it again, now safely (same key, new attempt).
                     req.attempt = s.attempt + 1
@@ -722,6 +753,7 @@ class Executor:
             self.env.dispatch(req)
             while True:
                 items = yield None
+                self._drain_inbox(run_id)  # a cancellation (or an observation) now is recorded, not left queued
                 if not items and isinstance(self.env, SimEnvironment) and self.env.idle():
                     break
                 done_here = False
