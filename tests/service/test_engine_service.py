@@ -233,3 +233,27 @@ def test_the_lifecycle_over_http_list_wait_groups_observe_cancel_and_follow(wait
     assert set(run_spans) == set(ids) and {x["attributes"]["intento.outcome"] for x in run_spans.values()} == {"succeeded", "cancelled"}
     undo = [x for x in spans if x["name"].startswith("undo ")]
     assert len(undo) == 3 and all(x["parent_id"] == run_spans[x["attributes"]["intento.run"]]["context"]["span_id"] for x in undo)
+
+
+def test_many_followers_at_once_each_see_the_run_end_and_the_api_answers_meanwhile(waiting_server):
+    base, _ = waiting_server
+    rid = call(base, "POST", "/v1/runs", {"intent": "settle", "given": {}}, {"Idempotency-Key": "followed"})[1]["run"]
+    _until(lambda: call(base, "GET", f"/v1/runs/{rid}")[1]["waits_on"], "the run to wait for its file")
+    followers = 60  # more than the server's pool of worker threads (40)
+    opened = []
+
+    def follow(_):
+        with urllib.request.urlopen(base + f"/v1/runs/{rid}/events", timeout=120) as r:
+            opened.append(1)
+            return [json.loads(line[6:])["type"] for line in r.read().decode().splitlines() if line.startswith("data: ")]
+
+    with ThreadPoolExecutor(followers) as pool:
+        streams = [pool.submit(follow, i) for i in range(followers)]
+        _until(lambda: len(opened) == followers, "every follower to be connected")
+        # every follower waits on the run, and the API still answers
+        status, page = call(base, "GET", "/v1/runs")
+        assert status == 200 and page["total"] == 1
+        assert call(base, "POST", f"/v1/runs/{rid}/observations", {"fact": "file.received"})[0] == 202
+        seen = [s.result(timeout=120) for s in streams]
+    assert all(kinds[-1] == "succeeded" and kinds[0] == "run_started" for kinds in seen)
+    assert len({tuple(k) for k in seen}) == 1  # each saw the same events, in the same order

@@ -449,26 +449,38 @@ def create_app(
         after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
         return StreamingResponse(_follow(run_id, after), media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
-    def _follow(run_id: str, after: int):
+    async def _follow(run_id: str, after: int):
+        """The run's events as server-sent events, from ``after`` on, until its outcome. An async
+        generator: a follower holds no worker thread while it waits (each poll of the store is
+        a short read in a thread), and a client that goes away ends it at its next wait."""
+        import asyncio
+
         from intento.execute.store import TERMINAL
 
         store = Store(store_path)
+
+        def poll(after: int) -> tuple[list[dict], bool]:
+            events = store.events_after(run_id, after)
+            last = events[-1]["seq"] if events else after
+            ended = (store.run(run_id) or {}).get("status") in TERMINAL and not store.events_after(run_id, last)
+            return events, ended
+
         try:
             quiet = time.monotonic()
             while True:
-                events = store.events_after(run_id, after)
+                events, ended = await asyncio.to_thread(poll, after)
                 for e in events:
                     after = e["seq"]
                     body = json.dumps({"seq": e["seq"], "type": e["type"], "at": e["at"], "data": e["data"]}, sort_keys=True)
                     yield f"id: {e['seq']}\nevent: {e['type']}\ndata: {body}\n\n"
                 if events:
                     quiet = time.monotonic()
-                if (store.run(run_id) or {}).get("status") in TERMINAL and not store.events_after(run_id, after):
+                if ended:
                     return
                 if time.monotonic() - quiet > 15:
                     quiet = time.monotonic()
                     yield ": still following\n\n"
-                time.sleep(0.2)
+                await asyncio.sleep(0.2)
         finally:
             store.close()
 
