@@ -55,7 +55,9 @@ class AuditRecordV1(BaseModel):
     version: Literal["audit/v1"] = "audit/v1"
     seq: int = Field(description="1 for the first record, then +1")
     time: str = Field(description="when the decision was recorded (UTC, ISO 8601)")
-    kind: Literal["plan", "replan"] = Field("plan", description="a first plan, or a re-plan after an observation")
+    kind: Literal["plan", "replan", "cancel"] = Field(
+        "plan", description="a first plan, a re-plan after an observation, or a run's cancellation (who asked and why: `cancelled`; no plan)"
+    )
     run: str | None = Field(None, description="the run this decision belongs to, if any")
     reason: str | None = Field(None, description="why a re-plan happened")
     decision: str | None = Field(None, description="a run's decisions: `RUN/plan-N`, the N-th plan of the run (also in its `planned` event)")
@@ -71,7 +73,10 @@ class AuditRecordV1(BaseModel):
     context: dict[str, Any] = Field(description="the given values; secret ones replaced by a keyed hash")
     state: dict[str, Any] = Field(description="the observed state the plan started from")
     sources: Sources
-    plan: dict[str, Any] = Field(description="the Plan (plan/v1), explanation and solver statistics included")
+    plan: dict[str, Any] | None = Field(None, description="the Plan (plan/v1), explanation and solver statistics included; none for a cancellation")
+    cancelled: dict[str, Any] | None = Field(
+        None, description="a cancellation: `by` (who asked), `reason`, `at` (ms since the run started), `plan` (the decision it stopped, `RUN/plan-N`)"
+    )
     intento: str = Field(description="the intento version that decided")
     prev: str = Field(description="the previous record's hash (64 zeros for the first)")
     hash: str = Field(description="SHA-256 of the canonical JSON of this record without `hash`")
@@ -170,6 +175,28 @@ class AuditLog:
         if decision is not None:
             body["decision"] = decision
         return body
+
+    def draft_cancel(
+        self, spec: Spec, intent: str, context: dict[str, Any], state: dict[str, Any] | None, *, run: str, decision: str, cancelled: dict[str, Any],
+        now: datetime | None = None,
+    ) -> dict[str, Any]:
+        """A run's cancellation as a record of the chain, as `draft` drafts a plan: who asked, why,
+        and which plan it stopped. Nothing to re-solve: `replay` passes over it."""
+        key = secret_key(self.path)
+        return {
+            "version": "audit/v1",
+            "time": (now or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z"),
+            "kind": "cancel",
+            "run": run,
+            "reason": f"cancelled by {cancelled.get('by')}: {cancelled.get('reason')}",
+            "intent": intent,
+            "context": to_json(redact(spec, intent, context or {}, key)),
+            "state": to_json(state or {}),
+            "sources": sources_of(spec, []).model_dump(),
+            "cancelled": to_json(cancelled),
+            "decision": decision,
+            "intento": __version__,
+        }
 
     def write(self, draft: dict[str, Any]) -> AuditRecordV1:
         """Append a drafted record at the head of the chain (locked, flushed, fsynced)."""
@@ -441,6 +468,8 @@ def replay(path: str | Path, spec: Spec, time_limit_s: float = 10.0) -> list[Rep
         if "__malformed__" in rec:
             continue
         seq, intent = rec.get("seq"), rec.get("intent")
+        if rec.get("kind") == "cancel":
+            continue  # a cancellation: nothing was solved, so nothing is re-solved
         if not isinstance(intent, str) or not isinstance(rec.get("context") or {}, dict) or not isinstance(rec.get("inputs") or {}, dict):
             results.append(ReplayResult(seq, False, False, ["not a decision record intento can read"]))
             continue

@@ -1102,7 +1102,15 @@ def audit_show(
             continue
         if seq is not None and rec.get("seq") != seq:
             continue
-        plan = rec.get("plan", {})
+        if rec.get("kind") == "cancel":
+            c = rec.get("cancelled") or {}
+            print(f"#{rec.get('seq')} {rec.get('time')} cancel {rec.get('intent')}: run {rec.get('run')} cancelled by {c.get('by')}: {c.get('reason')}"
+                  + (f" (stopping {c['plan']})" if c.get("plan") else "") + f" [project {rec.get('sources', {}).get('project', '')[:12]}]")
+            if seq is not None:
+                print(f"    context: {json.dumps(rec.get('context'))}")
+                print(f"    state: {json.dumps(rec.get('state'))}")
+            continue
+        plan = rec.get("plan") or {}
         steps = ", ".join(f"{s['action']} via {s['provider']}" for s in plan.get("steps", []))
         policy_set = rec.get("sources", {}).get("policy_set", "")[:12]
         print(f"#{rec.get('seq')} {rec.get('time')} {rec.get('kind')} {rec.get('intent')}: {plan.get('status')}"
@@ -1137,7 +1145,7 @@ def audit_replay(
     except OSError as e:
         print(f"intento: cannot read `{log}`: {e.strerror or e}", file=sys.stderr)
         raise typer.Exit(1)
-    readable = [r for r in records if "__malformed__" not in r and isinstance(r.get("seq"), int) and isinstance(r.get("intent"), str)]
+    readable = [r for r in records if "__malformed__" not in r and isinstance(r.get("seq"), int) and isinstance(r.get("intent"), str) and r.get("kind") != "cancel"]
     if not readable:
         what = "is empty" if not records and not torn.strip() else "holds no audit record"
         print(f"intento: `{log}` {what}: nothing to replay", file=sys.stderr)
@@ -1193,6 +1201,8 @@ def _load_cases(path: Path) -> list[dict]:
             continue
         seq = r.get("seq")
         label = f"record {seq}" if isinstance(seq, int) and not isinstance(seq, bool) else f"line {line}"
+        if r.get("kind") == "cancel":
+            continue  # a run's cancellation: no request was planned there
         if r.get("kind") == "replan" and isinstance(r.get("run"), str):
             label += f", a re-plan of run {r['run']}"
         context, state = r.get("context", {}), r.get("state") or {}

@@ -231,3 +231,43 @@ def test_a_goal_that_holds_past_the_deadline_with_a_step_in_flight_waits_for_the
     ok = next(e for e in events if e["type"] == "step_succeeded")
     assert ok["at"] - events[0]["at"] > deadline  # the step ended after the deadline, and was awaited
     assert not [e for e in events if e["type"] in ("giving_up", "step_timed_out")]
+
+
+def test_a_cancellation_is_a_record_of_the_audit_chain_with_who_asked_and_why(tmp_path):
+    from tests.executor.test_durable_waits import PROJECT
+    from tests.executor.wait_handlers import registry as wait_registry
+
+    project = _project(tmp_path, PROJECT)
+    spec = intento.load(project).spec
+    db = tmp_path / "s.db"
+    world = World(spec, db, registry=wait_registry)
+    store = Store(db)
+    rid = world.executor(store).create("settle", {})[0]
+    engine, thread = _engine(world, db)
+    try:
+        engine.notify_new(rid)
+        _until(lambda: any(e["data"].get("external") for e in store.events(rid) if e["type"] == "step_dispatched"), "the run to wait")
+        post(store, rid, {"cancel": {"reason": "order withdrawn", "by": "ops"}, "source": "test"})
+        _until(lambda: store.run(rid)["status"] == "cancelled", "the run to be cancelled")
+    finally:
+        engine.stop()
+        thread.join(timeout=30)
+        world.close()
+    log = world.audit.path
+    import json
+
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["plan", "cancel"]
+    cancel = records[-1]
+    assert cancel["run"] == rid and cancel["decision"] == f"{rid}/cancel"
+    assert cancel["cancelled"]["by"] == "ops" and cancel["cancelled"]["reason"] == "order withdrawn"
+    assert cancel["cancelled"]["plan"] == records[0]["decision"] and cancel["prev"] == records[0]["hash"]
+    # it verifies with the chain, shows, and replay passes over it (nothing was solved there)
+    def cli(*args):
+        return subprocess.run([EXE, "audit", *args], capture_output=True, text=True, timeout=120)
+
+    assert cli("verify", str(log)).returncode == 0
+    shown = cli("show", str(log))
+    assert shown.returncode == 0 and f"run {rid} cancelled by ops: order withdrawn" in shown.stdout
+    replayed = cli("replay", str(log), str(project))
+    assert replayed.returncode == 0 and "1 of 1 decisions replay identically" in replayed.stdout

@@ -728,7 +728,16 @@ class Executor:
 
     # ---- giving up safely ---------------------------------------------------------------------------
     def _give_up(self, run_id: str, st: RunState, outcome: dict) -> None:
-        self._append(run_id, st.next_seq, "giving_up", self.env.now(), outcome, status="giving_up")
+        draft = None
+        if outcome.get("cancelled") and self.audit is not None:
+            # A cancellation is a decision too (a person's): it goes in the audit log, committed
+            # with its event through the outbox like a plan.
+            cancelled = dict(outcome["cancelled"], plan=f"{run_id}/plan-{st.plans}" if st.plans else None)
+            draft = self.audit.draft_cancel(self.spec, st.intent, self._context(run_id, st), {"facts": sorted(st.facts)}, run=run_id,
+                                            decision=f"{run_id}/cancel", cancelled=cancelled)
+        self._append(run_id, st.next_seq, "giving_up", self.env.now(), outcome, status="giving_up", outbox=(f"{run_id}/cancel", draft) if draft else None)
+        if draft is not None:
+            self.audit.write(draft)
 
     def _compensate(self, run_id: str, context: dict) -> Generator[int | None, list, None]:
         """Undo completed steps in reverse order of completion, then escalate (or, for a
