@@ -66,6 +66,13 @@ def plan_many(
     the plans made alone and minimise every stage in the joint model (the reference the tests
     compare the decomposition with)."""
     problems = [prepare(spec, r["intent"], r.get("given"), r.get("state")) for r in requests]
+    busy = [(i, pv) for i, p in enumerate(problems, start=1) for pv in p.state.busy]
+    if busy:
+        from intento.diagnostics import Diagnostic, IntentoError, Severity
+
+        i, pv = busy[0]
+        raise IntentoError([Diagnostic("E108", Severity.error, f"request {i}: the state says slots of `{pv}` are busy, which batch planning does not take into account", None,
+                                       help="in a batch the requests share every capacity among themselves; plan a request whose state has `busy` slots on its own")])
     options = SolveOptions(time_limit_s=time_limit_s, num_workers=num_workers, seed=seed)
     t0 = time.perf_counter()
     deadline = time.monotonic() + time_limit_s

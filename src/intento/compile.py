@@ -252,7 +252,9 @@ def compile_problem(
         for pname in sorted(capacity_binding):
             cap = problem.spec.providers[pname].capacity
             o = m.NewBoolVar(f"{prefix}over[{pname}]")
-            m.Add(sum(xv for (an, pv), xv in c.x.items() if pv == pname) >= cap + 1).OnlyEnforceIf(o)
+            # (with slots held by other work, one step may already have to wait for them)
+            least = 1 if problem.state.busy.get(pname) else cap + 1
+            m.Add(sum(xv for (an, pv), xv in c.x.items() if pv == pname) >= least).OnlyEnforceIf(o)
             over.append(o)
         fits = m.NewBoolVar(f"{prefix}fits")
         m.AddBoolOr(over + [fits])
@@ -329,6 +331,9 @@ def compile_problem(
             if p == pname:
                 o = problem.option(an, p)
                 intervals.append(m.NewOptionalFixedSizeIntervalVar(c.start[an], o.latency_ms, xv, f"run[{an},{p}]"))
+        # slots other work holds now, each until it is expected back (observed `busy`)
+        for i, ms in enumerate(problem.state.busy.get(pname, ())):
+            intervals.append(m.NewFixedSizeIntervalVar(0, ms, f"busy[{pname},{i}]"))
         m.AddCumulative(intervals, [1] * len(intervals), cap)
 
     # -- hard rules --
@@ -417,10 +422,12 @@ def _reliability_limit(c: Compiled, op: str, value, enforce: list) -> None:
 
 
 def serial_horizon(problem: Problem, allowed=None) -> int:
-    """An upper bound on any schedule's makespan: every action, one after another, slowest option."""
+    """An upper bound on any schedule's makespan: every action, one after another, slowest option,
+    after every slot other work holds (observed `busy`) is back."""
+    wait = max((max(v) for v in problem.state.busy.values() if v), default=0)
     if allowed is None:
-        return sum(max((o.latency_ms for o in a.options if not o.forbidden_by), default=0) for a in problem.actions)
-    return sum(max((o.latency_ms for o, _ in allowed[a.name]), default=0) for a in problem.actions)
+        return wait + sum(max((o.latency_ms for o in a.options if not o.forbidden_by), default=0) for a in problem.actions)
+    return wait + sum(max((o.latency_ms for o, _ in allowed[a.name]), default=0) for a in problem.actions)
 
 
 def _binding_capacities(problem: Problem, allowed) -> set[str]:
@@ -429,10 +436,11 @@ def _binding_capacities(problem: Problem, allowed) -> set[str]:
     for a in problem.actions:
         for o, _ in allowed[a.name]:
             counts[o.provider] = counts.get(o.provider, 0) + 1
+    busy = problem.state.busy
     return {
         p
         for p, n in counts.items()
-        if problem.spec.providers[p].capacity is not None and problem.spec.providers[p].capacity < n
+        if problem.spec.providers[p].capacity is not None and problem.spec.providers[p].capacity < n + len(busy.get(p, ()))
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from types import MappingProxyType
@@ -32,6 +32,13 @@ class ProviderState(BaseModel):
     cost: str | int | Decimal | None = Field(None, description='replaces every option\'s cost: "0.50 USD" or a number')
     reliability: Decimal | str | None = Field(None, description="replaces every option's reliability, in (0, 1]")
     since: datetime | None = Field(None, description="when this status was first observed")
+    busy: list[str | int] = Field(
+        default_factory=list,
+        description=(
+            "slots of this provider's `capacity` held now by other work (other runs), each as the time until it is expected back "
+            '("30s" or milliseconds): the plan\'s steps on the provider fit in the slots left, or wait for these'
+        ),
+    )
 
 
 class State(BaseModel):
@@ -60,6 +67,8 @@ class ResolvedState:
     overrides: Mapping[str, Override]
     at: datetime | None
     model: State
+    #: Per provider, the slots of its capacity other work holds: the time until each is back (ms).
+    busy: Mapping[str, tuple[int, ...]] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def _diag(code: str, message: str, source: Source | None, needle: str | None = None, help: str = "") -> Diagnostic:
@@ -134,10 +143,16 @@ def resolve_state(spec: Spec, raw: Any, source: Source | None = None) -> tuple[R
     diags: list[Diagnostic] = []
     down: dict[str, datetime | None] = {}
     overrides: dict[str, Override] = {}
+    busy: dict[str, tuple[int, ...]] = {}
     for name, ps in model.providers.items():
         if name not in spec.providers:
             diags.append(_diag("E107", f"state names unknown provider `{name}`", source, name, help=did_you_mean(name, spec.providers)))
             continue
+        if ps.busy:
+            held, d = _busy(spec, name, ps, source)
+            diags.extend(d)
+            if held:
+                busy[name] = held
         if ps.status == "down":
             down[name] = ps.since or model.at
             continue
@@ -149,7 +164,28 @@ def resolve_state(spec: Spec, raw: Any, source: Source | None = None) -> tuple[R
             diags.append(_diag("E108", f"provider `{name}` is `up`, so its attributes cannot be replaced", source, name, help='set `"status": "degraded"`'))
     if diags:
         return None, diags
-    return ResolvedState(frozenset(model.facts), MappingProxyType(down), MappingProxyType(overrides), model.at, model), []
+    return ResolvedState(frozenset(model.facts), MappingProxyType(down), MappingProxyType(overrides), model.at, model, MappingProxyType(busy)), []
+
+
+def _busy(spec: Spec, name: str, ps: ProviderState, source) -> tuple[tuple[int, ...], list[Diagnostic]]:
+    """The slots of a provider's capacity held by other work, as ms until each is back."""
+    cap = spec.providers[name].capacity
+    if cap is None:
+        return (), [_diag("E108", f"state: provider `{name}` has no `capacity`, so none of its slots can be busy", source, "busy",
+                          help=f"declare `capacity N` on provider `{name}`, or leave out `busy`")]
+    if len(ps.busy) > cap:
+        return (), [_diag("E108", f"state: {len(ps.busy)} busy slots for provider `{name}`, whose capacity is {cap}", source, "busy",
+                          help="list at most one entry per slot of the capacity")]
+    held, diags = [], []
+    for v in ps.busy:
+        d = _duration_value(v)
+        if d is None or d.ms < 1:
+            diags.append(_diag("E108", f"state: a busy slot of `{name}` is not a duration of at least 1ms: `{v}`", source, "busy", help='write "30s" or a number of milliseconds'))
+        elif duration_bound_error(d.ms) is not None:
+            diags.append(_diag("E108", f"state: a busy slot of `{name}` {duration_bound_error(d.ms)}: `{v}`", source, "busy", help="use a duration of at most 10^13 ms"))
+        else:
+            held.append(d.ms)
+    return tuple(sorted(held)), diags
 
 
 def _override(spec: Spec, name: str, ps: ProviderState, source) -> tuple[Override | None, list[Diagnostic]]:

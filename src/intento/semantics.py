@@ -89,7 +89,7 @@ def capacity_respected(problem: Problem, chosen, starts) -> bool:
         cap = problem.spec.providers[pname].capacity
         if cap is None:
             continue
-        runs = [(starts[a.name], starts[a.name] + o.latency_ms) for a, o in chosen if o.provider == pname]
+        runs = [(starts[a.name], starts[a.name] + o.latency_ms) for a, o in chosen if o.provider == pname] + _held(problem, pname)
         for s, _ in runs:
             if sum(1 for s2, e2 in runs if s2 <= s < e2) > cap:
                 return False
@@ -117,7 +117,7 @@ def capacity_schedule(problem: Problem, chosen, skipped: frozenset[str] = frozen
                 break
             cap = problem.spec.providers[o.provider].capacity
             if cap is not None:
-                same = [placed[x.name] for x, y in chosen if x.name in placed and y.provider == o.provider]
+                same = [placed[x.name] for x, y in chosen if x.name in placed and y.provider == o.provider] + _held(problem, o.provider)
                 # Free capacity only appears when a run ends: try the ready time, then each end.
                 for cand in sorted({t} | {e for _, e in same if e > t}):
                     if _fits(same, cand, cand + o.latency_ms, cap):
@@ -131,6 +131,11 @@ def capacity_schedule(problem: Problem, chosen, skipped: frozenset[str] = frozen
         if best_key is None or key < best_key:
             best, best_key = st, key
     return best
+
+
+def _held(problem: Problem, provider: str) -> list[tuple[float, float]]:
+    """The slots of a provider other work holds now (observed `busy`), as runs from 0."""
+    return [(0, ms) for ms in problem.state.busy.get(provider, ())]
 
 
 def _fits(runs, s, e, cap) -> bool:

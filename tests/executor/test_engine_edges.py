@@ -177,7 +177,7 @@ def test_a_simulated_run_waiting_for_a_slot_can_be_cancelled(tmp_path):
     rid = world.executor(store).create("use", {"n": 1})[0]
     # another run (driven elsewhere) holds `one`, capacity 1
     with store.db:
-        store.db.execute("INSERT INTO slots VALUES ('one', 'elsewhere', 'use_one')")
+        store.db.execute("INSERT INTO slots (provider, run, action) VALUES ('one', 'elsewhere', 'use_one')")
     first = world.engine(Store(db))
     first.run(until_idle=True)  # returns: the run waits for the slot, with nothing else to do
     assert store.run(rid)["status"] == "running"
@@ -185,7 +185,7 @@ def test_a_simulated_run_waiting_for_a_slot_can_be_cancelled(tmp_path):
     post(store, rid, {"cancel": {"reason": "not needed", "by": "ops"}, "source": "test"})
     world.engine(Store(db)).run(until_idle=True)
     assert store.run(rid)["status"] == "cancelled"
-    assert store.slots() == [{"provider": "one", "run": "elsewhere", "action": "use_one"}]
+    assert store.slots() == [{"provider": "one", "run": "elsewhere", "action": "use_one", "until_ms": None}]
 
 
 LATE = """
@@ -271,3 +271,85 @@ def test_a_cancellation_is_a_record_of_the_audit_chain_with_who_asked_and_why(tm
     assert shown.returncode == 0 and f"run {rid} cancelled by ops: order withdrawn" in shown.stdout
     replayed = cli("replay", str(log), str(project))
     assert replayed.returncode == 0 and "1 of 1 decisions replay identically" in replayed.stdout
+
+
+HOG = """
+provider one { region "eu"; capacity 1 }
+provider two { region "eu" }
+
+action long_job {
+  achieves job.done
+  idempotent
+  via one { cost 1 USD; latency 60s }
+}
+
+action work {
+  achieves work.done
+  idempotent
+  via one { cost 1 USD; latency 1s }
+  via two { cost 5 USD; latency 5s }
+}
+
+intent hog {
+  goal job.done
+  minimize cost
+}
+
+intent quick {
+  goal work.done
+  minimize latency
+}
+"""
+
+
+def test_plans_see_the_slots_other_runs_hold_and_go_another_way_when_waiting_is_worse(tmp_path):
+    import json
+
+    spec = intento.load(_project(tmp_path, HOG)).spec
+    holding, release = threading.Event(), threading.Event()
+    registry = Registry()
+
+    @registry.handler("long_job")
+    def long_job(ctx):
+        holding.set()
+        assert release.wait(60)
+        return {"latency_ms": 1}
+
+    registry.handler("work")(lambda ctx: {"latency_ms": 1})
+    db = tmp_path / "s.db"
+    world = World(spec, db, registry=registry)
+    store = Store(db)
+    ex = world.executor(store)
+    engine, thread = _engine(world, db)
+    try:
+        hog = ex.create("hog", {})[0]
+        engine.notify_new(hog)
+        assert holding.wait(60)
+        assert [s["run"] for s in store.slots("one")] == [hog]  # `one` (capacity 1) is held for about 60 s
+        busy = ex.create("quick", {}, key="while-busy")[0]
+        engine.notify_new(busy)
+        _until(lambda: store.run(busy)["status"] == "succeeded", "the quick run to succeed while `one` is held")
+        release.set()
+        _until(lambda: store.run(hog)["status"] == "succeeded", "the hog to succeed")
+        free = ex.create("quick", {}, key="while-free")[0]
+        engine.notify_new(free)
+        _until(lambda: store.run(free)["status"] == "succeeded", "the quick run to succeed with `one` free")
+    finally:
+        release.set()
+        engine.stop()
+        thread.join(timeout=30)
+        world.close()
+
+    def first_plan(rid):
+        return next(e["data"] for e in store.events(rid) if e["type"] == "planned")
+
+    # held for about a minute: 5 s via `two` beats waiting for `one`; free, `one` (1 s) is best
+    assert [(s["action"], s["provider"]) for s in first_plan(busy)["steps"]] == [("work", "two")]
+    assert [(s["action"], s["provider"]) for s in first_plan(free)["steps"]] == [("work", "one")]
+    records = {r["decision"]: r for r in map(json.loads, world.audit.path.read_text().splitlines())}
+    seen = records[first_plan(busy)["decision"]]["state"]["providers"]["one"]["busy"]
+    assert len(seen) == 1 and 1_000 < int(seen[0].removesuffix("ms")) <= 60_000
+    assert "one" not in records[first_plan(free)["decision"]]["state"].get("providers", {})
+    # each plan replays exactly from its record, the busy slot included
+    replayed = subprocess.run([EXE, "audit", "replay", str(world.audit.path), str(tmp_path / "project")], capture_output=True, text=True, timeout=120)
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr

@@ -19,7 +19,7 @@ def formula(draw, facts=FACTS, depth=0):
 
 
 @st.composite
-def planning_case(draw):
+def planning_case(draw, busy: bool = True):
     nprov = draw(st.integers(2, 4))
     providers = [f"p{i}" for i in range(nprov)]
     lines = []
@@ -129,6 +129,12 @@ def planning_case(draw):
                 provs[p]["cost"] = draw(st.sampled_from(["0.25 USD", "4"]))
             if draw(st.booleans()):
                 provs[p]["reliability"] = draw(st.sampled_from(["0.5", "0.99"]))
+    # Sometimes other work holds a slot of a capacity-1 provider, for a while (`busy`; not in
+    # batches, which share capacity among their own requests only).
+    capped = [p for p in providers if capacities[p] and p not in provs]
+    if busy and capped and draw(st.integers(0, 3)) == 0:
+        p = draw(st.sampled_from(capped))
+        provs[p] = {"busy": [f"{draw(st.integers(1, 40))}ms"]}
     if provs:
         state["providers"] = provs
     return source, context, state

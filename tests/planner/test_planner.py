@@ -289,3 +289,43 @@ def test_the_exhaustive_backend_refuses_queues_it_cannot_schedule_exactly():
     p = intento.Project(spec).plan("job")
     assert p.status == "optimal" and p.latency_ms == 9
     assert check_plan(spec, "job", {}, None, p.model_dump()) == []
+
+
+BUSY = """
+provider one { region "eu"; capacity 1 }
+provider two { region "eu" }
+
+action work {
+  achieves work.done
+  via one { cost 1 USD; latency 1s }
+  via two { cost 5 USD; latency 5s }
+}
+
+intent fast {
+  goal work.done
+  minimize latency
+}
+"""
+
+
+def test_busy_slots_delay_a_step_or_send_it_elsewhere_and_bad_ones_are_located_errors(tmp_path):
+    (tmp_path / "p.intent").write_text(BUSY)
+    project = intento.load(tmp_path)
+    free = project.plan("fast", {})
+    assert [(s.provider, s.start_ms) for s in free.steps] == [("one", 0)]
+    short = project.plan("fast", {}, {"providers": {"one": {"busy": ["2s"]}}})
+    assert [(s.provider, s.start_ms) for s in short.steps] == [("one", 2000)] and short.latency_ms == 3000
+    long = project.plan("fast", {}, {"providers": {"one": {"busy": [60000]}}})
+    assert [(s.provider, s.start_ms) for s in long.steps] == [("two", 0)]
+    for state, said in (
+        ({"providers": {"two": {"busy": ["1s"]}}}, "has no `capacity`"),
+        ({"providers": {"one": {"busy": ["1s", "2s"]}}}, "2 busy slots for provider `one`, whose capacity is 1"),
+        ({"providers": {"one": {"busy": ["soon"]}}}, "not a duration of at least 1ms: `soon`"),
+        ({"providers": {"one": {"busy": [0]}}}, "not a duration of at least 1ms: `0`"),
+    ):
+        with pytest.raises(IntentoError) as e:
+            project.plan("fast", {}, state)
+        assert e.value.diagnostics[0].code == "E108" and said in e.value.diagnostics[0].message, e.value.diagnostics[0].message
+    with pytest.raises(IntentoError) as e:
+        project.plan_many([{"intent": "fast", "given": {}, "state": {"providers": {"one": {"busy": ["1s"]}}}}])
+    assert e.value.diagnostics[0].code == "E108" and "batch planning" in e.value.diagnostics[0].message

@@ -209,6 +209,8 @@ def check_plan(spec, intent_name, context, state, plan: dict, batch: bool = Fals
     state = state or {}
     observed = set(state.get("facts", []))
     down = {p for p, s in state.get("providers", {}).items() if s.get("status") == "down"}
+    # Slots other work holds now: each a run from 0 to the time it is back (ms, as the test writes them).
+    held = {p: [(0, int(str(ms).removesuffix("ms"))) for ms in s.get("busy", [])] for p, s in state.get("providers", {}).items()}
     steps = plan["steps"]
     acts = [s["action"] for s in steps]
     if len(acts) != len(set(acts)):
@@ -247,7 +249,7 @@ def check_plan(spec, intent_name, context, state, plan: dict, batch: bool = Fals
     for s, _ in env_steps.values():
         on[s["provider"]] = on.get(s["provider"], 0) + 1
     # Only a capacity the plan could exceed lets a step wait past its requirements.
-    capacity_binding = batch or any(spec.providers[p].capacity is not None and n > spec.providers[p].capacity for p, n in on.items())
+    capacity_binding = batch or any(spec.providers[p].capacity is not None and n + len(held.get(p, [])) > spec.providers[p].capacity for p, n in on.items())
     for name, (s, attrs) in env_steps.items():
         req = spec.actions[name].requires
         befores = [st.formula for p in hard for st in p.statements if isinstance(st, ast.RequireBefore) and st.action.name == name]
@@ -275,7 +277,7 @@ def check_plan(spec, intent_name, context, state, plan: dict, batch: bool = Fals
     for pname, prov in spec.providers.items():
         if prov.capacity is None:
             continue
-        runs = [(s["start_ms"], s["end_ms"]) for s, _ in env_steps.values() if s["provider"] == pname]
+        runs = [(s["start_ms"], s["end_ms"]) for s, _ in env_steps.values() if s["provider"] == pname] + held.get(pname, [])
         for t, _ in runs:
             if sum(1 for a, b in runs if a <= t < b) > prov.capacity:
                 problems.append(f"capacity of {pname} exceeded at {t}")

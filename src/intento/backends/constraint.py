@@ -59,7 +59,8 @@ def _queue_too_long(problem: Problem) -> int | None:
         for pv in allowed:
             counts[pv] = counts.get(pv, 0) + 1
     caps = {pv: problem.spec.providers[pv].capacity for pv in counts}
-    if usable > MAX_PERMUTED_STEPS and any(cap is not None and counts[pv] > cap for pv, cap in caps.items()):
+    busy = problem.state.busy
+    if usable > MAX_PERMUTED_STEPS and any(cap is not None and counts[pv] + len(busy.get(pv, ())) > cap for pv, cap in caps.items()):
         return usable
     return None
 

@@ -37,10 +37,10 @@ from intento.audit import AuditLog
 from intento.diagnostics import IntentoError
 from intento.errors import OperationalError
 from intento.evaluate import formula_facts, formula_holds
-from intento.execute.environment import Environment, Outcome, SimEnvironment, StepRequest
+from intento.execute.environment import Environment, Outcome, RealEnvironment, SimEnvironment, StepRequest
 from intento.execute.handlers import Registry
 from intento.execute.state import COOL_DOWN_MS, RunState, fold
-from intento.execute.store import HEARTBEAT_MS, Store, mark_taken, take
+from intento.execute.store import HEARTBEAT_MS, Store, mark_taken, take, wall_ms
 from intento.request import typed_context
 from intento.semantics import requirement
 from intento.solve import Backend, plan_problem, prepare
@@ -319,7 +319,7 @@ class Executor:
         """The run's given values as JSON (`values.to_json`), secret ones read back from the store."""
         return dict(st.context) | self.store.secrets(run_id)
 
-    def _append(self, run_id: str, seq: int, type_: str, at: int, data: dict, status: str | None = None, outbox: tuple[str, dict] | None = None, slot: tuple[str, int] | None = None) -> bool:
+    def _append(self, run_id: str, seq: int, type_: str, at: int, data: dict, status: str | None = None, outbox: tuple[str, dict] | None = None, slot: tuple | None = None) -> bool:
         if not self.store.append(run_id, seq, type_, at, data, status=status, outbox=outbox, lease=self._tokens.get(run_id), slot=slot, driver=self.owner):
             return False
         if self.progress:
@@ -359,6 +359,8 @@ class Executor:
                 if obs.get(k) is not None:
                     entry[k] = obs[k]
             providers[p] = entry
+        for p, held in self._busy(st.run).items():
+            providers.setdefault(p, {})["busy"] = held
         running = {s.action: s.provider for s in st.running() if s.compensation_for is None}
         force = {a: p for a, p in running.items() if providers.get(p, {}).get("status") != "down"}
         budget_left = None if st.budget is None else max(Decimal(0), st.budget - st.spent + sum(self._cost(a, p) for a, p in force.items()))
@@ -375,6 +377,21 @@ class Executor:
             "time_limit_s": self.time_limit_s,
             "backend": self.backend,
         }
+
+    def _busy(self, run_id: str) -> dict[str, list[str]]:
+        """The slots other runs hold on providers with a `capacity`, as the observed state's
+        `busy`: the time until each is expected back. On the wall clock only (a simulated run's
+        time is its own, so another run's slot has no time in it); a slot past its expected end
+        is taken as back any moment (1 ms)."""
+        if not isinstance(self.env, RealEnvironment) or not any(p.capacity for p in self.spec.providers.values()):
+            return {}
+        now = wall_ms()
+        out: dict[str, list[int]] = {}
+        for slot in self.store.slots():
+            if slot["run"] == run_id or slot["provider"] not in self.spec.providers or self.spec.providers[slot["provider"]].capacity is None:
+                continue
+            out.setdefault(slot["provider"], []).append(max(1, (slot["until_ms"] or now) - now))
+        return {p: [f"{ms}ms" for ms in sorted(v, reverse=True)[: self.spec.providers[p].capacity]] for p, v in sorted(out.items())}
 
     def _plan(self, run_id: str, st: RunState, context: dict, reason: str) -> bool | None:
         """Re-plan from the current state. True when planned; None when there is no plan yet but
@@ -544,7 +561,10 @@ class Executor:
             data = {"action": action, "provider": provider, "attempt": req.attempt, "key": req.key}
             if req.timeout_ms is not None:
                 data["due"] = now + req.timeout_ms
-            slot = (provider, cap) if cap is not None else None
+            slot = None
+            if cap is not None:
+                # (when it is expected back, for other runs' plans: on the wall clock only)
+                slot = (provider, cap, wall_ms() + req.latency_ms) if isinstance(self.env, RealEnvironment) else (provider, cap)
             if a.external:
                 # Never dispatched: its facts are awaited until `due` (a durable timer: the
                 # event holds it, so a restart waits for the same moment).

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from intento.errors import OperationalError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 MIGRATIONS = {
     1: [
@@ -103,6 +103,12 @@ MIGRATIONS = {
         # Which driver wrote each event (operational, not part of the run's log as `events()`
         # returns it, so the same seed still gives the identical log).
         "ALTER TABLE events ADD COLUMN driver TEXT",
+    ],
+    4: [
+        # When each held slot is expected back (wall-clock ms: its step's dispatch plus its
+        # option's latency; NULL for a simulated run's, whose time is its own): the plans of
+        # other runs see the slot as busy until then.
+        "ALTER TABLE slots ADD COLUMN until_ms INTEGER",
     ],
 }
 
@@ -297,9 +303,11 @@ class Store:
         return [r[0] for r in self._read("read its inbox", "SELECT DISTINCT run FROM inbox WHERE taken = 0")]
 
     def slots(self, provider: str | None = None) -> list[dict]:
-        """Capacity slots held now (by steps in flight of every run)."""
-        sql, args = ("SELECT provider, run, action FROM slots WHERE provider = ?", (provider,)) if provider else ("SELECT provider, run, action FROM slots", ())
-        return [dict(zip(("provider", "run", "action"), r)) for r in self._read("read its capacity slots", sql, args)]
+        """Capacity slots held now (by steps in flight of every run), each with when it is
+        expected back (`until_ms`, wall-clock ms; None if not known)."""
+        cols = "SELECT provider, run, action, until_ms FROM slots"
+        sql, args = (cols + " WHERE provider = ?", (provider,)) if provider else (cols, ())
+        return [dict(zip(("provider", "run", "action", "until_ms"), r)) for r in self._read("read its capacity slots", sql, args)]
 
     def secrets(self, run_id: str) -> dict[str, Any]:
         """A run's secret given values, each with its JSON type (as `values.to_json` wrote it)."""
@@ -308,13 +316,13 @@ class Store:
     # -- events --
     def append(
         self, run_id: str, seq: int, type_: str, at: int, data: dict[str, Any], status: str | None = None,
-        outbox: tuple[str, dict] | None = None, lease: int | None = None, slot: tuple[str, int] | None = None, driver: str | None = None,
+        outbox: tuple[str, dict] | None = None, lease: int | None = None, slot: tuple | None = None, driver: str | None = None,
     ) -> bool:
         """Append event ``seq`` (must be the next one) in its own durable transaction; with
         ``outbox`` (decision id, audit record draft), the draft is committed with it.
 
         ``lease``: the driver's fencing token; the append is refused (`LeaseLost`) when the
-        run's lease has moved on. ``slot`` (provider, capacity), for a `step_dispatched`: take
+        run's lease has moved on. ``slot`` (provider, capacity[, expected back: wall ms]), for a `step_dispatched`: take
         one of the provider's capacity slots with the event; when every slot is held, nothing
         is written and False is returned. An event that ends a step gives its slot back, and a
         run's outcome gives back every slot it held."""
@@ -334,7 +342,8 @@ class Store:
                     if held >= slot[1]:
                         self.db.execute("ROLLBACK")
                         return False
-                    self.db.execute("INSERT OR REPLACE INTO slots VALUES (?, ?, ?)", (slot[0], run_id, data.get("action")))
+                    until = slot[2] if len(slot) > 2 else None
+                    self.db.execute("INSERT OR REPLACE INTO slots (provider, run, action, until_ms) VALUES (?, ?, ?, ?)", (slot[0], run_id, data.get("action"), until))
                 if type_ in _STEP_ENDS and not data.get("compensation_for"):
                     self.db.execute("DELETE FROM slots WHERE run = ? AND action = ?", (run_id, data.get("action")))
                 if status in TERMINAL:
