@@ -38,6 +38,14 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
+# Options shared by the commands that talk to Temporal (`worker`, and `--engine temporal`).
+_TEMPORAL_HELP = "The Temporal frontend, HOST:PORT (default: TEMPORAL_ADDRESS, else 127.0.0.1:7233)."
+_NAMESPACE_HELP = "The namespace (default: TEMPORAL_NAMESPACE, else `default`)."
+_API_KEY_HELP = "An API key (default: TEMPORAL_API_KEY); it turns TLS on."
+_TLS_CERT_HELP = "A TLS client certificate, PEM (default: TEMPORAL_TLS_CLIENT_CERT_PATH)."
+_TLS_KEY_HELP = "The TLS client certificate's key, PEM (default: TEMPORAL_TLS_CLIENT_KEY_PATH)."
+_TLS_CA_HELP = "The CA certificate that signed the server's, PEM (default: TEMPORAL_TLS_SERVER_CA_CERT_PATH)."
+
 
 class DiagFormat(str, Enum):
     text = "text"
@@ -461,16 +469,22 @@ def run_command(
     time_limit: float = typer.Option(10.0, "--time-limit", help="Solver time limit per (re-)plan, in seconds.", min=0.001),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress; only the final status."),
     engine: str = typer.Option("embedded", "--engine", help="embedded (SQLite store, this process) or temporal (a workflow on a Temporal cluster; needs `intento worker`)."),
-    temporal: str = typer.Option("127.0.0.1:7233", "--temporal", help="With --engine temporal: the Temporal frontend, HOST:PORT."),
+    temporal: Optional[str] = typer.Option(None, "--temporal", help=_TEMPORAL_HELP),
+    namespace: Optional[str] = typer.Option(None, "--namespace", help=_NAMESPACE_HELP),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help=_API_KEY_HELP),
+    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help=_TLS_CERT_HELP),
+    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help=_TLS_KEY_HELP),
+    tls_ca: Optional[Path] = typer.Option(None, "--tls-ca", help=_TLS_CA_HELP),
     task_queue: str = typer.Option("intento", "--task-queue", help="With --engine temporal: the workers' task queue."),
 ) -> None:
     """Achieve an intent: plan, run the steps, observe, re-plan, compensate and escalate if needed.
     Running the same command again resumes the same run. Exit 0 when the goal holds, 3 when the run escalated, 4 when
     it was cancelled (`intento cancel`), 1 on bad input, a store that cannot be used, or a `--key` already used for another
-    request; with `--engine temporal` also 1 when Temporal is unreachable, 4 when the workflow ended without an outcome
-    (cancelled, terminated, timed out), 130 when interrupted."""
+    request; with `--engine temporal` also 1 when Temporal is unreachable, 4 when the run was cancelled or its workflow
+    ended without an outcome (terminated, timed out, failed), 130 when interrupted. On Temporal the run's workflow id is
+    INTENT-KEY (INTENT-<hash of the request> without --key); a request whose run already ended is answered with its outcome."""
     if engine == "temporal":
-        _run_on_temporal(paths, intent, given, state, key, temporal, task_queue)
+        _run_on_temporal(paths, intent, given, state, key, _connection(temporal, namespace, api_key, tls_cert, tls_key, tls_ca), task_queue, store, quiet)
     elif engine != "embedded":
         print("intento: --engine is `embedded` or `temporal`", file=sys.stderr)
         raise typer.Exit(1)
@@ -496,19 +510,28 @@ def run_command(
 @app.command("worker")
 def worker_command(
     paths: List[Path] = typer.Argument(..., help="The project the worker plans and runs."),
-    temporal: str = typer.Option("127.0.0.1:7233", "--temporal", help="The Temporal frontend, HOST:PORT."),
+    temporal: Optional[str] = typer.Option(None, "--temporal", help=_TEMPORAL_HELP),
+    namespace: Optional[str] = typer.Option(None, "--namespace", help=_NAMESPACE_HELP),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help=_API_KEY_HELP),
+    tls_cert: Optional[Path] = typer.Option(None, "--tls-cert", help=_TLS_CERT_HELP),
+    tls_key: Optional[Path] = typer.Option(None, "--tls-key", help=_TLS_KEY_HELP),
+    tls_ca: Optional[Path] = typer.Option(None, "--tls-ca", help=_TLS_CA_HELP),
     task_queue: str = typer.Option("intento", "--task-queue", help="The task queue to poll."),
-    store: Path = typer.Option(Path("intento.db"), "--store", help="Where the audit log goes (STORE.audit.jsonl)."),
+    store: Path = typer.Option(Path("intento.db"), "--store", help="Where the audit log goes (STORE.audit.jsonl); its key file (or INTENTO_SECRET_KEY) opens the runs' sealed secrets."),
     simulate: Optional[Path] = typer.Option(None, "--simulate", help="Run steps against this simulation scenario."),
     handlers: Optional[str] = typer.Option(None, "--handlers", help="Real handlers: `module:registry` or `module`."),
+    concurrency: int = typer.Option(8, "--concurrency", help="Activities (plans and steps) run at once by this worker.", min=1, max=1024),
+    shutdown_grace: float = typer.Option(30.0, "--shutdown-grace", help="On SIGTERM/SIGINT, seconds steps in flight get to finish before they are abandoned.", min=0, max=86_400),
+    build_id: Optional[str] = typer.Option(None, "--build-id", help="The worker's build id (default: intento- and the project's fingerprint)."),
 ) -> None:
     """Run a Temporal worker for intento runs: each run a workflow, planning and steps as activities.
-    Stops on SIGINT or SIGTERM (exit 0); exit 1 when Temporal cannot be reached or the worker fails, or the `temporal`
-    extra is not installed."""
+    Stops on SIGINT or SIGTERM (exit 0), letting steps in flight finish within --shutdown-grace; exit 1 when Temporal cannot
+    be reached or the worker fails, or the `temporal` extra is not installed."""
     import asyncio
     import signal
 
     _need_extra("temporal", "temporalio")
+    conn = _connection(temporal, namespace, api_key, tls_cert, tls_key, tls_ca)
 
     try:
         spec = _load_spec(paths)
@@ -520,20 +543,21 @@ def worker_command(
         from intento.audit import AuditLog
         from intento.temporal import Activities, worker
 
-        client = await _temporal_client(temporal)
+        client = await _temporal_client(conn)
         acts = Activities(spec, scenario=scenario, registry=registry, audit=AuditLog(store.with_name(store.name + ".audit.jsonl")))
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        w = worker(client, task_queue, acts)
+        w = worker(client, task_queue, acts, concurrency, graceful_shutdown_s=shutdown_grace, build_id=build_id)
         running = asyncio.ensure_future(w.run())
-        print(f"intento worker on {temporal}, task queue {task_queue}", flush=True)
+        print(f"intento worker on {conn.where()}, task queue {task_queue}", flush=True)
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if running.done():
             running.result()  # the worker stopped by itself: its error
             return
-        # Steps still running are abandoned: their workflows see them lost and reconcile them.
+        # Steps still running get the grace period; past it they are abandoned, and their
+        # workflows see them lost and reconcile them.
         await w.shutdown()
         await asyncio.gather(running, return_exceptions=True)  # stopped on purpose: its end is no error
 
@@ -545,25 +569,33 @@ def worker_command(
         from intento.temporal._client import connect_problem
 
         cause = e.__cause__ or e
-        print(f"intento: the worker on {temporal}, task queue `{task_queue}`, stopped: {connect_problem(cause)}", file=sys.stderr)
+        print(f"intento: the worker on {conn.where()}, task queue `{task_queue}`, stopped: {connect_problem(cause)}", file=sys.stderr)
         _exit_now(1)
     _exit_now(0)
 
 
-async def _temporal_client(address: str):
-    """A connected Temporal client; a bad address or an unreachable one exits 1 with one line."""
+def _connection(address=None, namespace=None, api_key=None, tls_cert=None, tls_key=None, tls_ca=None):
+    from intento.temporal._client import Connection
+
+    return Connection(address=address, namespace=namespace, api_key=api_key, tls_cert=tls_cert, tls_key=tls_key, tls_ca=tls_ca)
+
+
+async def _temporal_client(conn):
+    """A connected Temporal client; a bad address, bad TLS files or an unreachable cluster exit 1 with one line."""
     import asyncio
 
     from temporalio.client import Client
 
-    from intento.temporal._client import CONNECT_TIMEOUT, START_DEV, address_problem, connect_problem
+    from intento.temporal._client import CONNECT_TIMEOUT, START_DEV, connect_problem
 
-    problem = address_problem(address)
-    if problem:
-        print(f"intento: {problem}", file=sys.stderr)
-        _exit_now(1)
     try:
-        return await asyncio.wait_for(Client.connect(address, connect_timeout=CONNECT_TIMEOUT), CONNECT_TIMEOUT.total_seconds())
+        kwargs = conn.connect_kwargs()
+    except ValueError as e:
+        print(f"intento: {e}", file=sys.stderr)
+        _exit_now(1)
+    address = kwargs["target_host"]
+    try:
+        return await asyncio.wait_for(Client.connect(**kwargs, connect_timeout=CONNECT_TIMEOUT), CONNECT_TIMEOUT.total_seconds())
     except asyncio.TimeoutError:
         print(f"intento: cannot reach Temporal at {address}: no answer within {CONNECT_TIMEOUT.total_seconds():g}s (is it a Temporal frontend?); {START_DEV}", file=sys.stderr)
         _exit_now(1)
@@ -572,55 +604,70 @@ async def _temporal_client(address: str):
         _exit_now(1)
 
 
-def _run_on_temporal(paths, intent, given, state, key, temporal: str, task_queue: str) -> None:
-    """`intento run --engine temporal`: start (or join) the run's workflow and wait for its
-    outcome. Never returns: every exit goes through `_exit_now` (0 succeeded, 3 escalated, 1 bad
-    input or Temporal unreachable, 4 the workflow ended without an outcome, 130 interrupted)."""
+def _run_on_temporal(paths, intent, given, state, key, conn, task_queue: str, store: Path, quiet: bool) -> None:
+    """`intento run --engine temporal`: start (or join) the run's workflow, show its progress and
+    wait for its outcome. A request whose run already ended is answered with that outcome, never
+    run again. Never returns: every exit goes through `_exit_now` (0 succeeded, 3 escalated, 4
+    cancelled or ended without an outcome, 1 bad input or Temporal unreachable, 130 interrupted)."""
     _need_extra("temporal", "temporalio")
     import asyncio
-    import hashlib
+
+    from intento.errors import OperationalError
 
     try:
         spec = _load_spec(paths)
-        from intento.temporal import IntentRun, run_request
+        from intento.audit import secret_key
+        from intento.temporal import run_request
         from intento.temporal._client import ended_without_outcome
+        from intento.temporal._commands import workflow_id
 
         with _bad_input_exits():
             given_data, _ = _json_input(given, "given")
             state_data, _ = _json_input(state, "state")
-            req = run_request(spec, intent, given_data, state_data)
+            ispec = spec.intents.get(intent)
+            # The key that seals secret givens: INTENTO_SECRET_KEY, else the key file beside the
+            # audit log of --store (the one `intento worker --store` opens them with).
+            sealing = secret_key(store.with_name(store.name + ".audit.jsonl")) if ispec and any(p.secret for p in ispec.given.values()) else None
+            req = run_request(spec, intent, given_data, state_data, secret_key=sealing)
     except typer.Exit as e:
         _exit_now(e.exit_code)
-    workflow_id = key or "intento-" + hashlib.sha256(json.dumps(req, sort_keys=True).encode()).hexdigest()[:24]
+    except (OperationalError, OSError) as e:
+        print(f"intento: {e}", file=sys.stderr)
+        _exit_now(1)
+    wid = workflow_id(intent, key, req)
+    where = conn.where()
 
     async def go() -> dict:
         from temporalio.client import WorkflowFailureError
-        from temporalio.common import WorkflowIDConflictPolicy
         from temporalio.service import RPCError
 
         from intento.temporal._client import connect_problem
+        from intento.temporal._commands import outcome, start_or_join
 
-        client = await _temporal_client(temporal)
+        client = await _temporal_client(conn)
         try:
-            # The same request (or --key) never starts two workflows: a running one is joined.
-            handle = await client.start_workflow(IntentRun.run, req, id=workflow_id, task_queue=task_queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+            handle, how = await start_or_join(client, req, wid, task_queue)
         except RPCError as e:
-            print(f"intento: Temporal at {temporal} did not start run {workflow_id}: {connect_problem(e)}", file=sys.stderr)
+            print(f"intento: Temporal at {where} did not start run {wid}: {connect_problem(e)}", file=sys.stderr)
             _exit_now(1)
-        print(f"run {workflow_id} ({intent}) on Temporal {temporal}, task queue {task_queue}", flush=True)
+        said = {"started": "", "joined": " (already running: joined)", "ended": " (already ended: its outcome)"}[how]
+        print(f"run {wid} ({intent}) on Temporal {where}, task queue {task_queue}{said}", flush=True)
+        shown = asyncio.ensure_future(_temporal_progress(handle, quiet))
         try:
-            return await handle.result()
+            return await outcome(handle)
         except WorkflowFailureError as e:
-            print(f"intento: run {workflow_id} {ended_without_outcome(e)}; it has no outcome (`intento run` again starts it anew)", file=sys.stderr)
+            print(f"intento: run {wid} {ended_without_outcome(e)}; it has no outcome (`intento run` again starts it anew)", file=sys.stderr)
             _exit_now(4)
         except RPCError as e:
-            print(f"intento: lost Temporal at {temporal} while waiting for run {workflow_id}: {connect_problem(e)}; the run goes on there: the same command waits for it again", file=sys.stderr)
+            print(f"intento: lost Temporal at {where} while waiting for run {wid}: {connect_problem(e)}; the run goes on there: the same command waits for it again", file=sys.stderr)
             _exit_now(1)
+        finally:
+            shown.cancel()
 
     try:
         result = asyncio.run(go())
     except KeyboardInterrupt:
-        print(f"intento: interrupted; run {workflow_id} goes on on Temporal: the same command waits for it again", file=sys.stderr)
+        print(f"intento: interrupted; run {wid} goes on on Temporal: the same command waits for it again", file=sys.stderr)
         _exit_now(130)
     except Exception as e:  # a bug: one line, as `run()` reports it, but through a safe exit
         if os.environ.get("INTENTO_DEBUG"):
@@ -629,11 +676,42 @@ def _run_on_temporal(paths, intent, given, state, key, temporal: str, task_queue
             traceback.print_exc()
         print(f"intento: internal error: {type(e).__name__}: {e} (set INTENTO_DEBUG=1 for details; please report it)", file=sys.stderr)
         _exit_now(70)
-    for e in result.get("events", []):
-        detail = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("type", "at"))
-        print(f"[{e['at']:>8} ms] {e['type']} {detail}")
+    if not quiet:
+        for e in result.get("events", [])[_PROGRESS_SHOWN[0]:]:
+            _print_temporal_event(e)
+    for u in result.get("undo_failed") or []:
+        print(f"undo failed: {u['action']} (for {u['for']}): {u['error']}")
     print(f"outcome: {result['status']}" + (f": {result['summary']}" if result.get("summary") else ""))
-    _exit_now(0 if result["status"] == "succeeded" else 3)
+    _exit_now({"succeeded": 0, "cancelled": 4}.get(result["status"], 3))
+
+
+#: How many of the run's events the live progress has printed (the rest are printed at the end).
+_PROGRESS_SHOWN = [0]
+
+
+def _print_temporal_event(e: dict) -> None:
+    detail = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("type", "at"))
+    print(f"[{e['at']:>8} ms] {e['type']} {detail}", flush=True)
+
+
+async def _temporal_progress(handle, quiet: bool) -> None:
+    """Live progress of a Temporal run: its new events, read through the `status` query about
+    twice a second (a query costs no history event)."""
+    import asyncio
+
+    from intento.temporal._workflow import IntentRun
+
+    if quiet:
+        return
+    while True:
+        try:
+            events = (await handle.query(IntentRun.status))["events"]
+        except Exception:  # not started by a worker yet, or ended: the outcome shows the rest
+            events = []
+        for e in events[_PROGRESS_SHOWN[0]:]:
+            _print_temporal_event(e)
+        _PROGRESS_SHOWN[0] = max(_PROGRESS_SHOWN[0], len(events))
+        await asyncio.sleep(0.5)
 
 
 def _exit_now(code: int) -> None:

@@ -132,10 +132,10 @@ def test_the_insurance_example_runs_on_temporal(temporal_address):
         client = await Client.connect(temporal_address)
         queue = _queue()
         out = {}
-        async with worker(client, queue, Activities(spec, scenario=Scenario(seed=1))):
+        async with worker(client, queue, Activities(spec, scenario=Scenario(seed=1), secret_key=b"k")):
             for score in ("0.95", "0.2"):
                 given = {"customer.region": "eu", "quote.premium": "300 USD", "visitor.bot_score": Decimal(score), "visitor.email": "v@example.com"}
-                handle = await _start(client, queue, run_request(spec, "progress_quote", given, {"facts": ["quote.requested"]}))
+                handle = await _start(client, queue, run_request(spec, "progress_quote", given, {"facts": ["quote.requested"]}, secret_key=b"k"))
                 out[score] = await asyncio.wait_for(handle.result(), 60)
         return out
 
@@ -380,7 +380,7 @@ def test_a_goal_that_holds_at_the_deadline_is_not_given_up(temporal_address):
                 return "deliver" in (await handle.query(IntentRun.status))["running"]
 
             await until(delivering, "`deliver` to start")
-            await handle.signal(IntentRun.observe, {"fact": "parcel.delivered"})
+            assert await handle.execute_update(IntentRun.observe, {"fact": "parcel.delivered"}) == "queued"
 
             async def passed():
                 return (await handle.query(IntentRun.status))["deadline_passed"]

@@ -18,7 +18,7 @@ from temporalio.client import Client  # noqa: E402
 from temporalio.worker import Replayer  # noqa: E402
 
 import intento  # noqa: E402
-from intento.audit import AuditLog, verify  # noqa: E402
+from intento.audit import AuditLog, secret_key, verify  # noqa: E402
 from intento.execute import Executor, Registry, Scenario, SimEnvironment, Store  # noqa: E402
 from intento.temporal import Activities, IntentRun, run_request, worker  # noqa: E402
 
@@ -44,7 +44,7 @@ def _on_temporal(spec, address: str, tmp: Path, given: dict, scenario: Scenario)
         queue = f"intento-{uuid.uuid4().hex[:8]}"
         audit = AuditLog(tmp / "t.audit.jsonl")
         async with worker(client, queue, Activities(spec, scenario=scenario, audit=audit)):
-            handle = await client.start_workflow(IntentRun.run, run_request(spec, "fulfil_order", given), id=f"run-{uuid.uuid4().hex[:8]}", task_queue=queue)
+            handle = await client.start_workflow(IntentRun.run, run_request(spec, "fulfil_order", given, secret_key=secret_key(audit.path)), id=f"run-{uuid.uuid4().hex[:8]}", task_queue=queue)
             result = await handle.result()
             status = await handle.query(IntentRun.status)
             history = await handle.fetch_history()
@@ -90,7 +90,9 @@ def test_cli_worker_and_run_on_temporal(temporal_address, tmp_path):
     w = subprocess.Popen([INTENTO, "worker", *project, "--temporal", temporal_address, "--task-queue", queue, "--simulate", scen, "--store", str(tmp_path / "w.db")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         r = subprocess.run(
-            [INTENTO, "run", *project, "-i", "fulfil_order", "-g", str(ROOT / "examples" / "order_fulfilment" / "requests" / "us_order.json"), "--engine", "temporal", "--temporal", temporal_address, "--task-queue", queue],
+            [INTENTO, "run", *project, "-i", "fulfil_order", "-g", str(ROOT / "examples" / "order_fulfilment" / "requests" / "us_order.json"), "--engine", "temporal", "--temporal", temporal_address, "--task-queue", queue,
+             # The worker's store: its key file seals the secret givens the worker opens.
+             "--store", str(tmp_path / "w.db")],
             capture_output=True, text=True, timeout=120,
         )
         assert r.returncode == 0, r.stdout + r.stderr
@@ -137,7 +139,7 @@ def _run_small(address, spec, registry=None, signal_fact=None, step_timeout_s=No
                     return any(e["type"] == "step_dispatched" and e["action"] == "file_lands" for e in events)
 
                 await until(awaited, "the run to await `file_lands`")
-                await handle.signal(IntentRun.observe, {"fact": signal_fact})
+                await handle.signal("observe", {"fact": signal_fact})  # fire-and-forget
             result = await asyncio.wait_for(handle.result(), 60)
             history = await handle.fetch_history()
         await Replayer(workflows=[IntentRun]).replay_workflow(history)

@@ -27,26 +27,63 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'intento.temporal' has no attribute {name!r}")
 
 
-def run_request(spec, intent: str, given: dict | None, state: dict | None = None) -> dict[str, Any]:
-    """The workflow's input for a request, validated like a planning request."""
+def run_request(spec, intent: str, given: dict | None, state: dict | None = None, *, secret_key: bytes | None = None) -> dict[str, Any]:
+    """The workflow's input for a request, validated like a planning request. Secret given values
+    are sealed (`intento.temporal._secrets`): the workflow's history carries a keyed hash and the
+    value encrypted under ``secret_key`` (default: ``INTENTO_SECRET_KEY``), which every worker
+    must share; an intent with secret givens and no key is refused (`SecretKeyMissing`)."""
+    import os
+
+    from intento.audit import sources_of
+    from intento.execute.observe import achieved_facts
     from intento.solve import prepare
+    from intento.temporal._secrets import SecretKeyMissing, seal
     from intento.values import format_decimal, to_json
 
     problem = prepare(spec, intent, given, state)
     ispec = spec.intents[intent]
+    values = {k: to_json(v) for k, v in problem.context.items()}
+    if any(ispec.given[k].secret for k in values):
+        key = secret_key or os.environ.get("INTENTO_SECRET_KEY", "").encode()
+        if not key:
+            raise SecretKeyMissing(
+                f"`{intent}` has secret givens, which a Temporal run carries sealed: set INTENTO_SECRET_KEY, the same for the "
+                "client and every worker (or let both use the key file beside one audit log, `--store`)"
+            )
+        values = seal(spec, intent, values, key)
     return {
         "intent": intent,
-        "given": {k: to_json(v) for k, v in problem.context.items()},
+        "given": values,
         "facts": sorted(problem.state.facts),
         "providers": {p: s.model_dump(mode="json", exclude_none=True) for p, s in problem.state.model.providers.items()},
         "deadline_ms": ispec.deadline_ms,
         "budget": format_decimal(ispec.budget) if ispec.budget is not None else None,
+        # What the run's memo shows, and the names an observation may use (checked at the call).
+        "project": spec.fingerprint,
+        "policy_set": sources_of(spec, sorted(spec.policies)).policy_set,
+        "names": {"facts": sorted(achieved_facts(spec)), "providers": sorted(spec.providers)},
     }
 
 
-def worker(client, task_queue: str, activities: Activities, max_workers: int = 8):
-    """A Temporal worker for intento runs (await ``worker.run()``; use as an async context manager)."""
+def worker(
+    client,
+    task_queue: str,
+    activities: Activities,
+    max_workers: int = 8,
+    *,
+    max_workflows: int | None = None,
+    graceful_shutdown_s: float = 30.0,
+    build_id: str | None = None,
+):
+    """A Temporal worker for intento runs (await ``worker.run()``; use as an async context manager).
+
+    ``max_workers`` bounds the activities (plans and steps) run at once, ``max_workflows`` the
+    workflow tasks; on shutdown, steps in flight get ``graceful_shutdown_s`` to finish before
+    they are abandoned (their workflows then see them lost and reconcile them). The build id
+    (default: the project's fingerprint) is recorded with every workflow task, so the history
+    says which project version decided each step."""
     from concurrent.futures import ThreadPoolExecutor
+    from datetime import timedelta
 
     from temporalio.worker import Worker
     from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -56,11 +93,16 @@ def worker(client, task_queue: str, activities: Activities, max_workers: int = 8
     # intento's own modules (and the libraries they load) are deterministic library code: the
     # sandbox passes them through instead of re-importing them for every workflow run.
     runner = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("pydantic", "pydantic_core", "lark", "ortools", "google", "numpy", "cryptography"))
+    extra = {"max_concurrent_workflow_tasks": max_workflows} if max_workflows else {}
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[IntentRun],
-        activities=[activities.plan, activities.step, activities.reconcile],
+        activities=[activities.plan, activities.step, activities.reconcile, activities.escalate],
         activity_executor=ThreadPoolExecutor(max_workers=max_workers),
+        max_concurrent_activities=max_workers,
         workflow_runner=runner,
+        graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown_s),
+        build_id=build_id or "intento-" + activities.spec.fingerprint[:16],
+        **extra,
     )

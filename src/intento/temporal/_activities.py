@@ -18,8 +18,10 @@ from decimal import Decimal
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from intento.audit import AuditLog
+from intento.audit import secret_key as audit_secret_key
 from intento.evaluate import formula_facts, formula_json
 from intento.execute.environment import Scenario, StepRequest, simulate_step
 from intento.execute.handlers import PermanentError, Registry, RetryableError, StepContext
@@ -27,30 +29,70 @@ from intento.request import typed_context
 from intento.semantics import requirement
 from intento.solve import plan_problem, prepare
 from intento.spec import Spec
+from intento.temporal._secrets import SecretUnreadable, unseal
 from intento.values import Duration
 
 #: A running step activity heartbeats this often (the SDK batches them to its heartbeat timeout).
 HEARTBEAT_EVERY_S = 1.0
+#: The error type of a step that failed (or timed out, in simulation): a failed activity in
+#: Temporal's terms, never retried by Temporal (the workflow re-plans); its details carry the
+#: outcome as the workflow reads it (`_workflow.IntentRun._outcome_of`).
+STEP_FAILED = "StepFailed"
+
+
+def step_failure(out: dict[str, Any]) -> ApplicationError:
+    # Benign: a provider failing is the run's business (it re-plans), not the worker's; the SDK
+    # then logs it at debug level instead of a warning with a traceback per failed step.
+    return ApplicationError(out.get("error") or "the step failed", out, type=STEP_FAILED, non_retryable=True, category=ApplicationErrorCategory.BENIGN)
 
 
 class Activities:
-    def __init__(self, spec: Spec, scenario: Scenario | None = None, registry: Registry | None = None, audit: AuditLog | None = None, time_scale: float = 0.0):
+    def __init__(
+        self,
+        spec: Spec,
+        scenario: Scenario | None = None,
+        registry: Registry | None = None,
+        audit: AuditLog | None = None,
+        time_scale: float = 0.0,
+        secret_key: bytes | None = None,
+    ):
         self.spec = spec
+        #: Opens sealed secret givens: this key, else the audit log's (``INTENTO_SECRET_KEY`` or
+        #: the key file beside the log), else ``INTENTO_SECRET_KEY``.
+        self._secret_key = secret_key
         self.scenario = scenario
         self.registry = registry or Registry()
         self.audit = audit
         #: Simulation: seconds slept per simulated millisecond (0: answer at once).
         self.time_scale = time_scale
 
+    def _key(self) -> bytes:
+        if self._secret_key is None:
+            import os
+
+            if self.audit is not None:
+                self._secret_key = audit_secret_key(self.audit.path)
+            else:
+                self._secret_key = os.environ.get("INTENTO_SECRET_KEY", "").encode()
+        return self._secret_key
+
+    def _given(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The run's given values (JSON) with sealed secrets opened."""
+        return unseal(given, self._key())
+
     @activity.defn(name="intento.plan")
     def plan(self, req: dict[str, Any]) -> dict[str, Any]:
         spec = self.spec
+        try:
+            given = self._given(req["given"])
+        except SecretUnreadable as e:  # a worker's configuration: no retry opens it
+            raise ApplicationError(str(e), type="SecretUnreadable", non_retryable=True) from None
         state = {"facts": req["facts"], "providers": req["providers"]}
         excluded = {(a, p): why for a, p, why in req.get("excluded", [])}
         budget = Decimal(req["budget_left"]) if req.get("budget_left") is not None else "declared"
         deadline = req.get("deadline_left", "declared")
         # `given` is the workflow's JSON context; `prepare` types it again (a number from "0.1").
-        problem = prepare(spec, req["intent"], req["given"], state, deadline_ms=deadline, budget=budget, excluded=excluded, done=req.get("done") or {})
+        problem = prepare(spec, req["intent"], given, state, deadline_ms=deadline, budget=budget, excluded=excluded, done=req.get("done") or {})
         force = req.get("force") or None
         time_limit = req.get("time_limit_s", 10.0)
         plan = plan_problem(problem, time_limit_s=time_limit, force=force)
@@ -74,7 +116,7 @@ class Activities:
                 "backend": "cpsat",
                 "unforced": unforced,
             }
-            self.audit.append(spec, req["intent"], dict(req["given"]), state, plan, kind="replan" if req.get("plans") else "plan", run=req["run"], reason=req.get("reason"), inputs=inputs)
+            self.audit.append(spec, req["intent"], given, state, plan, kind="replan" if req.get("plans") else "plan", run=req["run"], reason=req.get("reason"), inputs=inputs)
         steps = []
         for s in plan.steps:
             a = spec.actions[s.action]
@@ -133,7 +175,7 @@ class Activities:
 
     def _context(self, req: dict[str, Any]) -> dict[str, Any]:
         """The step's given values typed (Decimal, Money, Duration, bool, str), as handlers get them."""
-        context = req.get("context") or {}
+        context = self._given(req.get("context") or {})
         return typed_context(self.spec, req["intent"], context) if req.get("intent") else dict(context)
 
     @activity.defn(name="intento.step")
@@ -158,10 +200,17 @@ class Activities:
             activity.heartbeat()
         if "error" in box:
             raise box["error"]
-        return box["out"]
+        out = box["out"]
+        if out["kind"] != "succeeded":
+            raise step_failure(out)
+        return out
 
     def _step(self, req: dict[str, Any]) -> dict[str, Any]:
-        r = StepRequest(req["run"], req["action"], req["provider"], req["attempt"], req["key"], req["latency_ms"], req.get("timeout_ms"), req["idempotent"], self._context(req))
+        try:
+            context = self._context(req)
+        except SecretUnreadable as e:
+            return {"kind": "failed", "latency_ms": 0, "error": str(e), "retryable": False}
+        r = StepRequest(req["run"], req["action"], req["provider"], req["attempt"], req["key"], req["latency_ms"], req.get("timeout_ms"), req["idempotent"], context)
         if self.scenario is not None:
             kind, duration, error = simulate_step(self.scenario, r, req.get("now_ms", 0))
             if self.time_scale:
@@ -185,4 +234,21 @@ class Activities:
         fn = self.registry.reconcilers.get(req["action"])
         if fn is None:
             return None
-        return bool(fn(StepContext(req["run"], req["action"], req["provider"], req["attempt"], req["key"], self._context(req))))
+        try:
+            context = self._context(req)
+        except SecretUnreadable as e:
+            raise ApplicationError(str(e), type="SecretUnreadable", non_retryable=True) from None
+        return bool(fn(StepContext(req["run"], req["action"], req["provider"], req["attempt"], req["key"], context)))
+
+    @activity.defn(name="intento.escalate")
+    def escalate(self, req: dict[str, Any]) -> str | None:
+        """Tell the registered escalation handler (`on_escalation`) that a run escalated, as the
+        embedded executor does; its failure is returned (and recorded by the workflow), never raised."""
+        fn = self.registry.escalation
+        if fn is None:
+            return None
+        try:
+            fn(req["run"], req.get("conflict", []), req.get("summary") or req.get("reason") or "")
+        except Exception as e:  # the run is escalated whatever the handler does
+            return f"the escalation handler failed: {e}"
+        return None

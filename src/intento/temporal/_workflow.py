@@ -10,8 +10,17 @@ A step's activity is limited to its action's `timeout`: overrunning it is the st
 (a failure of that provider, then a re-plan); a step whose worker stops heartbeating is lost
 (its effect is unknown: reconciled). The run's deadline is one durable timer: when it fires
 before the goal holds, the run gives up once (steps in flight end, completed ones are undone)
-naming the deadline. Observations arrive as the ``observe`` signal; ``status`` and
-``explanation`` are queries.
+naming the deadline. A failed step is a failed activity (error type ``StepFailed``, its outcome
+in the failure's details), which Temporal never retries: the workflow re-plans. A cancellation
+(`temporal workflow cancel`, `intento cancel --engine temporal`) is the run giving up: steps in
+flight end, completed ones are undone in reverse order, and the workflow ends cancelled. An
+escalated run calls the worker's `on_escalation` handler (``intento.escalate``).
+
+Observations arrive as the ``observe`` update (validated: an unknown fact, provider or status is
+refused at the call) or, fire-and-forget, as the ``observe`` signal; ``status`` and
+``explanation`` are queries. Each activity carries a summary (``charge_payment via stripe``);
+the workflow's current details say what it runs and waits for, and its memo holds the intent,
+status, project and policy-set fingerprints, cost so far and deadline.
 """
 
 from __future__ import annotations
@@ -23,11 +32,13 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, TimeoutType
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
 from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 with workflow.unsafe.imports_passed_through():
+    from intento.diagnostics import did_you_mean
     from intento.evaluate import holds_json
+    from intento.execute.observe import validate_observation
     from intento.values import format_ms
 
 #: Same health rule as the embedded executor (intento.execute.state).
@@ -37,9 +48,10 @@ COOL_DOWN_MS = 300_000
 MAX_PLANS = 200
 ONCE = RetryPolicy(maximum_attempts=1)
 #: The activity limit of a step whose action declares no `timeout` (`step_timeout_s` in the
-#: request overrides it). Such an action promises no answer time: past the limit its effect is
-#: unknown, and the step is reconciled like one whose worker died.
-DEFAULT_STEP_LIMIT_S = 300
+#: request overrides it): a day. Such an action promises no answer time; a dead worker is
+#: noticed by the heartbeat timeout long before, and past this limit its effect is unknown (it
+#: is reconciled like a step whose worker died).
+DEFAULT_STEP_LIMIT_S = 86_400
 #: A step activity heartbeats while it runs; none for this long means its worker is gone
 #: (`heartbeat_s` in the request overrides it).
 DEFAULT_HEARTBEAT_S = 20
@@ -62,14 +74,44 @@ class IntentRun:
         self.completed: list[tuple[str, str, dict]] = []
         self.failures: dict[str, list[int]] = {}
         self.deadline_passed = False
+        #: A cancellation asked for while the run was already ending (noted, honoured at its end).
+        self.cancel_requested = False
+        #: The run's outcome once it ended (read by the `status` query after a cancellation).
+        self.outcome: dict | None = None
+        #: Undos that failed: {"action", "for", "error"}, reported in the outcome.
+        self.undo_failed: list[dict] = []
+        self.spent = Decimal(0)
+        self._memo: dict[str, Any] = {}
         self.start = None
         self.req: dict[str, Any] = {}
 
-    @workflow.signal
-    def observe(self, data: dict) -> None:
+    @workflow.signal(name="observe", description="Fire-and-forget observation: {fact} or {provider, status[, latency]} (not checked; use the update to be told).")
+    def observe_signal(self, data: dict) -> None:
         self.inbox.append(data)
 
-    @workflow.query
+    @workflow.update(name="observe", description="An observation, checked at the call: {fact} or {provider, status[, latency ms]}; answers `queued`.")
+    def observe(self, data: dict) -> str:
+        self.inbox.append(data)
+        return "queued"
+
+    @observe.validator
+    def _check_observation(self, data: dict) -> None:
+        if not isinstance(data, dict):
+            raise ApplicationError("an observation is an object: {fact} or {provider, status}", type="InvalidObservation")
+        problem = validate_observation(data, {"id": workflow.info().workflow_id, "status": self.state})
+        if problem is None:
+            names = self.req.get("names") or {}
+            fact, provider = data.get("fact"), data.get("provider")
+            if fact is not None and "facts" in names and fact not in names["facts"]:
+                problem = f"no action or goal of the project names fact `{fact}`; " + (did_you_mean(str(fact), names["facts"]) or "name a fact some action `achieves`")
+            elif provider is not None and "providers" in names and provider not in names["providers"]:
+                problem = f"unknown provider `{provider}`; " + (did_you_mean(str(provider), names["providers"]) or "name a provider the project declares")
+        else:
+            problem = problem.one_line()
+        if problem:
+            raise ApplicationError(problem, type="InvalidObservation")
+
+    @workflow.query(description="The run as it stands: status, facts, steps done, running and awaited, its events.")
     def status(self) -> dict:
         return {
             "status": self.state,
@@ -78,10 +120,13 @@ class IntentRun:
             "running": sorted(self.running),
             "awaiting": sorted(self.awaiting),
             "deadline_passed": self.deadline_passed,
+            "cost": str(self.spent),
+            "undo_failed": list(self.undo_failed),
+            "outcome": {k: v for k, v in (self.outcome or {}).items() if k != "events"} or None,
             "events": list(self.events),
         }
 
-    @workflow.query
+    @workflow.query(description="The solver's explanation of the current plan.")
     def explanation(self) -> dict | None:
         return (self.plan or {}).get("explanation")
 
@@ -131,23 +176,63 @@ class IntentRun:
             return timedelta(milliseconds=max(1, timeout_ms))
         return timedelta(seconds=self.req.get("step_timeout_s", DEFAULT_STEP_LIMIT_S))
 
-    def _start_step(self, args: dict, retry: RetryPolicy = ONCE):
+    def _start_step(self, args: dict, retry: RetryPolicy = ONCE, summary: str | None = None):
         return workflow.start_activity(
             "intento.step",
             args,
             start_to_close_timeout=self._limit(args["timeout_ms"]),
             heartbeat_timeout=timedelta(seconds=self.req.get("heartbeat_s", DEFAULT_HEARTBEAT_S)),
             retry_policy=retry,
+            summary=summary or f"{args['action']} via {args['provider']}",
         )
 
     @staticmethod
-    def _timed_out(err: ActivityError, step: dict) -> dict | None:
-        """A step activity that overran its action's declared `timeout`: the step timed out (a
-        failure of its provider), not a lost step. None for any other error."""
+    def _outcome_of(err: ActivityError, step: dict) -> dict | None:
+        """The outcome of a step whose activity failed: a step that failed (its outcome is the
+        failure's details), or one that overran its action's declared `timeout` (it timed out: a
+        failure of its provider). None when the step was lost (its worker died, or it outlived
+        the default limit): its effect is unknown."""
         cause = err.cause
+        if isinstance(cause, ApplicationError) and cause.type == "StepFailed":
+            details = cause.details[0] if cause.details else None
+            if isinstance(details, dict) and "kind" in details:
+                return details
+            return {"kind": "failed", "latency_ms": 0, "error": cause.message, "retryable": not cause.non_retryable}
         if isinstance(cause, TemporalTimeout) and cause.type == TimeoutType.START_TO_CLOSE and step.get("timeout_ms") is not None:
             return {"kind": "timed_out", "latency_ms": step["timeout_ms"], "error": f"no answer within its timeout ({format_ms(step['timeout_ms'])})", "retryable": True}
         return None
+
+    async def _settle(self, task):
+        """Await an activity to its end even through a cancellation request, which is noted and
+        honoured when the run ends (a run already ending finishes its undos first)."""
+        while True:
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.done():
+                    raise
+                self.cancel_requested = True
+
+    def _show(self, waiting: str | None = None) -> None:
+        """What Temporal's UI shows of the run now: its current details (the plan, what runs, what
+        it waits for) and its memo (intent, status, fingerprints, cost so far, deadline)."""
+        lines = [f"**{self.req['intent']}**: {self.state}"]
+        if self.plan is not None:
+            lines.append("plan: " + (", ".join(f"{s['action']} via {s['provider']}" for s in self.plan["steps"]) or "nothing left to do"))
+        if self.running:
+            lines.append("running: " + ", ".join(f"{a} via {p}" for a, (p, _, _, _) in sorted(self.running.items())))
+        if self.awaiting:
+            lines.append("waiting for: " + ", ".join(f"{', '.join(st['achieves'])} (from {a})" for a, (_, _, st) in sorted(self.awaiting.items())))
+        if waiting:
+            lines.append(waiting)
+        workflow.set_current_details("\n\n".join(lines))
+        memo = {"intent": self.req["intent"], "status": self.state, "cost": str(self.spent)}
+        for k in ("project", "policy_set", "deadline_ms"):
+            if self.req.get(k) is not None:
+                memo[k] = self.req[k]
+        if memo != self._memo:  # each change is an event of the history: only when it changes
+            workflow.upsert_memo({k: v for k, v in memo.items() if self._memo.get(k) != v})
+            self._memo = memo
 
     async def _deadline_timer(self, ms: int) -> None:
         # A durable timer in the workflow's history: it fires at the deadline even if every
@@ -164,18 +249,28 @@ class IntentRun:
         deadline = req.get("deadline_ms")
         timer = asyncio.ensure_future(self._deadline_timer(deadline)) if deadline is not None else None
         self._event("run_started", intent=req["intent"])
+        self._show()
         try:
-            return await self._drive(req)
+            try:
+                result = await self._drive(req)
+            except asyncio.CancelledError:
+                # Cancelled (`temporal workflow cancel`, `intento cancel`): the run gives up as
+                # it would escalate, then ends cancelled.
+                self.cancel_requested = True
+                result = await self._give_up({"reason": "cancelled", "conflict": [], "summary": "the run was cancelled"})
         finally:
             if timer is not None and not timer.done():
                 timer.cancel()
+        if result.get("status") == "cancelled":
+            # Ends in Temporal's own Canceled state; the outcome stays readable by the `status` query.
+            raise asyncio.CancelledError("the run was cancelled")
+        return result
 
     async def _drive(self, req: dict[str, Any]) -> dict[str, Any]:
         run_id = workflow.info().workflow_id
         observed: dict[str, dict] = dict(req.get("providers", {}))
         excluded: list[list[str]] = []
         attempts: dict[str, int] = {}
-        spent = Decimal(0)
         deadline = req.get("deadline_ms")
         budget = req.get("budget")
         reason: str | None = "run started"
@@ -216,7 +311,7 @@ class IntentRun:
                         "done": dict(self.done),
                         "force": force,
                         "deadline_left": None if deadline is None else max(0, deadline - now),
-                        "budget_left": None if budget is None else str(max(Decimal(0), Decimal(str(budget)) - spent)),
+                        "budget_left": None if budget is None else str(max(Decimal(0), Decimal(str(budget)) - self.spent)),
                         "reason": reason,
                         "plans": plans - 1,
                         "at": now,
@@ -224,6 +319,7 @@ class IntentRun:
                     },
                     start_to_close_timeout=timedelta(seconds=120),
                     retry_policy=RetryPolicy(maximum_attempts=3),
+                    summary=f"plan {plans}: {reason}"[:200],
                 )
                 self._event("planned", reason=reason, status=self.plan["status"], steps=[[s["action"], s["provider"]] for s in self.plan["steps"]])
                 reason = None
@@ -232,7 +328,8 @@ class IntentRun:
             if self._goal_holds() and not self.running:
                 self.state = "succeeded"
                 self._event("succeeded")
-                return {"status": "succeeded", "done": dict(self.done), "facts": sorted(self.facts), "events": self.events}
+                self._show()
+                return {"status": "succeeded", "done": dict(self.done), "facts": sorted(self.facts), "cost": str(self.spent), "events": self.events}
             for s in self.plan["steps"]:
                 a = s["action"]
                 if a in self.done or a in self.running or a in self.awaiting or not holds_json(s["requirement"], self.facts):
@@ -247,6 +344,7 @@ class IntentRun:
                 self._event("step_dispatched", action=a, provider=s["provider"], attempt=attempts[a])
                 args = self._step_args(a, s["provider"], attempts[a], f"{run_id}/{a}/{s['provider']}", s["latency_ms"], s["timeout_ms"], s["idempotent"])
                 self.running[a] = (s["provider"], attempts[a], self._start_step(args), s)
+            self._show()
             due = min((d for _, d, _ in self.awaiting.values()), default=None)
             wait_for = None if due is None else timedelta(milliseconds=max(1, due - self._now()))
             try:
@@ -268,7 +366,7 @@ class IntentRun:
                 try:
                     out = handle.result()
                 except ActivityError as err:
-                    out = self._timed_out(err, step)
+                    out = self._outcome_of(err, step)
                     if out is None:
                         # Lost (its worker died, or it outlived the default limit): effect unknown.
                         out = await self._reconcile(a, provider, attempt, step, err)
@@ -276,7 +374,7 @@ class IntentRun:
                         return await self._give_up({"reason": f"`{a}` was lost in flight, is not idempotent, and no reconciler can tell whether it took effect", "conflict": [], "summary": None})
                 if out["kind"] == "succeeded":
                     self._succeeded(a, provider, attempt, step, out)
-                    spent += Decimal(str(step.get("cost") or 0))
+                    self.spent += Decimal(str(step.get("cost") or 0))
                     planned = {s["action"]: s["provider"] for s in self.plan["steps"]}
                     if planned.get(a) != provider:
                         reason = f"`{a}` finished outside the current plan"
@@ -318,27 +416,35 @@ class IntentRun:
             if happened:
                 return {"kind": "succeeded", "latency_ms": 0, "facts": [], "reconciled": True}
         try:
-            return await self._start_step(args)
+            return await self._settle(self._start_step(args))
         except ActivityError as again:
-            return self._timed_out(again, step) or {"kind": "failed", "latency_ms": 0, "error": f"lost again: {again.cause or again}", "retryable": True}
+            return self._outcome_of(again, step) or {"kind": "failed", "latency_ms": 0, "error": f"lost again: {again.cause or again}", "retryable": True}
 
     async def _ask_reconciler(self, args: dict) -> bool | None:
-        happened = await workflow.execute_activity("intento.reconcile", args, start_to_close_timeout=timedelta(seconds=60), retry_policy=RetryPolicy(maximum_attempts=3))
+        happened = await self._settle(
+            workflow.start_activity(
+                "intento.reconcile", args, start_to_close_timeout=timedelta(seconds=60), retry_policy=RetryPolicy(maximum_attempts=3), summary=f"did {args['action']} via {args['provider']} take effect?"
+            )
+        )
         self._event("reconciled", action=args["action"], provider=args["provider"], happened=happened)
         return happened
 
     async def _give_up(self, outcome: dict) -> dict:
         """Give up once: steps in flight end (each within its activity's limit) and one that took
         effect is undone with the rest; awaited facts are no longer waited for; completed steps
-        are compensated in reverse order; the run escalates with ``outcome``."""
+        are compensated in reverse order; the run escalates with ``outcome`` (and the worker's
+        `on_escalation` handler is told), or, when it was cancelled, ends cancelled. A
+        cancellation that arrives meanwhile does not cut the undos short: the run ends cancelled
+        once they are done, as with the embedded executor."""
         self.state = "giving_up"
         self._event("giving_up", **{k: v for k, v in outcome.items() if k != "conflict"})
+        self._show()
         unknown = []
         for a, (provider, attempt, handle, step) in list(self.running.items()):
             try:
-                out = await handle
+                out = await self._settle(handle)
             except ActivityError as err:
-                out = self._timed_out(err, step)
+                out = self._outcome_of(err, step)
                 if out is None:
                     self._event("needs_reconciliation", action=a, provider=provider, attempt=attempt, error=str(err.cause or err))
                     happened = await self._ask_reconciler(self._step_args(a, provider, attempt, f"{workflow.info().workflow_id}/{a}/{provider}", step.get("latency_ms", 1), step.get("timeout_ms"), bool(step.get("idempotent"))))
@@ -350,26 +456,46 @@ class IntentRun:
                 continue
             if out["kind"] == "succeeded":
                 self._succeeded(a, provider, attempt, step, out)
+                self.spent += Decimal(str(step.get("cost") or 0))
             else:
                 self._event("step_failed" if out["kind"] == "failed" else "step_timed_out", action=a, provider=provider, attempt=attempt, error=out.get("error"))
         for a, (provider, _, _) in sorted(self.awaiting.items()):
             self._event("wait_dropped", action=a, provider=provider, reason="the run is giving up")
         self.awaiting.clear()
         compensated = await self._compensate()
-        self.state = "escalated"
-        self._event("escalated")
+        status = "cancelled" if self.cancel_requested else "escalated"
+        if status == "cancelled" and outcome.get("reason") != "cancelled":
+            outcome = {**outcome, "reason": "cancelled", "summary": f"the run was cancelled while giving up ({outcome.get('reason')})"}
         result = {
-            "status": "escalated",
+            "status": status,
             "reason": outcome.get("reason"),
             "done": dict(self.done),
             "facts": sorted(self.facts),
             "compensated": compensated,
+            "undo_failed": list(self.undo_failed),
             "conflict": outcome.get("conflict", []),
             "summary": outcome.get("summary"),
+            "cost": str(self.spent),
             "events": self.events,
         }
         if unknown:
             result["unknown"] = unknown
+        if status == "escalated":
+            told = await self._settle(
+                workflow.start_activity(
+                    "intento.escalate",
+                    {"run": workflow.info().workflow_id, "conflict": result["conflict"], "summary": result["summary"], "reason": result["reason"]},
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=RetryPolicy(maximum_attempts=3),
+                    summary="on_escalation",
+                )
+            )
+            if told:  # the handler failed: recorded, the run is escalated all the same
+                self._event("observation", source="escalation", error=told)
+        self.state = status
+        self._event(status)
+        self.outcome = result
+        self._show()
         return result
 
     async def _compensate(self) -> list[str]:
@@ -385,17 +511,23 @@ class IntentRun:
             options = dict((p, ms) for p, ms in undo["options"])
             via = provider if provider in options else next((p for p, _ in undo["options"] if p not in down), None)
             if via is None:
-                self._event("compensation_failed", action=undo["action"], **{"for": a}, error="no usable option")
+                self._undo_failed(undo["action"], a, "no usable option")
                 continue
             args = self._step_args(undo["action"], via, 1, f"{run_id}/undo/{a}", options[via], undo.get("timeout_ms"), True)
             self._event("compensating", action=undo["action"], provider=via, **{"for": a})
+            self._show()
             try:
-                out = await self._start_step(args, retry=RetryPolicy(maximum_attempts=3))
+                # Temporal retries only a lost undo (same key); a failed one is final, as in the embedded engine.
+                out = await self._settle(self._start_step(args, retry=RetryPolicy(maximum_attempts=3), summary=f"undo {a}: {undo['action']} via {via}"))
             except ActivityError as err:
-                out = {"kind": "failed", "error": str(err.cause or err)}
+                out = self._outcome_of(err, {"timeout_ms": undo.get("timeout_ms")}) or {"kind": "failed", "error": f"lost: {err.cause or err}"}
             if out["kind"] == "succeeded":
                 compensated.append(a)
                 self._event("compensated", action=undo["action"], **{"for": a})
             else:
-                self._event("compensation_failed", action=undo["action"], **{"for": a}, error=out.get("error"))
+                self._undo_failed(undo["action"], a, out.get("error") or "failed")
         return compensated
+
+    def _undo_failed(self, undo: str, for_: str, error: str) -> None:
+        self.undo_failed.append({"action": undo, "for": for_, "error": error})
+        self._event("compensation_failed", action=undo, **{"for": for_}, error=error)

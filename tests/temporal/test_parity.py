@@ -1,0 +1,254 @@
+"""Temporal as a Temporal user sees it (issue 14), against the real dev server: no secret value
+anywhere in a run's history; a failed step is a failed activity (and the run still re-plans
+around it); a cancellation compensates in reverse order, reports a failing undo and ends in
+Temporal's Canceled state; `on_escalation` is called; a request submitted again after its run
+ended gets that outcome and runs nothing twice; observations through the update are checked at
+the call; ids, summaries and memo are legible. Every recorded history replays."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import threading
+import uuid
+
+import pytest
+
+temporalio = pytest.importorskip("temporalio")
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError  # noqa: E402
+from temporalio.exceptions import CancelledError  # noqa: E402
+from temporalio.worker import Replayer  # noqa: E402
+
+from intento.audit import AuditLog, secret_key  # noqa: E402
+from intento.check import check_sources  # noqa: E402
+from intento.diagnostics import Source  # noqa: E402
+from intento.execute import PermanentError, Registry  # noqa: E402
+from intento.temporal import Activities, IntentRun, run_request, worker  # noqa: E402
+from intento.temporal._commands import outcome  # noqa: E402
+
+from .conftest import INTENTO, until  # noqa: E402
+
+BOOKING = """
+provider hotel { region "eu" }
+provider backup { region "eu" }
+provider desk { region "eu" }
+provider bank { region "eu" }
+action hold_room { achieves room.held; undo release_room; via hotel { cost 1 USD; latency 10ms } via backup { cost 3 USD; latency 10ms } }
+action release_room { achieves room.released; via hotel { latency 10ms } via backup { latency 10ms } }
+action take_deposit { requires room.held; achieves deposit.taken; undo refund; via bank { cost 1 USD; latency 10ms } }
+action refund { achieves deposit.refunded; via bank { latency 10ms } }
+action confirm { requires deposit.taken; achieves booking.confirmed; via desk { cost 1 USD; latency 10ms } }
+intent book {
+  given guest.card: string secret, guest.name: string
+  goal booking.confirmed
+  minimize cost
+}
+"""
+CARD = "4111-SECRET-CARD-9f3a7c"
+
+
+@pytest.fixture(scope="module")
+def spec():
+    result = check_sources([Source("book.intent", BOOKING)])
+    assert result.spec is not None, result.diagnostics
+    return result.spec
+
+
+def _queue() -> str:
+    return f"p-{uuid.uuid4().hex[:8]}"
+
+
+async def _history_bytes(handle) -> bytes:
+    """Every event of the history as its wire bytes: payloads (inputs, results, failures, memo,
+    details) appear there as the JSON the data converter wrote."""
+    return b"".join(e.SerializeToString() for e in (await handle.fetch_history()).events)
+
+
+async def _replay(handle) -> None:
+    await Replayer(workflows=[IntentRun]).replay_workflow(await handle.fetch_history())
+
+
+def test_secrets_are_never_in_history_and_failed_steps_are_failed_activities(spec, temporal_address, tmp_path):
+    seen: list[dict] = []
+    reg = Registry()
+    fails = {"hotel": 1}
+
+    def hold(ctx):
+        seen.append(dict(ctx.context))
+        if fails.get(ctx.provider):
+            fails[ctx.provider] -= 1
+            raise PermanentError(f"{ctx.provider} has no rooms")
+
+    reg.handler("hold_room")(hold)
+    for a in ("take_deposit", "confirm"):
+        reg.handler(a)(lambda ctx: seen.append(dict(ctx.context)) and None)
+    audit = AuditLog(tmp_path / "w.audit.jsonl")
+
+    async def go():
+        client = await Client.connect(temporal_address)
+        queue = _queue()
+        async with worker(client, queue, Activities(spec, registry=reg, audit=audit)):
+            req = run_request(spec, "book", {"guest.card": CARD, "guest.name": "Ada"}, secret_key=secret_key(audit.path))
+            handle = await client.start_workflow(IntentRun.run, req, id=f"book-{uuid.uuid4().hex[:8]}", task_queue=queue)
+            result = await asyncio.wait_for(handle.result(), 60)
+            raw = await _history_bytes(handle)
+            history = await handle.fetch_history()
+            memo = await (await handle.describe()).memo()
+        await Replayer(workflows=[IntentRun]).replay_workflow(history)
+        return result, raw, history, memo
+
+    result, raw, history, memo = asyncio.run(go())
+    assert result["status"] == "succeeded"
+    # The handlers got the real value ...
+    assert seen and all(c["guest.card"] == CARD for c in seen)
+    # ... the history (inputs, results, failures) holds none of it, nor its base64 or JSON forms.
+    assert CARD.encode() not in raw and b"SECRET-CARD" not in raw
+    assert b"Ada" in raw  # (a given that is not secret is there: the check reads the real payloads)
+    # The audit log records the keyed hash, as the embedded engine does.
+    assert CARD not in audit.path.read_text() and "hmac-sha256:" in audit.path.read_text()
+    # The failed hold is a failed activity, not retried by Temporal: the workflow re-planned to backup.
+    failed = [e.activity_task_failed_event_attributes for e in history.events if e.HasField("activity_task_failed_event_attributes")]
+    assert len(failed) == 1 and failed[0].failure.application_failure_info.type == "StepFailed"
+    assert "hotel has no rooms" in failed[0].failure.message
+    assert result["done"]["hold_room"] == "backup"
+    # Activities carry legible summaries; the memo says what the run is.
+    scheduled = [e for e in history.events if e.HasField("activity_task_scheduled_event_attributes")]
+    summaries = [e.user_metadata.summary.data.decode() for e in scheduled if e.HasField("user_metadata")]
+    assert '"hold_room via hotel"' in summaries and '"hold_room via backup"' in summaries
+    assert memo["intent"] == "book" and memo["status"] == "succeeded" and memo["cost"] == "5"
+
+
+def test_cancel_compensates_in_reverse_reports_a_failed_undo_and_ends_canceled(spec, temporal_address):
+    undone: list[str] = []
+    release = threading.Event()
+    reg = Registry()
+    reg.handler("hold_room")(lambda ctx: None)
+    reg.handler("take_deposit")(lambda ctx: None)
+    reg.handler("confirm")(lambda ctx: release.wait(30) and None)  # in flight when the cancel comes
+
+    def refund(ctx):
+        undone.append("refund")
+        raise RuntimeError("the bank refused the refund")
+
+    reg.handler("refund")(refund)
+    reg.handler("release_room")(lambda ctx: undone.append("release_room") and None)
+
+    async def go():
+        client = await Client.connect(temporal_address)
+        queue = _queue()
+        async with worker(client, queue, Activities(spec, registry=reg, secret_key=b"k")):
+            req = run_request(spec, "book", {"guest.card": CARD, "guest.name": "Ada"}, secret_key=b"k")
+            handle = await client.start_workflow(IntentRun.run, req, id=f"book-{uuid.uuid4().hex[:8]}", task_queue=queue)
+
+            async def confirming():
+                return "confirm" in (await handle.query(IntentRun.status))["running"]
+
+            await until(confirming, "`confirm` to be in flight")
+            await handle.cancel()
+            # The step in flight is awaited, not abandoned: the run is giving up meanwhile.
+            await until(lambda: _state(handle, "giving_up"), "the run to give up")
+            release.set()
+            with pytest.raises(WorkflowFailureError) as ended:
+                await asyncio.wait_for(handle.result(), 60)
+            desc = await handle.describe()
+            got = await outcome(handle)
+            await _replay(handle)
+        return ended.value, desc, got
+
+    try:
+        err, desc, got = asyncio.run(go())
+    finally:
+        release.set()
+    assert isinstance(err.cause, CancelledError) and desc.status == WorkflowExecutionStatus.CANCELED
+    assert got["status"] == "cancelled" and got["reason"] == "cancelled"
+    # confirm finished (it was in flight; it has no undo), then the undos ran newest first.
+    assert got["done"] == {"hold_room": "hotel", "take_deposit": "bank", "confirm": "desk"}
+    assert undone == ["refund", "release_room"]
+    assert got["compensated"] == ["hold_room"]
+    assert got["undo_failed"] == [{"action": "refund", "for": "take_deposit", "error": "RuntimeError: the bank refused the refund"}]
+    kinds = [e["type"] for e in got["events"]]
+    assert kinds.index("giving_up") < kinds.index("compensating") < kinds.index("compensation_failed") < kinds.index("cancelled")
+
+
+async def _state(handle, want: str) -> bool:
+    return (await handle.query(IntentRun.status))["status"] == want
+
+
+def test_on_escalation_is_called_and_observations_are_checked_at_the_call(spec, temporal_address):
+    told: list[tuple] = []
+    reg = Registry()
+    reg.handler("hold_room")(lambda ctx: None)
+
+    def no_deposit(ctx):
+        raise PermanentError("the card was declined")
+
+    reg.handler("take_deposit")(no_deposit)
+    reg.on_escalation(lambda run, conflict, summary: told.append((run, summary)))
+    gate = threading.Event()
+    reg.handler("release_room")(lambda ctx: gate.wait(30) and None)
+
+    async def go():
+        client = await Client.connect(temporal_address)
+        queue = _queue()
+        async with worker(client, queue, Activities(spec, registry=reg, secret_key=b"k")):
+            wid = f"book-{uuid.uuid4().hex[:8]}"
+            handle = await client.start_workflow(IntentRun.run, run_request(spec, "book", {"guest.card": CARD, "guest.name": "Ada"}, secret_key=b"k"), id=wid, task_queue=queue)
+            await until(lambda: _state(handle, "giving_up"), "the run to give up after the declined card")
+            refused = {}
+            for bad in ({"fact": "room.helt"}, {"provider": "hotle", "status": "down"}, {"provider": "hotel", "status": "sideways"}, {"fact": "x", "provider": "hotel"}):
+                with pytest.raises(WorkflowUpdateFailedError) as e:
+                    await handle.execute_update(IntentRun.observe, bad)
+                refused[str(bad)] = e.value.cause.message
+            ok = await handle.execute_update(IntentRun.observe, {"provider": "hotel", "status": "up"})
+            gate.set()
+            result = await asyncio.wait_for(handle.result(), 60)
+            await _replay(handle)
+        return wid, refused, ok, result
+
+    try:
+        wid, refused, ok, result = asyncio.run(go())
+    finally:
+        gate.set()
+    assert result["status"] == "escalated" and told == [(wid, result["summary"])]
+    assert ok == "queued"
+    assert "fact `room.helt`" in refused[str({"fact": "room.helt"})] and "room.held" in refused[str({"fact": "room.helt"})]
+    assert "unknown provider `hotle`" in refused[str({"provider": "hotle", "status": "down"})]
+    assert "unknown provider status `sideways`" in refused[str({"provider": "hotel", "status": "sideways"})]
+    assert "either a fact, or a provider" in refused[str({"fact": "x", "provider": "hotel"})]
+
+
+HANDLERS = '''
+from intento import Registry
+registry = Registry()
+calls = __import__("pathlib").Path(__import__("os").environ["CALLS"])
+def count(ctx):
+    with calls.open("a") as f:
+        f.write(ctx.action + "\\n")
+for a in ("hold_room", "take_deposit", "confirm"):
+    registry.handler(a)(count)
+'''
+
+
+def test_a_request_submitted_again_gets_its_outcome_and_runs_nothing_twice(spec, temporal_address, tmp_path):
+    project = tmp_path / "book.intent"
+    project.write_text(BOOKING)
+    (tmp_path / "book_handlers.py").write_text(HANDLERS)
+    calls = tmp_path / "calls.txt"
+    env = {**__import__("os").environ, "CALLS": str(calls), "PYTHONPATH": str(tmp_path), "INTENTO_SECRET_KEY": "shared-key"}
+    queue = _queue()
+    conn = ["--temporal", temporal_address, "--task-queue", queue]
+    w = subprocess.Popen([INTENTO, "worker", str(project), *conn, "--handlers", "book_handlers:registry", "--store", str(tmp_path / "w.db")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    given = '{"guest.card": "%s", "guest.name": "Ada"}' % CARD
+    try:
+        runs = [subprocess.run([INTENTO, "run", str(project), "-i", "book", "-g", given, "--engine", "temporal", *conn, "--key", "order-17"], env=env, capture_output=True, text=True, timeout=120) for _ in range(2)]
+    finally:
+        w.terminate()
+        _, werr = w.communicate(timeout=30)
+    for r in runs:
+        assert r.returncode == 0 and "outcome: succeeded" in r.stdout, r.stdout + r.stderr
+    # The workflow id is the intent and the key; the second submission is answered, not run.
+    assert runs[0].stdout.startswith("run book-order-17 (book) on Temporal")
+    assert "(already ended: its outcome)" in runs[1].stdout.splitlines()[0]
+    assert sorted(calls.read_text().split()) == ["confirm", "hold_room", "take_deposit"]
+    assert w.returncode == 0 and werr == "", werr
+    assert CARD not in runs[0].stdout + runs[1].stdout
