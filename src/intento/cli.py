@@ -685,6 +685,146 @@ def _run_on_temporal(paths, intent, given, state, key, conn, task_queue: str, st
     _exit_now({"succeeded": 0, "cancelled": 4}.get(result["status"], 3))
 
 
+def _engine(engine: str) -> str:
+    if engine not in ("embedded", "temporal"):
+        print("intento: --engine is `embedded` or `temporal`", file=sys.stderr)
+        raise typer.Exit(1)
+    if engine == "temporal":
+        _need_extra("temporal", "temporalio")
+    return engine
+
+
+def _temporal_command(conn, what: str, **kw) -> None:
+    """`status`, `runs`, `observe` and `cancel` with `--engine temporal`. Never returns: exit 0
+    done, 1 unknown run, refused observation or Temporal unreachable, 4 cancellation asked but
+    the run has not ended within --wait."""
+    import asyncio
+
+    async def go() -> int:
+        from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+        from temporalio.service import RPCError, RPCStatusCode
+
+        from intento.temporal._client import connect_problem
+
+        client = await _temporal_client(conn)
+        try:
+            return await _TEMPORAL_COMMANDS[what](client, **kw)
+        except WorkflowFailureError as e:
+            from intento.temporal._client import ended_without_outcome
+
+            print(f"intento: run {kw.get('run_id')} {ended_without_outcome(e)}; it has no outcome", file=sys.stderr)
+            return 4
+        except WorkflowUpdateFailedError as e:
+            print(f"intento: observation refused by run {kw['run_id']}: {getattr(e.cause, 'message', None) or e.cause or e}", file=sys.stderr)
+            return 1
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                print(f"intento: no run `{kw.get('run_id')}` on Temporal {conn.where()}" + (": " + e.message if "workflow" not in e.message.lower() else ""), file=sys.stderr)
+            else:
+                print(f"intento: Temporal at {conn.where()}: {connect_problem(e)}", file=sys.stderr)
+            return 1
+
+    try:
+        code = asyncio.run(go())
+    except KeyboardInterrupt:
+        _exit_now(130)
+    except Exception as e:  # a bug: one line, through a safe exit
+        if os.environ.get("INTENTO_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        print(f"intento: internal error: {type(e).__name__}: {e} (set INTENTO_DEBUG=1 for details; please report it)", file=sys.stderr)
+        _exit_now(70)
+    _exit_now(code)
+
+
+async def _t_status(client, run_id: str | None, as_json: bool) -> int:
+    from intento.temporal._commands import list_runs, view
+
+    if run_id is None:
+        newest = await list_runs(client, None, None, 1)
+        if not newest:
+            print("[]" if as_json else "no runs")
+            return 0
+        run_id = newest[0]["run"]
+    v = await view(client, run_id)
+    if as_json:
+        print(json.dumps(v, indent=2, default=str))
+        return 0
+    print(f"run {v['run']} ({v.get('intent')}) on Temporal: {v.get('status')} (execution {v.get('temporal_status')}, task queue {v.get('task_queue')})")
+    if v.get("done"):
+        print("  done: " + ", ".join(f"{a} via {p}" for a, p in v["done"].items()))
+    for key, label in (("running", "running"), ("awaiting", "waiting for the facts of")):
+        if v.get(key):
+            print(f"  {label}: " + ", ".join(v[key]))
+    if v.get("cost") is not None:
+        print(f"  cost so far: {v['cost']}")
+    for u in v.get("undo_failed") or []:
+        print(f"  undo failed: {u['action']} (for {u['for']}): {u['error']}")
+    o = v.get("outcome") or {}
+    if o.get("summary"):
+        print(f"  outcome: {o['status']}: {o['summary']}")
+    if v.get("query_error"):
+        print(f"  (no worker answered its status query: {v['query_error']})")
+    for e in v.get("last_events", []):
+        _print_temporal_event(e)
+    return 0
+
+
+async def _t_runs(client, status: str | None, intent: str | None, limit: int, as_json: bool) -> int:
+    from intento.temporal._commands import list_runs
+
+    rows = await list_runs(client, status, intent, limit)
+    if as_json:
+        print(json.dumps({"total": len(rows), "runs": rows}, indent=2, default=str))
+        return 0
+    if not rows:
+        print("no runs")
+    for r in rows:
+        print(f"{r['run']:<40} {r.get('intent') or '?':<20} {r.get('status') or '?':<12} cost {r.get('cost') or '-':<8} started {r.get('started_at')}")
+    return 0
+
+
+async def _t_observe(client, run_id: str, data: dict) -> int:
+    from intento.temporal._workflow import IntentRun
+
+    await client.get_workflow_handle(run_id).execute_update(IntentRun.observe, data)
+    print(f"observation queued for run {run_id}")
+    return 0
+
+
+async def _t_cancel(client, run_id: str, reason: str, wait: float, as_json: bool) -> int:
+    import asyncio
+
+    from temporalio.client import WorkflowExecutionStatus
+
+    from intento.temporal._commands import outcome
+
+    handle = client.get_workflow_handle(run_id)
+    desc = await handle.describe()
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        print(f"intento: run {run_id} has already finished ({desc.status.name.lower()}); there is nothing to cancel", file=sys.stderr)
+        return 1
+    await handle.cancel(reason=reason)
+    try:
+        got = await asyncio.wait_for(outcome(handle), wait) if wait > 0 else None
+    except asyncio.TimeoutError:
+        got = None
+    if got is None:
+        print(json.dumps({"run": run_id, "status": "cancelling"}) if as_json else f"cancellation of run {run_id} requested; steps in flight are awaited, then completed ones undone")
+        return 4
+    if as_json:
+        print(json.dumps({k: v for k, v in got.items() if k != "events"}, indent=2, default=str))
+    else:
+        for u in got.get("undo_failed") or []:
+            print(f"undo failed: {u['action']} (for {u['for']}): {u['error']}")
+        print(f"run {run_id}: {got['status']}" + (f" (undone: {', '.join(got['compensated'])})" if got.get("compensated") else ""))
+    return 0 if got["status"] == "cancelled" else 1
+
+
+_TEMPORAL_COMMANDS = {"status": _t_status, "runs": _t_runs, "observe": _t_observe, "cancel": _t_cancel}
+
+
 #: How many of the run's events the live progress has printed (the rest are printed at the end).
 _PROGRESS_SHOWN = [0]
 
@@ -795,11 +935,16 @@ def status(
     project: Optional[List[Path]] = typer.Option(None, "--project", help="The project, to say which facts a waiting step needs."),
     format: ReadFormat = typer.Option(ReadFormat.text, "--format", "-f", help="text, or json (the run's view: status, deadline left, at risk, stalled, driven, what it waits for)."),
     follow: bool = typer.Option(False, "--follow", help="Then follow the run live, a line per event (with --format json: each event as a JSON line), until it ends or Ctrl-C."),
+    engine: str = typer.Option("embedded", "--engine", help="embedded (the SQLite store) or temporal (read and act through Temporal; TLS and API keys from TEMPORAL_* variables)."),
+    temporal: Optional[str] = typer.Option(None, "--temporal", help=_TEMPORAL_HELP),
+    namespace: Optional[str] = typer.Option(None, "--namespace", help=_NAMESPACE_HELP),
 ) -> None:
     """Did the work finish, and if not, where did it stall? Steps done/running/waiting, deadline left, latest plan and why,
     and whether a process is driving the run. Times are measured against now (the store's virtual clock for simulated runs)."""
     from intento.execute.report import store_status
 
+    if _engine(engine) == "temporal":
+        _temporal_command(_connection(temporal, namespace), "status", run_id=run_id, as_json=format is ReadFormat.json)
     s = _open_store(store)
     runs = s.runs()
     if not runs and run_id is None:
@@ -863,11 +1008,16 @@ def runs(
     stalled: bool = typer.Option(False, "--stalled", help="Only stalled runs (not driven, or behind their plan)."),
     limit: int = typer.Option(100, "--limit", help="At most this many runs.", min=1, max=100_000),
     format: ReadFormat = typer.Option(ReadFormat.text, "--format", "-f", help="text, or json ({total, runs: [run views], waits: [{waits_on, count, runs}], next_offset})."),
+    engine: str = typer.Option("embedded", "--engine", help="embedded (the SQLite store) or temporal (read and act through Temporal; TLS and API keys from TEMPORAL_* variables)."),
+    temporal: Optional[str] = typer.Option(None, "--temporal", help=_TEMPORAL_HELP),
+    namespace: Optional[str] = typer.Option(None, "--namespace", help=_NAMESPACE_HELP),
 ) -> None:
     """List runs: escalated and giving up first, then runs nobody drives or stalled, then at risk, then the rest; then how
     many unfinished runs wait where ("40 runs waiting for settlement.received")."""
     from intento.execute.report import list_runs, runs_table
 
+    if _engine(engine) == "temporal":
+        _temporal_command(_connection(temporal, namespace), "runs", status=status_.value if status_ else None, intent=intent, limit=limit, as_json=format is ReadFormat.json)
     s = _open_store(store)
     page = list_runs(s, status=status_.value if status_ else None, intent=intent, stalled=True if stalled else None, limit=limit)
     if format is ReadFormat.json:
@@ -890,6 +1040,9 @@ def observe(
     latency: Optional[str] = typer.Option(None, "--latency", help="With --status degraded: the observed latency, e.g. 2s."),
     store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store."),
     project: Optional[List[Path]] = typer.Option(None, "--project", help="The run's project (repeatable), to refuse providers and facts it does not name."),
+    engine: str = typer.Option("embedded", "--engine", help="embedded (the SQLite store) or temporal (read and act through Temporal; TLS and API keys from TEMPORAL_* variables)."),
+    temporal: Optional[str] = typer.Option(None, "--temporal", help=_TEMPORAL_HELP),
+    namespace: Optional[str] = typer.Option(None, "--namespace", help=_NAMESPACE_HELP),
 ) -> None:
     """Tell a run what was observed: a fact, or a provider's status. Its executor re-plans.
     Refused (exit 1): an unknown status, a finished run, and with --project an unknown provider or a fact no action achieves."""
@@ -897,6 +1050,15 @@ def observe(
     from intento.execute.observe import validate_observation
     from intento.values import parse_duration
 
+    if _engine(engine) == "temporal":
+        data: dict = {k: v for k, v in (("fact", fact), ("provider", provider), ("status", status_)) if v is not None}
+        if latency is not None:
+            d = parse_duration(latency)
+            if d is None:
+                print(f"intento: `--latency` must be a duration like 2s, not `{latency}`", file=sys.stderr)
+                raise typer.Exit(1)
+            data["latency"] = d.ms
+        _temporal_command(_connection(temporal, namespace), "observe", run_id=run_id, data=data)
     s = _open_store(store)
     row = s.run(run_id)
     if row is None:
@@ -922,7 +1084,13 @@ def _need_extra(extra: str, *modules: str) -> None:
     """Exit 1 with one line naming the extra when a module it installs is missing."""
     import importlib.util
 
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    def absent(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is None
+        except (ImportError, ValueError):  # a broken or blocked install counts as missing
+            return True
+
+    missing = [m for m in modules if absent(m)]
     if missing:
         print(f"intento: this command needs the `{extra}` extra ({', '.join(missing)} is not installed): pip install 'intento[{extra}]'", file=sys.stderr)
         raise typer.Exit(1)
@@ -945,6 +1113,9 @@ def cancel(
     reason: str = typer.Option("no reason given", "--reason", help="Why (recorded in the run's log, its outcome and the audit log)."),
     wait: float = typer.Option(60.0, "--wait", help="Seconds to wait for the run to end cancelled (0: only queue the request).", min=0, max=86_400),
     format: ReadFormat = typer.Option(ReadFormat.text, "--format", "-f", help="text, or json (the run's view once it ended, or as it is when --wait ran out)."),
+    engine: str = typer.Option("embedded", "--engine", help="embedded (the SQLite store) or temporal (read and act through Temporal; TLS and API keys from TEMPORAL_* variables)."),
+    temporal: Optional[str] = typer.Option(None, "--temporal", help=_TEMPORAL_HELP),
+    namespace: Optional[str] = typer.Option(None, "--namespace", help=_NAMESPACE_HELP),
 ) -> None:
     """Cancel a run: its waits are dropped at once, steps in flight are awaited (or reconciled), completed steps are
     compensated in reverse order, and it ends `cancelled` with the reason and who asked. The engine driving the run
@@ -955,6 +1126,11 @@ def cancel(
     from intento.execute.report import store_status
     from intento.execute.store import TERMINAL, driver_alive
 
+    if len(reason) > 1000:
+        print("intento: --reason is at most 1,000 characters", file=sys.stderr)
+        raise typer.Exit(1)
+    if _engine(engine) == "temporal":
+        _temporal_command(_connection(temporal, namespace), "cancel", run_id=run_id, reason=reason, wait=wait, as_json=format is ReadFormat.json)
     s = _open_store(store)
     row = s.run(run_id)
     if row is None:
@@ -962,9 +1138,6 @@ def cancel(
         raise typer.Exit(1)
     if row["status"] in TERMINAL:
         print(f"intento: run {run_id} has already finished ({row['status']}); there is nothing to cancel", file=sys.stderr)
-        raise typer.Exit(1)
-    if len(reason) > 1000:
-        print("intento: --reason is at most 1,000 characters", file=sys.stderr)
         raise typer.Exit(1)
     post(s, run_id, {"cancel": {"reason": reason, "by": _who("intento cancel")}, "source": "intento cancel"})
     end = time.monotonic() + wait

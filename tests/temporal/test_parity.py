@@ -252,3 +252,90 @@ def test_a_request_submitted_again_gets_its_outcome_and_runs_nothing_twice(spec,
     assert sorted(calls.read_text().split()) == ["confirm", "hold_room", "take_deposit"]
     assert w.returncode == 0 and werr == "", werr
     assert CARD not in runs[0].stdout + runs[1].stdout
+
+
+SETTLE = """
+provider bank { region "eu" }
+provider psp { region "eu" }
+action file_lands { external; achieves file.received; timeout 10m; via bank { latency 100ms } }
+action post { requires file.received; achieves posted; undo unpost; via psp { cost 1 USD; latency 10ms } }
+action unpost { achieves post.undone; via psp { latency 10ms } }
+action notify { requires posted; achieves team.told; via psp { cost 1 USD; latency 10ms } }
+intent settle { goal team.told and file.received; minimize cost }
+"""
+
+
+SETTLE_HANDLERS = '''
+import os, pathlib, time
+from intento import Registry
+registry = Registry()
+registry.handler("post")(lambda ctx: None)
+registry.handler("unpost")(lambda ctx: None)
+
+@registry.handler("notify")
+def notify(ctx):
+    # In flight until the test opens the gate (bounded): the cancellation arrives meanwhile.
+    gate = pathlib.Path(os.environ["GATE"])
+    end = time.monotonic() + 60
+    while not gate.exists() and time.monotonic() < end:
+        time.sleep(0.05)
+'''
+
+
+def test_one_cli_for_both_engines_status_runs_observe_cancel(temporal_address, tmp_path):
+    import json
+
+    project = tmp_path / "settle.intent"
+    project.write_text(SETTLE)
+    (tmp_path / "settle_handlers.py").write_text(SETTLE_HANDLERS)
+    gate = tmp_path / "gate"
+    env = {**__import__("os").environ, "PYTHONPATH": str(tmp_path), "GATE": str(gate)}
+    queue = _queue()
+    conn = ["--engine", "temporal", "--temporal", temporal_address]
+    w = subprocess.Popen([INTENTO, "worker", str(project), "--temporal", temporal_address, "--task-queue", queue, "--store", str(tmp_path / "w.db"), "--handlers", "settle_handlers:registry"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    key = uuid.uuid4().hex[:8]
+    wid = f"settle-{key}"
+    run = subprocess.Popen([INTENTO, "run", str(project), "-i", "settle", *conn, "--task-queue", queue, "--key", key], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def cli(*args):
+        return subprocess.run([INTENTO, *args], capture_output=True, text=True, timeout=60)
+
+    def status_is(check):
+        async def poll():
+            r = await asyncio.to_thread(cli, "status", wid, *conn, "--format", "json")
+            return r.returncode == 0 and check(json.loads(r.stdout)) and json.loads(r.stdout)
+
+        return poll
+
+    try:
+        st = asyncio.run(until(status_is(lambda v: v.get("awaiting") == ["file_lands"]), "the run to await its file", timeout=60))
+        assert st["run"] == wid and st["intent"] == "settle" and st["status"] == "running" and st["temporal_status"] == "running"
+        text = cli("status", wid, *conn)
+        assert text.returncode == 0 and f"run {wid} (settle) on Temporal: running" in text.stdout and "waiting for the facts of: file_lands" in text.stdout
+        listed = cli("runs", *conn, "--status", "running", "--format", "json")
+        assert listed.returncode == 0 and wid in [r["run"] for r in json.loads(listed.stdout)["runs"]]
+        # An observation naming no fact of the project is refused at the call, with a suggestion.
+        bad = cli("observe", wid, "--fact", "file.recieved", *conn)
+        assert bad.returncode == 1 and "file.received" in bad.stderr and bad.stderr.startswith(f"intento: observation refused by run {wid}")
+        ok = cli("observe", wid, "--fact", "file.received", *conn)
+        assert ok.returncode == 0, ok.stderr
+        asyncio.run(until(status_is(lambda v: v.get("running") == ["notify"]), "`notify` to be in flight", timeout=60))
+        asker = subprocess.Popen([INTENTO, "cancel", wid, *conn, "--reason", "operator test", "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        asyncio.run(until(status_is(lambda v: v.get("status") == "giving_up"), "the run to give up on the cancellation", timeout=60))
+        gate.write_text("open")
+        cancelled_out, cancelled_err = asker.communicate(timeout=60)
+        unknown = cli("status", "settle-nope", *conn)
+        again = cli("cancel", wid, *conn)
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        gate.write_text("open")
+        for p in (run, w):
+            if p.poll() is None:
+                p.terminate()
+        w.communicate(timeout=30)
+    assert asker.returncode == 0, cancelled_err
+    got = json.loads(cancelled_out)
+    assert got["status"] == "cancelled" and got["compensated"] == ["post"] and got["done"] == {"file_lands": "bank", "post": "psp", "notify": "psp"}
+    assert run.returncode == 4 and "outcome: cancelled: the run was cancelled" in stdout, stdout + stderr
+    assert unknown.returncode == 1 and unknown.stderr.startswith("intento: no run `settle-nope` on Temporal")
+    assert again.returncode == 1 and "has already finished (canceled)" in again.stderr

@@ -123,11 +123,11 @@ def _small_spec(timeout: str = "300ms"):
     return check_sources([Source("small.intent", SMALL.replace("TIMEOUT", timeout))]).spec
 
 
-def _run_small(address, spec, registry=None, signal_fact=None, step_timeout_s=None):
+def _run_small(address, spec, registry=None, signal_fact=None, step_timeout_s=None, scenario=None):
     async def go():
         client = await Client.connect(address)
         queue = f"small-{uuid.uuid4().hex[:8]}"
-        async with worker(client, queue, Activities(spec, scenario=None if registry else Scenario(seed=1), registry=registry)):
+        async with worker(client, queue, Activities(spec, scenario=None if registry else scenario or Scenario(seed=1), registry=registry)):
             req = run_request(spec, "settle", {})
             if step_timeout_s:
                 req["step_timeout_s"] = step_timeout_s
@@ -148,12 +148,15 @@ def _run_small(address, spec, registry=None, signal_fact=None, step_timeout_s=No
     return asyncio.run(go())
 
 
+NEVER_LANDS = Scenario.model_validate({"seed": 1, "facts": {"file.received": {"at": None}}})
+
+
 def test_external_fact_by_signal_or_timeout(temporal_address):
     # On time: awaited for up to a minute, signalled as soon as it is awaited, so load cannot
     # make the signal late. Late: nothing is signalled and the 300ms timeout rules it out.
     on_time = _run_small(temporal_address, _small_spec("60s"), signal_fact="file.received")
     assert on_time["status"] == "succeeded" and on_time["done"] == {"file_lands": "bank", "post": "psp"}
-    late = _run_small(temporal_address, _small_spec("300ms"))
+    late = _run_small(temporal_address, _small_spec("300ms"), scenario=NEVER_LANDS)
     assert late["status"] == "succeeded" and late["done"] == {"fetch_by_hand": "ops", "post": "psp"}
     assert any(e["type"] == "step_timed_out" and e["action"] == "file_lands" for e in late["events"])
 
@@ -197,3 +200,27 @@ def test_a_lost_non_idempotent_step_is_reconciled(temporal_address):
         # It took effect: recorded, never run again. It did not: sent again exactly once.
         assert first_done.wait(30), "the abandoned first call never finished"
         assert len(calls) == (1 if happened else 2), (happened, calls)
+
+
+def _embedded_small(spec, tmp: Path, scenario: Scenario):
+    store = Store(tmp / f"small-{uuid.uuid4().hex[:6]}.db")
+    ex = Executor(spec, store, SimEnvironment(scenario), new_id=lambda: "run-small")
+    return ex.drive(ex.start("settle", {}))
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        {"seed": 3},  # the external fact lands after its latency, as simulated
+        {"seed": 3, "facts": {"file.received": {"at": None}}},  # it never lands: fetched by hand
+        {"seed": 3, "facts": {"file.received": {"at": "5s"}}},  # it lands past the timeout: by hand too
+        {"seed": 3, "facts": {"file.received": {"at": None}}, "observations": [{"at": "1ms", "provider": "ops", "status": "down"}]},  # nobody can: escalates
+    ],
+)
+def test_a_simulation_scenario_gives_the_same_decisions_on_both_engines(temporal_address, tmp_path, scenario):
+    spec = _small_spec("300ms")
+    sc = Scenario.model_validate(scenario)
+    final = _embedded_small(spec, tmp_path, sc)
+    result = _run_small(temporal_address, spec, scenario=sc)
+    assert result["status"] == final.status
+    assert result["done"] == {a: s.provider for a, s in final.steps.items() if s.status == "succeeded"}

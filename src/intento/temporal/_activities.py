@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from intento.audit import AuditLog
 from intento.audit import secret_key as audit_secret_key
 from intento.evaluate import formula_facts, formula_json
-from intento.execute.environment import Scenario, StepRequest, simulate_step
+from intento.execute.environment import Scenario, StepRequest, _ms, _rng, simulate_step
 from intento.execute.handlers import PermanentError, Registry, RetryableError, StepContext
 from intento.request import typed_context
 from intento.semantics import requirement
@@ -133,6 +133,7 @@ class Activities:
                     "cost": s.cost,
                     "achieves": list(a.achieves),
                     "undo": self._undo(a.undo),
+                    **({"lands_after_ms": self._lands_after(req["run"], s.action, s.provider, s.latency_ms, a.achieves)} if a.external and self.scenario is not None else {}),
                 }
             )
         return {
@@ -148,6 +149,35 @@ class Activities:
             "summary": plan.explanation.summary,
             "explanation": plan.explanation.model_dump(mode="json"),
         }
+
+    def _lands_after(self, run: str, action: str, provider: str, latency_ms: int, achieves) -> int | None:
+        """Simulation: how long after it is awaited an external step's facts land, as the
+        embedded simulator draws it (its latency with the provider's jitter); None when the
+        scenario schedules them itself (at a time, or never)."""
+        if any(f in self.scenario.facts for f in achieves):
+            return None
+        prov = self.scenario.providers.get(provider, self.scenario.default)
+        rng = _rng(self.scenario.seed, f"{run}/{action}/{provider}", "external")
+        return max(1, int(round(latency_ms * rng.lognormvariate(0, prov.latency_sigma))))
+
+    @activity.defn(name="intento.simulation")
+    def simulation(self, req: dict[str, Any]) -> list[list] | None:
+        """Simulation: the scenario's feed (facts landing at their times, provider status changes
+        and facts observed at given times) as [ms since the run started, observation], in time
+        order; None when this worker runs real handlers."""
+        if self.scenario is None:
+            return None
+        feed: list[list] = []
+        for fact, f in self.scenario.facts.items():
+            if f.at is not None:
+                feed.append([_ms(f.at), {"fact": fact, "source": "simulation"}])
+        for ob in self.scenario.observations:
+            data = {k: v for k, v in ob.model_dump(exclude_none=True).items() if k != "at"}
+            if "latency" in data:
+                data["latency"] = _ms(data["latency"])
+            feed.append([_ms(ob.at), data | {"source": "simulation"}])
+        # As the embedded simulator: what happens after the run started (a time of 0 is before it).
+        return sorted((x for x in feed if x[0] > 0), key=lambda x: x[0])
 
     def _undo(self, name: str | None) -> dict | None:
         """How a step is compensated: its undo action, with each provider's latency (the workflow

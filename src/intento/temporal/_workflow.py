@@ -82,6 +82,8 @@ class IntentRun:
         self.undo_failed: list[dict] = []
         self.spent = Decimal(0)
         self._memo: dict[str, Any] = {}
+        #: Simulation: observations due at given times (ms since the start), in time order.
+        self.feed: list[list] = []
         self.start = None
         self.req: dict[str, Any] = {}
 
@@ -250,6 +252,8 @@ class IntentRun:
         timer = asyncio.ensure_future(self._deadline_timer(deadline)) if deadline is not None else None
         self._event("run_started", intent=req["intent"])
         self._show()
+        if workflow.patched("intento-simulation-feed"):  # runs started before this step have no feed
+            self.feed = await workflow.execute_activity("intento.simulation", {"run": workflow.info().workflow_id}, start_to_close_timeout=timedelta(seconds=60), summary="simulation feed") or []
         try:
             try:
                 result = await self._drive(req)
@@ -276,6 +280,9 @@ class IntentRun:
         reason: str | None = "run started"
         plans = 0
         while True:
+            now = self._now()
+            while self.feed and self.feed[0][0] <= now:
+                self.inbox.append(self.feed.pop(0)[1])
             for ob in self.inbox:
                 if ob.get("fact"):
                     self.facts.add(ob["fact"])
@@ -338,6 +345,9 @@ class IntentRun:
                     # Never dispatched: its facts are awaited (signals) until its timeout.
                     timeout = s["timeout_ms"] if s["timeout_ms"] is not None else 3 * s["latency_ms"]
                     self.awaiting[a] = (s["provider"], self._now() + timeout, s)
+                    if s.get("lands_after_ms") is not None:  # simulation: when its facts land
+                        self.feed.extend([self._now() + s["lands_after_ms"], {"fact": f, "source": "simulation"}] for f in s["achieves"])
+                        self.feed.sort(key=lambda x: x[0])
                     self._event("step_dispatched", action=a, provider=s["provider"], external=True)
                     continue
                 attempts[a] = attempts.get(a, 0) + 1
@@ -345,7 +355,7 @@ class IntentRun:
                 args = self._step_args(a, s["provider"], attempts[a], f"{run_id}/{a}/{s['provider']}", s["latency_ms"], s["timeout_ms"], s["idempotent"])
                 self.running[a] = (s["provider"], attempts[a], self._start_step(args), s)
             self._show()
-            due = min((d for _, d, _ in self.awaiting.values()), default=None)
+            due = min([d for _, d, _ in self.awaiting.values()] + [t for t, _ in self.feed[:1]], default=None)
             wait_for = None if due is None else timedelta(milliseconds=max(1, due - self._now()))
             try:
                 # Without a step in flight, an awaited fact or the deadline, only a signal moves the run.
@@ -354,6 +364,20 @@ class IntentRun:
             except asyncio.TimeoutError:
                 pass
             now = self._now()
+            # Simulated facts that landed before an awaited step's timeout count first, even
+            # when one wake-up finds both due (a timer may fire late).
+            for t, ob in [x for x in self.feed if x[0] <= now and x[1].get("fact")]:
+                for a, (p, d, step) in list(self.awaiting.items()):
+                    if t <= d and ob["fact"] in step["achieves"]:
+                        self.feed.remove([t, ob])
+                        self.inbox.append(ob)
+                        self.facts.add(ob["fact"])
+                        if set(step["achieves"]) <= self.facts:
+                            del self.awaiting[a]
+                            self.done[a] = p
+                            self.completed.append((a, p, step))
+                            self._event("step_succeeded", action=a, provider=p, external=True)
+                        break
             for a, (p, d, _) in list(self.awaiting.items()):
                 if d <= now:
                     del self.awaiting[a]
