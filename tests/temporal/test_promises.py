@@ -338,11 +338,12 @@ def test_a_deadline_passing_mid_step_gives_up_once(temporal_address, tmp_path):
 
 def test_a_deadline_passing_while_a_fact_is_awaited_gives_up_once(temporal_address, tmp_path):
     spec = _spec(DEADLINES)
+    never = Scenario.model_validate({"seed": 1, "facts": {"booking.confirmed": {"at": None}}})
 
     async def go():
         client = await Client.connect(temporal_address)
         queue = _queue()
-        async with worker(client, queue, Activities(spec, scenario=Scenario(seed=1))):
+        async with worker(client, queue, Activities(spec, scenario=never)):
             handle = await _start(client, queue, run_request(spec, "hold_room", {}))
             # `confirm` is awaited for 60s; the 2s deadline ends the run first.
             result = await asyncio.wait_for(handle.result(), 30)
@@ -355,7 +356,6 @@ def test_a_deadline_passing_while_a_fact_is_awaited_gives_up_once(temporal_addre
     assert [e["action"] for e in _kinds(result, "wait_dropped")] == ["confirm"]
     assert not _kinds(result, "step_timed_out")
     assert _deadline_timer(history, 2)
-    never = Scenario.model_validate({"seed": 1, "facts": {"booking.confirmed": {"at": None}}})
     final = _embedded_outcome(spec, tmp_path, "hold_room", never)
     assert final.status == "escalated" and final.outcome["summary"] == result["summary"]
     assert [m["policy"] for m in final.outcome["conflict"]] == [m["policy"] for m in result["conflict"]]
