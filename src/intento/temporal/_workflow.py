@@ -33,6 +33,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
+from temporalio.exceptions import CancelledError as TemporalCancelled
 from temporalio.exceptions import TimeoutError as TemporalTimeout
 
 with workflow.unsafe.imports_passed_through():
@@ -82,6 +83,7 @@ class IntentRun:
         self.undo_failed: list[dict] = []
         self.spent = Decimal(0)
         self._memo: dict[str, Any] = {}
+        self.legible = True
         #: Simulation: observations due at given times (ms since the start), in time order.
         self.feed: list[list] = []
         self.start = None
@@ -232,7 +234,7 @@ class IntentRun:
         for k in ("project", "policy_set", "deadline_ms"):
             if self.req.get(k) is not None:
                 memo[k] = self.req[k]
-        if memo != self._memo:  # each change is an event of the history: only when it changes
+        if self.legible and memo != self._memo:  # each change is an event of the history: only when it changes
             workflow.upsert_memo({k: v for k, v in memo.items() if self._memo.get(k) != v})
             self._memo = memo
 
@@ -251,13 +253,17 @@ class IntentRun:
         deadline = req.get("deadline_ms")
         timer = asyncio.ensure_future(self._deadline_timer(deadline)) if deadline is not None else None
         self._event("run_started", intent=req["intent"])
+        # Runs started before the memo and the simulation feed existed replay without them.
+        self.legible = workflow.patched("intento-simulation-feed")
         self._show()
-        if workflow.patched("intento-simulation-feed"):  # runs started before this step have no feed
+        if self.legible:
             self.feed = await workflow.execute_activity("intento.simulation", {"run": workflow.info().workflow_id}, start_to_close_timeout=timedelta(seconds=60), summary="simulation feed") or []
         try:
             try:
                 result = await self._drive(req)
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, ActivityError) as err:
+                if isinstance(err, ActivityError) and not isinstance(err.cause, TemporalCancelled):
+                    raise
                 # Cancelled (`temporal workflow cancel`, `intento cancel`): the run gives up as
                 # it would escalate, then ends cancelled.
                 self.cancel_requested = True
