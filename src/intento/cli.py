@@ -636,7 +636,7 @@ def _run_on_temporal(paths, intent, given, state, key, conn, task_queue: str, st
         _exit_now(1)
     wid = workflow_id(intent, key, req)
     where = conn.where()
-
+    printed = [0]  # how many of the run's events the live progress has printed
     async def go() -> dict:
         from temporalio.client import WorkflowFailureError
         from temporalio.service import RPCError
@@ -652,7 +652,7 @@ def _run_on_temporal(paths, intent, given, state, key, conn, task_queue: str, st
             _exit_now(1)
         said = {"started": "", "joined": " (already running: joined)", "ended": " (already ended: its outcome)"}[how]
         print(f"run {wid} ({intent}) on Temporal {where}, task queue {task_queue}{said}", flush=True)
-        shown = asyncio.ensure_future(_temporal_progress(handle, quiet))
+        shown = asyncio.ensure_future(_temporal_progress(handle, quiet, printed))
         try:
             return await outcome(handle)
         except WorkflowFailureError as e:
@@ -677,7 +677,7 @@ def _run_on_temporal(paths, intent, given, state, key, conn, task_queue: str, st
         print(f"intento: internal error: {type(e).__name__}: {e} (set INTENTO_DEBUG=1 for details; please report it)", file=sys.stderr)
         _exit_now(70)
     if not quiet:
-        for e in result.get("events", [])[_PROGRESS_SHOWN[0]:]:
+        for e in result.get("events", [])[printed[0]:]:
             _print_temporal_event(e)
     for u in result.get("undo_failed") or []:
         print(f"undo failed: {u['action']} (for {u['for']}): {u['error']}")
@@ -825,18 +825,14 @@ async def _t_cancel(client, run_id: str, reason: str, wait: float, as_json: bool
 _TEMPORAL_COMMANDS = {"status": _t_status, "runs": _t_runs, "observe": _t_observe, "cancel": _t_cancel}
 
 
-#: How many of the run's events the live progress has printed (the rest are printed at the end).
-_PROGRESS_SHOWN = [0]
-
-
 def _print_temporal_event(e: dict) -> None:
     detail = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("type", "at"))
     print(f"[{e['at']:>8} ms] {e['type']} {detail}", flush=True)
 
 
-async def _temporal_progress(handle, quiet: bool) -> None:
+async def _temporal_progress(handle, quiet: bool, printed: list[int]) -> None:
     """Live progress of a Temporal run: its new events, read through the `status` query about
-    twice a second (a query costs no history event)."""
+    twice a second (a query costs no history event); ``printed[0]`` counts those printed."""
     import asyncio
 
     from intento.temporal._workflow import IntentRun
@@ -848,9 +844,9 @@ async def _temporal_progress(handle, quiet: bool) -> None:
             events = (await handle.query(IntentRun.status))["events"]
         except Exception:  # not started by a worker yet, or ended: the outcome shows the rest
             events = []
-        for e in events[_PROGRESS_SHOWN[0]:]:
+        for e in events[printed[0]:]:
             _print_temporal_event(e)
-        _PROGRESS_SHOWN[0] = max(_PROGRESS_SHOWN[0], len(events))
+        printed[0] = max(printed[0], len(events))
         await asyncio.sleep(0.5)
 
 
@@ -1048,29 +1044,16 @@ def observe(
     Refused (exit 1): an unknown status, a finished run, and with --project an unknown provider or a fact no action achieves."""
     from intento.execute import post
     from intento.execute.observe import validate_observation
-    from intento.values import parse_duration
 
     if _engine(engine) == "temporal":
-        data: dict = {k: v for k, v in (("fact", fact), ("provider", provider), ("status", status_)) if v is not None}
-        if latency is not None:
-            d = parse_duration(latency)
-            if d is None:
-                print(f"intento: `--latency` must be a duration like 2s, not `{latency}`", file=sys.stderr)
-                raise typer.Exit(1)
-            data["latency"] = d.ms
+        data = _observation(fact, provider, status_, latency)
         _temporal_command(_connection(temporal, namespace), "observe", run_id=run_id, data=data)
     s = _open_store(store)
     row = s.run(run_id)
     if row is None:
         print(f"intento: no run `{run_id}` in `{store}`", file=sys.stderr)
         raise typer.Exit(1)
-    data: dict = {k: v for k, v in (("fact", fact), ("provider", provider), ("status", status_)) if v is not None}
-    if latency is not None:
-        d = parse_duration(latency)
-        if d is None:
-            print(f"intento: `--latency` must be a duration like 2s, not `{latency}`", file=sys.stderr)
-            raise typer.Exit(1)
-        data["latency"] = d.ms
+    data = _observation(fact, provider, status_, latency)
     spec = _load_spec(project) if project else None
     problem = validate_observation(data, row, spec)
     if problem is not None:
@@ -1078,6 +1061,21 @@ def observe(
         raise typer.Exit(1)
     post(s, run_id, data | {"source": "intento observe"})
     print(f"observation queued for run {run_id}")
+
+
+def _observation(fact: str | None, provider: str | None, status: str | None, latency: str | None) -> dict:
+    """`intento observe`'s options as an observation (`--latency` in ms); a latency that is not a
+    duration exits 1."""
+    from intento.values import parse_duration
+
+    data: dict = {k: v for k, v in (("fact", fact), ("provider", provider), ("status", status)) if v is not None}
+    if latency is not None:
+        d = parse_duration(latency)
+        if d is None:
+            print(f"intento: `--latency` must be a duration like 2s, not `{latency}`", file=sys.stderr)
+            raise typer.Exit(1)
+        data["latency"] = d.ms
+    return data
 
 
 def _need_extra(extra: str, *modules: str) -> None:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from intento.audit import redact
 from intento.errors import OperationalError
 from intento.spec import Spec
 
@@ -45,6 +46,7 @@ def seal(spec: Spec, intent: str, given: dict[str, Any], key: bytes) -> dict[str
     """``given`` (JSON values) with every secret value sealed; the others as they are."""
     params = spec.intents[intent].given
     aead = _aead(key)
+    hashed = redact(spec, intent, given, key)  # the audit log's keyed hash of each secret
     out = {}
     for name, v in given.items():
         if name in params and params[name].secret and not is_sealed(v):
@@ -54,7 +56,7 @@ def seal(spec: Spec, intent: str, given: dict[str, Any], key: bytes) -> dict[str
             nonce = hmac.new(key, b"nonce\0" + name.encode() + b"\0" + json.dumps(v).encode(), hashlib.sha256).digest()[:12]
             body = aead.encrypt(nonce, json.dumps(v).encode(), name.encode())
             out[name] = {
-                "$secret": "hmac-sha256:" + hmac.new(key, str(v).encode(), hashlib.sha256).hexdigest(),
+                "$secret": hashed[name],
                 "sealed": base64.b64encode(nonce + body).decode(),
             }
         else:

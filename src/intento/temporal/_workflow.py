@@ -292,12 +292,7 @@ class IntentRun:
             for ob in self.inbox:
                 if ob.get("fact"):
                     self.facts.add(ob["fact"])
-                    for a, (p, _, step) in list(self.awaiting.items()):
-                        if set(step["achieves"]) <= self.facts:
-                            del self.awaiting[a]
-                            self.done[a] = p
-                            self.completed.append((a, p, step))
-                            self._event("step_succeeded", action=a, provider=p, external=True)
+                    self._complete_awaited()
                 if ob.get("provider"):
                     observed[ob["provider"]] = ob
                 self._event("observation", **ob)
@@ -378,11 +373,7 @@ class IntentRun:
                         self.feed.remove([t, ob])
                         self.inbox.append(ob)
                         self.facts.add(ob["fact"])
-                        if set(step["achieves"]) <= self.facts:
-                            del self.awaiting[a]
-                            self.done[a] = p
-                            self.completed.append((a, p, step))
-                            self._event("step_succeeded", action=a, provider=p, external=True)
+                        self._complete_awaited(only=a)
                         break
             for a, (p, d, _) in list(self.awaiting.items()):
                 if d <= now:
@@ -414,6 +405,15 @@ class IntentRun:
                         excluded.append([a, provider, out.get("error") or "failed permanently"])
                     self._event("step_failed" if out["kind"] == "failed" else "step_timed_out", action=a, provider=provider, attempt=attempt, error=out.get("error"))
                     reason = f"`{a}` via `{provider}` timed out" if out["kind"] == "timed_out" else f"`{a}` via `{provider}` failed: {out.get('error')}"
+
+    def _complete_awaited(self, only: str | None = None) -> None:
+        """Awaited external steps (or just ``only``) whose facts all hold now are done."""
+        for a, (p, _, step) in list(self.awaiting.items()):
+            if (only is None or a == only) and set(step["achieves"]) <= self.facts:
+                del self.awaiting[a]
+                self.done[a] = p
+                self.completed.append((a, p, step))
+                self._event("step_succeeded", action=a, provider=p, external=True)
 
     def _succeeded(self, action: str, provider: str, attempt: int, step: dict, out: dict) -> None:
         self.facts |= set(step.get("achieves", [])) | set(out.get("facts", []))
