@@ -805,6 +805,8 @@ async def _t_cancel(client, run_id: str, reason: str, wait: float, as_json: bool
     if desc.status != WorkflowExecutionStatus.RUNNING:
         print(f"intento: run {run_id} has already finished ({desc.status.name.lower()}); there is nothing to cancel", file=sys.stderr)
         return 1
+    # Who asks and why first (the run's audit record names them), then Temporal's own cancel.
+    await handle.signal("cancel_reason", {"reason": reason, "by": _who("intento cancel")})
     await handle.cancel(reason=reason)
     try:
         got = await asyncio.wait_for(outcome(handle), wait) if wait > 0 else None

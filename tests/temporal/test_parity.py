@@ -339,3 +339,137 @@ def test_one_cli_for_both_engines_status_runs_observe_cancel(temporal_address, t
     assert run.returncode == 4 and "outcome: cancelled: the run was cancelled" in stdout, stdout + stderr
     assert unknown.returncode == 1 and unknown.stderr.startswith("intento: no run `settle-nope` on Temporal")
     assert again.returncode == 1 and "has already finished (canceled)" in again.stderr
+    # The cancellation is in the worker's audit chain, as on the embedded engine: who, why, and
+    # the plan it stopped; the chain still verifies.
+    log = next(tmp_path.glob("w.db*.audit.jsonl"))
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    cancels = [r for r in records if r["kind"] == "cancel"]
+    plans = [r["decision"] for r in records if r["kind"] in ("plan", "replan") and r["run"] == wid]
+    assert len(cancels) == 1 and cancels[0]["run"] == wid and cancels[0]["decision"] == f"{wid}/cancel"
+    assert "(intento cancel)" in cancels[0]["reason"] and cancels[0]["reason"].endswith(": operator test")
+    assert cancels[0]["cancelled"]["plan"] == plans[-1] == f"{wid}/plan-{len(plans)}"
+    verified = cli("audit", "verify", str(log))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+HOLDING = """
+provider slow { region "eu" }
+action make { achieves thing.made; via slow { latency 2s } }
+intent build { goal thing.made }
+"""
+#: What a run decided, engine-neutral: its events' types in order (the simulation's and the
+#: embedded store's bookkeeping apart), with a hold's reason.
+DECISIONS = ("planned", "holding", "step_dispatched", "step_failed", "step_succeeded", "succeeded", "escalated")
+
+
+def _decisions(events: list[dict]) -> list:
+    return [(e["type"], e.get("reason") or e.get("data", {}).get("reason")) if e["type"] == "holding" else e["type"] for e in events if e["type"] in DECISIONS]
+
+
+def _embedded_holding(tmp_path, scenario: dict) -> tuple[str, list]:
+    from intento.execute import Executor, Scenario, SimEnvironment, Store
+
+    spec = check_sources([Source("h.intent", HOLDING)]).spec
+    store = Store(tmp_path / f"h-{uuid.uuid4().hex[:6]}.db")
+    ex = Executor(spec, store, SimEnvironment(Scenario.model_validate(scenario)), new_id=lambda: "r")
+    final = ex.drive(ex.start("build", {}))
+    return final.status, _decisions([{"type": e["type"], **e["data"]} for e in store.events(final.run)])
+
+
+def _on_temporal_holding(temporal_address, reg: Registry, drive=None, **req_extra) -> tuple[dict, list[dict]]:
+    spec = check_sources([Source("h.intent", HOLDING)]).spec
+
+    async def go():
+        client = await Client.connect(temporal_address)
+        queue = _queue()
+        async with worker(client, queue, Activities(spec, registry=reg)):
+            handle = await client.start_workflow(IntentRun.run, run_request(spec, "build", {}) | req_extra, id=f"build-{uuid.uuid4().hex[:8]}", task_queue=queue)
+            seen = await drive(handle) if drive else None
+            result = await asyncio.wait_for(handle.result(), 60)
+            await _replay(handle)
+        return result, seen
+
+    return asyncio.run(go())
+
+
+def test_a_run_holds_for_a_step_in_flight_then_succeeds_on_both_engines(temporal_address, tmp_path):
+    # The step's provider is reported down while the step runs: no plan without it, but it may
+    # still land, so the run holds (instead of escalating) and succeeds when it does.
+    status, embedded = _embedded_holding(tmp_path, {"seed": 1, "observations": [{"at": "300ms", "provider": "slow", "status": "down"}]})
+    release = threading.Event()
+    reg = Registry()
+    reg.handler("make")(lambda ctx: release.wait(30) and None)
+
+    async def drive(handle):
+        await until(lambda: _running(handle, "make"), "`make` to be in flight")
+        await handle.execute_update(IntentRun.observe, {"provider": "slow", "status": "down"})
+        held = await until(lambda: _state(handle, "holding"), "the run to hold")
+        release.set()
+        return held
+
+    try:
+        result, held = _on_temporal_holding(temporal_address, reg, drive)
+    finally:
+        release.set()
+    assert held and status == "succeeded" and result["status"] == "succeeded"
+    assert _decisions(result["events"]) == embedded
+    assert ("holding", "no plan without the steps still running: waiting for their outcome") in embedded
+
+
+def test_a_run_holds_for_a_cool_down_then_succeeds_on_both_engines(temporal_address, tmp_path):
+    # Two failures in a row: the only provider is presumed down; a plan exists once it is back,
+    # so the run holds until its cool-down ends (five minutes, simulated, on the embedded engine;
+    # one second here, `cool_down_ms`) and then succeeds.
+    status, embedded = _embedded_holding(tmp_path, {"seed": 1, "providers": {"slow": {"outages": [{"from": 0, "to": "10s"}]}}})
+    calls: list[int] = []
+    reg = Registry()
+
+    def make(ctx):
+        calls.append(ctx.attempt)
+        if len(calls) <= 2:
+            raise RuntimeError("slow is unavailable")
+
+    reg.handler("make")(make)
+    result, _ = _on_temporal_holding(temporal_address, reg, cool_down_ms=1000)
+    assert status == "succeeded" and result["status"] == "succeeded" and len(calls) == 3
+    assert _decisions(result["events"]) == embedded
+    hold = next(e for e in result["events"] if e["type"] == "holding")
+    assert hold["providers"] == ["slow"] and hold["until"] >= 1000
+    # The re-plan came from the hold's timer, not from anything observed.
+    replan = [e for e in result["events"] if e["type"] == "planned"][-1]
+    assert replan["reason"] == "a cool-down ended: `slow` may be back" and replan["at"] >= hold["until"]
+
+
+def test_a_provider_reported_down_is_not_waited_for_on_both_engines(temporal_address, tmp_path):
+    # The step's provider is reported down while it runs: the run holds for the step; the step
+    # fails; nobody knows when a provider reported down is back, so the run escalates then
+    # instead of holding for a cool-down, on both engines.
+    status, embedded = _embedded_holding(tmp_path, {"seed": 1, "observations": [{"at": "300ms", "provider": "slow", "status": "down"}], "providers": {"slow": {"outages": [{"from": 0}]}}})
+    release = threading.Event()
+    reg = Registry()
+
+    def make(ctx):
+        release.wait(30)
+        raise RuntimeError("slow is unavailable")
+
+    reg.handler("make")(make)
+
+    async def drive(handle):
+        await until(lambda: _running(handle, "make"), "`make` to be in flight")
+        await handle.execute_update(IntentRun.observe, {"provider": "slow", "status": "down"})
+        await until(lambda: _state(handle, "holding"), "the run to hold")
+        release.set()
+
+    try:
+        result, _ = _on_temporal_holding(temporal_address, reg, drive)
+    finally:
+        release.set()
+    assert status == result["status"] == "escalated"
+    # Temporal held for the step in flight only; neither engine held for a cool-down.
+    held = [d for d in _decisions(result["events"]) if isinstance(d, tuple)]
+    assert held == [("holding", "no plan without the steps still running: waiting for their outcome")]
+    assert not any(isinstance(d, tuple) and "cool-down" in d[1] for d in embedded)
+
+
+async def _running(handle, action: str) -> bool:
+    return action in (await handle.query(IntentRun.status))["running"]

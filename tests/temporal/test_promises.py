@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import threading
-import time
 import uuid
 from decimal import Decimal
 
@@ -21,6 +20,7 @@ import pytest
 temporalio = pytest.importorskip("temporalio")
 from temporalio.client import Client  # noqa: E402
 from temporalio.worker import Replayer  # noqa: E402
+from temporalio.api.enums.v1 import TimeoutType  # noqa: E402
 
 import intento  # noqa: E402
 from intento.audit import AuditLog, verify  # noqa: E402
@@ -172,15 +172,13 @@ def test_an_actions_timeout_is_its_activitys_limit(temporal_address):
         queue = _queue()
         async with worker(client, queue, Activities(spec, registry=reg)):
             handle = await _start(client, queue, run_request(spec, "fetch", {}))
-            t0 = time.monotonic()
             result = await asyncio.wait_for(handle.result(), 60)
-            took = time.monotonic() - t0
             history = await handle.fetch_history()
         await Replayer(workflows=[IntentRun]).replay_workflow(history)
-        return result, took, history
+        return result, history
 
     try:
-        result, took, history = asyncio.run(go())
+        result, history = asyncio.run(go())
     finally:
         release.set()
     assert result["status"] == "succeeded" and result["done"] == {"lookup": "fastco"}
@@ -195,13 +193,12 @@ def test_an_actions_timeout_is_its_activitys_limit(temporal_address):
     steps = [a for a in scheduled if a.activity_type.name == "intento.step"]
     assert steps and all(a.start_to_close_timeout.ToTimedelta().total_seconds() == 1 for a in steps)
     assert all(a.heartbeat_timeout.ToTimedelta().total_seconds() > 0 for a in steps)
-    assert took < 30
 
 
 CRASH = """
 provider psp { region "eu" }
 provider mail { region "eu" }
-action charge { achieves order.paid; timeout 60s; via psp { cost 1 USD; latency 100ms } }
+action charge { achieves order.paid; timeout 10m; via psp { cost 1 USD; latency 100ms } }
 action notify { requires order.paid; achieves customer.notified; idempotent; via mail { cost 0.1 USD; latency 10ms } }
 intent pay { goal customer.notified; minimize cost }
 """
@@ -219,7 +216,7 @@ def charge(ctx):
 '''
 
 
-def test_a_worker_killed_mid_step_is_noticed_by_heartbeat_not_the_steps_timeout(temporal_address, tmp_path):
+def test_a_ten_minute_step_whose_worker_is_killed_is_noticed_by_heartbeat_not_its_timeout(temporal_address, tmp_path):
     spec = _spec(CRASH)
     (tmp_path / "pay.intent").write_text(CRASH)
     (tmp_path / "crash_handlers.py").write_text(CRASH_HANDLERS)
@@ -243,19 +240,22 @@ def test_a_worker_killed_mid_step_is_noticed_by_heartbeat_not_the_steps_timeout(
         finally:
             doomed.kill()
             doomed.wait(timeout=30)
-        killed = time.monotonic()
         async with worker(client, queue, Activities(spec, registry=reg)):
-            result = await asyncio.wait_for(handle.result(), 50)
+            # Bounded well below the step's 10-minute limit: only the heartbeat can end it in time.
+            result = await asyncio.wait_for(handle.result(), 120)
+        history = await handle.fetch_history()
         await _replay(handle)
-        return result, time.monotonic() - killed
+        return result, history
 
-    result, after_kill = asyncio.run(go())
+    result, history = asyncio.run(go())
     assert result["status"] == "succeeded" and result["done"] == {"charge": "psp", "notify": "mail"}
     lost = _kinds(result, "needs_reconciliation", "charge")
     assert len(lost) == 1 and "heartbeat" in lost[0]["error"].lower(), lost
     assert [e["happened"] for e in _kinds(result, "reconciled", "charge")] == [True]
     assert not _kinds(result, "step_timed_out")
-    assert after_kill < 45  # noticed long before `charge`'s 60s timeout
+    # Temporal ended the lost activity by its heartbeat timeout (not its 10-minute start-to-close).
+    timed_out = [e.activity_task_timed_out_event_attributes.failure.timeout_failure_info.timeout_type for e in history.events if e.HasField("activity_task_timed_out_event_attributes")]
+    assert timed_out == [TimeoutType.TIMEOUT_TYPE_HEARTBEAT]
 
 
 # ---- 3. deadlines -----------------------------------------------------------------------------

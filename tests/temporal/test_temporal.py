@@ -38,13 +38,13 @@ def _embedded(spec, tmp: Path, given: dict, scenario: Scenario):
     return final, plans
 
 
-def _on_temporal(spec, address: str, tmp: Path, given: dict, scenario: Scenario):
+def _on_temporal(spec, address: str, tmp: Path, given: dict, scenario: Scenario, **extra):
     async def go():
         client = await Client.connect(address)
         queue = f"intento-{uuid.uuid4().hex[:8]}"
         audit = AuditLog(tmp / "t.audit.jsonl")
         async with worker(client, queue, Activities(spec, scenario=scenario, audit=audit)):
-            handle = await client.start_workflow(IntentRun.run, run_request(spec, "fulfil_order", given, secret_key=secret_key(audit.path)), id=f"run-{uuid.uuid4().hex[:8]}", task_queue=queue)
+            handle = await client.start_workflow(IntentRun.run, run_request(spec, "fulfil_order", given, secret_key=secret_key(audit.path)) | extra, id=f"run-{uuid.uuid4().hex[:8]}", task_queue=queue)
             result = await handle.result()
             status = await handle.query(IntentRun.status)
             history = await handle.fetch_history()
@@ -76,8 +76,12 @@ def test_escalation_parity(spec, temporal_address, tmp_path):
     given = {"customer.region": "eu", "order.amount": "80 USD", "customer.email": "t@example.com"}
     scenario = Scenario.model_validate({"seed": 1, "providers": {"adyen": {"outages": [{"from": 0}]}}})
     final, _ = _embedded(spec, tmp_path, given, scenario)
-    result, _, history = _on_temporal(spec, temporal_address, tmp_path, given, scenario)
+    # adyen fails for good: both engines hold for its cool-down (five simulated minutes on the
+    # embedded engine, 300 ms of Temporal's real clock here) at most three times, then escalate.
+    result, _, history = _on_temporal(spec, temporal_address, tmp_path, given, scenario, cool_down_ms=300)
     assert result["status"] == final.status == "escalated"
+    holds = [e for e in result["events"] if e["type"] == "holding"]
+    assert len(holds) == final.cooldown_holds
     assert {m["policy"] for m in result["conflict"]} == {m["policy"] for m in final.outcome["conflict"]} == {"goal", "adyen", "eu_data_residency"}
     assert result["compensated"] == final.outcome["compensated"]
     asyncio.run(Replayer(workflows=[IntentRun]).replay_workflow(history))

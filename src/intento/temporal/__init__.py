@@ -98,7 +98,7 @@ def worker(
         client,
         task_queue=task_queue,
         workflows=[IntentRun],
-        activities=[activities.plan, activities.step, activities.reconcile, activities.escalate, activities.simulation],
+        activities=[activities.plan, activities.step, activities.reconcile, activities.escalate, activities.simulation, activities.cancelled],
         activity_executor=ThreadPoolExecutor(max_workers=max_workers),
         max_concurrent_activities=max_workers,
         workflow_runner=runner,

@@ -20,7 +20,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from intento.audit import AuditLog
+from intento.audit import AuditLog, read_records
 from intento.audit import secret_key as audit_secret_key
 from intento.evaluate import formula_facts, formula_json
 from intento.execute.environment import Scenario, StepRequest, _ms, _rng, simulate_step
@@ -95,6 +95,10 @@ class Activities:
         problem = prepare(spec, req["intent"], given, state, deadline_ms=deadline, budget=budget, excluded=excluded, done=req.get("done") or {})
         force = req.get("force") or None
         time_limit = req.get("time_limit_s", 10.0)
+        if req.get("check"):
+            # A hold's question (is there a plan once a cool-down ends?): no decision, so no
+            # audit record and no explanation, as the embedded executor asks it.
+            return {"status": plan_problem(problem, time_limit_s=time_limit, explain="none").status}
         plan = plan_problem(problem, time_limit_s=time_limit, force=force)
         unforced = False
         if not plan.feasible and force:
@@ -116,7 +120,8 @@ class Activities:
                 "backend": "cpsat",
                 "unforced": unforced,
             }
-            self.audit.append(spec, req["intent"], given, state, plan, kind="replan" if req.get("plans") else "plan", run=req["run"], reason=req.get("reason"), inputs=inputs)
+            self.audit.append(spec, req["intent"], given, state, plan, kind="replan" if req.get("plans") else "plan", run=req["run"], reason=req.get("reason"), inputs=inputs,
+                              decision=f"{req['run']}/plan-{req.get('plans', 0) + 1}")
         steps = []
         for s in plan.steps:
             a = spec.actions[s.action]
@@ -269,6 +274,21 @@ class Activities:
         except SecretUnreadable as e:
             raise ApplicationError(str(e), type="SecretUnreadable", non_retryable=True) from None
         return bool(fn(StepContext(req["run"], req["action"], req["provider"], req["attempt"], req["key"], context)))
+
+    @activity.defn(name="intento.cancelled")
+    def cancelled(self, req: dict[str, Any]) -> None:
+        """A run's cancellation as a record of the audit chain, as the embedded executor writes
+        it (kind `cancel`: who asked, why, and the plan it stopped); nothing without an audit log."""
+        if self.audit is None:
+            return
+        try:
+            given = self._given(req.get("given") or {})
+        except SecretUnreadable as e:
+            raise ApplicationError(str(e), type="SecretUnreadable", non_retryable=True) from None
+        decision = f"{req['run']}/cancel"
+        if self.audit.path.exists() and any(r.get("decision") == decision for r in read_records(self.audit.path)[0]):
+            return  # written by an attempt whose answer was lost: once only
+        self.audit.write(self.audit.draft_cancel(self.spec, req["intent"], given, {"facts": req.get("facts", [])}, run=req["run"], decision=decision, cancelled=req["cancelled"]))
 
     @activity.defn(name="intento.escalate")
     def escalate(self, req: dict[str, Any]) -> str | None:

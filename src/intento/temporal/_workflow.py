@@ -47,6 +47,8 @@ HEALTH_WINDOW_MS = 60_000
 HEALTH_DOWN_AFTER = 2
 COOL_DOWN_MS = 300_000
 MAX_PLANS = 200
+#: As the embedded executor: at most this many holds for a cool-down per run.
+MAX_COOLDOWN_HOLDS = 3
 ONCE = RetryPolicy(maximum_attempts=1)
 #: The activity limit of a step whose action declares no `timeout` (`step_timeout_s` in the
 #: request overrides it): a day. Such an action promises no answer time; a dead worker is
@@ -82,6 +84,15 @@ class IntentRun:
         #: Undos that failed: {"action", "for", "error"}, reported in the outcome.
         self.undo_failed: list[dict] = []
         self.spent = Decimal(0)
+        #: The hold the run is in (no plan yet, the world may change soon), as its `holding` event.
+        self.hold: dict | None = None
+        self.cooldown_holds = 0
+        self.plans = 0
+        #: Runs started before holding (and the cancel's audit record) existed give up at once on
+        #: no plan, and re-plan before succeeding, as they did then (a replay must do the same).
+        self.holds = True
+        #: Who asked for the cancellation and why (the `cancel_reason` signal), for its audit record.
+        self.cancelled_by: dict | None = None
         self._memo: dict[str, Any] = {}
         self.legible = True
         #: Simulation: observations due at given times (ms since the start), in time order.
@@ -92,6 +103,11 @@ class IntentRun:
     @workflow.signal(name="observe", description="Fire-and-forget observation: {fact} or {provider, status[, latency]} (not checked; use the update to be told).")
     def observe_signal(self, data: dict) -> None:
         self.inbox.append(data)
+
+    @workflow.signal(name="cancel_reason", description="Who cancels the run and why: {reason, by}. `intento cancel` sends it with Temporal's cancel request (which alone cancels); the run's audit record names them.")
+    def cancel_reason(self, data: dict) -> None:
+        if isinstance(data, dict):
+            self.cancelled_by = {"reason": str(data.get("reason") or "")[:500], "by": str(data.get("by") or "")[:200]}
 
     @workflow.update(name="observe", description="An observation, checked at the call: {fact} or {provider, status[, latency ms]}; answers `queued`.")
     def observe(self, data: dict) -> str:
@@ -150,11 +166,16 @@ class IntentRun:
                 continue
             recent = [t for t in self.failures.get(p, []) if now - t <= HEALTH_WINDOW_MS]
             last = max(self.failures.get(p, [0]) or [0])
-            if len(recent) >= HEALTH_DOWN_AFTER and now - last < COOL_DOWN_MS:
+            if len(recent) >= HEALTH_DOWN_AFTER and now - last < self._cool_down():
                 out[p] = {"status": "down"}
             elif recent:
                 out[p] = {"status": "degraded"}
         return out
+
+    def _cool_down(self) -> int:
+        """How long a provider presumed down from its own failures stays down (`cool_down_ms` in
+        the request overrides the embedded executor's five minutes)."""
+        return int(self.req.get("cool_down_ms", COOL_DOWN_MS))
 
     def _goal_holds(self) -> bool:
         return self.plan is not None and holds_json(self.plan["goal"], self.facts)
@@ -255,6 +276,7 @@ class IntentRun:
         self._event("run_started", intent=req["intent"])
         # Runs started before the memo and the simulation feed existed replay without them.
         self.legible = workflow.patched("intento-simulation-feed")
+        self.holds = workflow.patched("intento-holding-and-cancel-record")
         self._show()
         if self.legible:
             self.feed = await workflow.execute_activity("intento.simulation", {"run": workflow.info().workflow_id}, start_to_close_timeout=timedelta(seconds=60), summary="simulation feed") or []
@@ -284,7 +306,6 @@ class IntentRun:
         deadline = req.get("deadline_ms")
         budget = req.get("budget")
         reason: str | None = "run started"
-        plans = 0
         while True:
             now = self._now()
             while self.feed and self.feed[0][0] <= now:
@@ -301,43 +322,46 @@ class IntentRun:
             if self.deadline_passed and not self._goal_holds():
                 # Checked before any re-plan: past the deadline re-planning cannot help.
                 return await self._give_up(self._deadline_outcome())
+            if reason is not None and self.holds and self._goal_holds() and not self.running:
+                # As the embedded executor: a goal that holds needs no re-plan (runs started
+                # before this change re-planned first, and replay so).
+                return self._succeed()
             if reason is not None:
                 now = self._now()
-                plans += 1
-                if plans > MAX_PLANS:
+                self.plans += 1
+                if self.plans > MAX_PLANS:
                     return await self._give_up({"reason": "too many re-plans", "conflict": [], "summary": None})
                 force = {a: p for a, (p, _, _, _) in self.running.items()}
-                self.plan = await workflow.execute_activity(
-                    "intento.plan",
-                    {
-                        "run": run_id,
-                        "intent": req["intent"],
-                        "given": req["given"],
-                        "facts": sorted(self.facts),
-                        "providers": self._health(observed, now),
-                        "excluded": excluded,
-                        "done": dict(self.done),
-                        "force": force,
-                        "deadline_left": None if deadline is None else max(0, deadline - now),
-                        "budget_left": None if budget is None else str(max(Decimal(0), Decimal(str(budget)) - self.spent)),
-                        "reason": reason,
-                        "plans": plans - 1,
-                        "at": now,
-                        "time_limit_s": req.get("time_limit_s", 10.0),
-                    },
-                    start_to_close_timeout=timedelta(seconds=120),
-                    retry_policy=RetryPolicy(maximum_attempts=3),
-                    summary=f"plan {plans}: {reason}"[:200],
-                )
+                plan_req = {
+                    "run": run_id,
+                    "intent": req["intent"],
+                    "given": req["given"],
+                    "facts": sorted(self.facts),
+                    "providers": self._health(observed, now),
+                    "excluded": excluded,
+                    "done": dict(self.done),
+                    "force": force,
+                    "deadline_left": None if deadline is None else max(0, deadline - now),
+                    "budget_left": None if budget is None else str(max(Decimal(0), Decimal(str(budget)) - self.spent)),
+                    "reason": reason,
+                    "plans": self.plans - 1,
+                    "at": now,
+                    "time_limit_s": req.get("time_limit_s", 10.0),
+                }
+                self.plan = await self._planning(plan_req, f"plan {self.plans}: {reason}")
                 self._event("planned", reason=reason, status=self.plan["status"], steps=[[s["action"], s["provider"]] for s in self.plan["steps"]])
                 reason = None
-                if self.plan["status"] not in ("optimal", "feasible"):
-                    return await self._give_up({"reason": "no plan from here", "conflict": self.plan["conflict"], "summary": self.plan["summary"]})
+                if self.plan["status"] in ("optimal", "feasible"):
+                    if self.hold is not None:
+                        self.hold, self.state = None, "running"
+                else:
+                    self.hold = await self._hold(plan_req, observed) if self.holds else None
+                    if self.hold is None:
+                        return await self._give_up({"reason": "no plan from here", "conflict": self.plan["conflict"], "summary": self.plan["summary"]})
+                    self.state = "holding"
+                    self._event("holding", **self.hold)
             if self._goal_holds() and not self.running:
-                self.state = "succeeded"
-                self._event("succeeded")
-                self._show()
-                return {"status": "succeeded", "done": dict(self.done), "facts": sorted(self.facts), "cost": str(self.spent), "events": self.events}
+                return self._succeed()
             for s in self.plan["steps"]:
                 a = s["action"]
                 if a in self.done or a in self.running or a in self.awaiting or not holds_json(s["requirement"], self.facts):
@@ -356,7 +380,8 @@ class IntentRun:
                 args = self._step_args(a, s["provider"], attempts[a], f"{run_id}/{a}/{s['provider']}", s["latency_ms"], s["timeout_ms"], s["idempotent"])
                 self.running[a] = (s["provider"], attempts[a], self._start_step(args), s)
             self._show()
-            due = min([d for _, d, _ in self.awaiting.values()] + [t for t, _ in self.feed[:1]], default=None)
+            hold_until = [self.hold["until"]] if self.hold is not None and self.hold.get("until") is not None else []
+            due = min([d for _, d, _ in self.awaiting.values()] + [t for t, _ in self.feed[:1]] + hold_until, default=None)
             wait_for = None if due is None else timedelta(milliseconds=max(1, due - self._now()))
             try:
                 # Without a step in flight, an awaited fact or the deadline, only a signal moves the run.
@@ -375,6 +400,8 @@ class IntentRun:
                         self.facts.add(ob["fact"])
                         self._complete_awaited(only=a)
                         break
+            if hold_until and hold_until[0] <= now and self.hold is not None:
+                reason = "a cool-down ended: " + ", ".join(f"`{p}`" for p in self.hold.get("providers", [])) + " may be back"
             for a, (p, d, _) in list(self.awaiting.items()):
                 if d <= now:
                     del self.awaiting[a]
@@ -405,6 +432,40 @@ class IntentRun:
                         excluded.append([a, provider, out.get("error") or "failed permanently"])
                     self._event("step_failed" if out["kind"] == "failed" else "step_timed_out", action=a, provider=provider, attempt=attempt, error=out.get("error"))
                     reason = f"`{a}` via `{provider}` timed out" if out["kind"] == "timed_out" else f"`{a}` via `{provider}` failed: {out.get('error')}"
+
+    def _succeed(self) -> dict:
+        self.state = "succeeded"
+        self._event("succeeded")
+        self._show()
+        return {"status": "succeeded", "done": dict(self.done), "facts": sorted(self.facts), "cost": str(self.spent), "events": self.events}
+
+    async def _planning(self, plan_req: dict, summary: str) -> dict:
+        return await workflow.execute_activity(
+            "intento.plan", plan_req, start_to_close_timeout=timedelta(seconds=120), retry_policy=RetryPolicy(maximum_attempts=3), summary=summary[:200]
+        )
+
+    async def _hold(self, plan_req: dict, observed: dict[str, dict]) -> dict | None:
+        """No plan from here, but the world may change soon: wait instead of giving up, as the
+        embedded executor does, when steps are still running (their outcome may be what is
+        missing), or when providers presumed down only from their own failures (no status
+        observation) would admit a plan once their cool-down ends, before the deadline, at most
+        `MAX_COOLDOWN_HOLDS` times. None: give up."""
+        if self.running:
+            return {"until": None, "reason": "no plan without the steps still running: waiting for their outcome", "running": sorted(self.running)}
+        health = plan_req["providers"]
+        presumed = {p: max(self.failures[p]) + self._cool_down() for p, h in health.items() if h.get("status") == "down" and observed.get(p, {}).get("status") != "down" and self.failures.get(p)}
+        if not presumed or self.cooldown_holds >= MAX_COOLDOWN_HOLDS:
+            return None
+        until = min(presumed.values())
+        deadline = self.req.get("deadline_ms")
+        if deadline is not None and until >= deadline:
+            return None
+        check = dict(plan_req, providers={p: h for p, h in health.items() if p not in presumed}, deadline_left=None if deadline is None else deadline - until, check=True)
+        answer = await self._planning(check, "is there a plan once the cool-down ends?")
+        if answer["status"] not in ("optimal", "feasible"):
+            return None
+        self.cooldown_holds += 1
+        return {"until": until, "reason": f"no plan while {', '.join(f'`{p}`' for p in sorted(presumed))} presumed down after failing; re-planning when the first cool-down ends", "providers": sorted(presumed)}
 
     def _complete_awaited(self, only: str | None = None) -> None:
         """Awaited external steps (or just ``only``) whose facts all hold now are done."""
@@ -510,6 +571,20 @@ class IntentRun:
         }
         if unknown:
             result["unknown"] = unknown
+        if status == "cancelled" and self.holds:
+            # The cancellation is a decision (a person's): the audit chain records it, as on the
+            # embedded engine.
+            who = self.cancelled_by or {"reason": "cancelled through Temporal", "by": "temporal"}
+            await self._settle(
+                workflow.start_activity(
+                    "intento.cancelled",
+                    {"run": workflow.info().workflow_id, "intent": self.req["intent"], "given": self.req["given"], "facts": sorted(self.facts),
+                     "cancelled": dict(who, plan=f"{workflow.info().workflow_id}/plan-{self.plans}" if self.plans else None)},
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=RetryPolicy(maximum_attempts=3),
+                    summary="audit: cancelled",
+                )
+            )
         if status == "escalated":
             told = await self._settle(
                 workflow.start_activity(
