@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from intento import __version__
+from intento.console import is_console_path, mount as mount_console
 from intento.diagnostics import IntentoError
 from intento.errors import OperationalError
 from intento.execute.executor import KeyReused
@@ -266,7 +267,8 @@ def create_app(
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > max_body):
             return _error(413, "too_large", f"request body over {max_body} bytes")
-        if token and request.url.path not in OPEN_PATHS:
+        if token and request.url.path not in OPEN_PATHS and not is_console_path(request.url.path):
+            # The console's pages authenticate themselves (a login cookie or the bearer header).
             auth = request.headers.get("authorization", "")
             if not hmac.compare_digest(auth.encode(), f"Bearer {token}".encode()):
                 return _error(401, "unauthorized", "missing or wrong bearer token")
@@ -548,6 +550,8 @@ def create_app(
 
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    # The operator console (docs/console.md): pages at /, /runs/{id}, /policies, /plan.
+    mount_console(app, spec, store_path, audit_path, token, plan_metrics=lambda status, seconds: metrics.observe_plan(status, seconds, "console"))
     app.openapi = lambda: app.openapi_schema or setattr(app, "openapi_schema", _openapi(app)) or app.openapi_schema
     app.add_middleware(BoundedBody, max_body=max_body, timeout_s=client_timeout_s)
     app.state.engine = engine_box

@@ -1,0 +1,430 @@
+"""The console's routes: pages, fragments, the change stream, login and actions.
+
+Input: requests. Output: HTML (Jinja2 templates, autoescaped), SVG drawn on the server, and
+server-sent `changed` events on which htmx fetches a fragment again. Actions (observe, cancel,
+plan) are POST forms with a CSRF token; observe and cancel take a confirmation page first and
+then go through the API's own code path (`validate_observation`, `execute.post`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+
+from intento.console._auth import Session, Sessions, cookie_header, safe_next
+from intento.console._data import (
+    AuditIndex, FullExplanations, RunLister, event_summary, fmt_ms, owners_for, policy_rows, run_detail, store_version,
+)
+
+HERE = Path(__file__).resolve().parent
+PAGE_SIZE = 50
+#: A change stream ends after this long (seconds); the browser's EventSource reconnects.
+STREAM_S = 300.0
+POLL_S = 0.5
+
+_PAGES = ("/", "/login", "/logout", "/policies", "/plan")
+
+
+def is_console_path(path: str) -> bool:
+    """Paths the console answers (and authenticates itself): its pages and `/console/...`."""
+    return path in _PAGES or path.startswith("/runs/") or path.startswith("/console/")
+
+
+def _templates():
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+    env.filters["ms"] = fmt_ms
+    return env
+
+
+def markdown_html(text: str) -> str:
+    """A decision report (`render.explanation_markdown`) as HTML; raw HTML in it is escaped."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    body = (await request.body()).decode("utf-8", errors="replace")
+    return {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+
+
+def mount(app: FastAPI, spec, store_path: Path, audit_path: Path, token: str | None, plan_metrics=None) -> None:
+    from fastapi.staticfiles import StaticFiles
+
+    from intento.execute.store import TERMINAL, Store
+
+    sessions = Sessions(token)
+    env = _templates()
+    lister = RunLister(store_path)
+    audit = AuditIndex(audit_path)
+    full = FullExplanations(spec)
+    app.mount("/console/static", StaticFiles(directory=str(HERE / "static")), name="console-static")
+
+    def render(request: Request, name: str, session: Session | None, status: int = 200, **ctx: Any) -> HTMLResponse:
+        cookie = None
+        if session is not None and session.via == "open":
+            # No authentication: the page still hands out a session, for the CSRF token of its forms.
+            cookie = sessions.new_cookie()
+            session = Session(cookie.split(".")[0], "cookie")
+        html = env.get_template(name).render(request=request, session=session, csrf=sessions.csrf(session) if session else "",
+                                             auth=sessions.required, path=request.url.path, **ctx)
+        resp = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
+                                                               "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'",
+                                                               "Referrer-Policy": "same-origin"})
+        if cookie:
+            resp.headers.append("set-cookie", cookie_header(cookie, request.url.scheme == "https"))
+        return resp
+
+    def refuse(request: Request) -> Response:
+        """Not logged in: a page goes to the login; a fragment or the stream is refused."""
+        if request.url.path.startswith("/console/") or request.headers.get("hx-request"):
+            return Response("log in first", status_code=401, media_type="text/plain", headers={"HX-Redirect": "/login", "Cache-Control": "no-store"})
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
+
+    def forbidden(request: Request, session: Session) -> HTMLResponse:
+        return render(request, "error.html", session, status=403, title="Refused",
+                      message="this form's CSRF token is missing or wrong", help="go back, reload the page and try again")
+
+    def not_found(request: Request, session: Session, run_id: str) -> HTMLResponse:
+        return render(request, "error.html", session, status=404, title="No such run", message=f"there is no run `{run_id}` in this store",
+                      help="check the run id, or find the run in the runs list")
+
+    # ---- login ----------------------------------------------------------------------------
+    @app.get("/login", include_in_schema=False)
+    def login_page(request: Request, next: str = "/"):
+        return render(request, "login.html", None, next=safe_next(next), error=None)
+
+    @app.post("/login", include_in_schema=False)
+    async def login(request: Request):
+        form = await _form(request)
+        nxt = safe_next(form.get("next"))
+        if not sessions.check_token(form.get("token", "")):
+            return render(request, "login.html", None, status=401, next=nxt, error="that token is not the service's token")
+        resp = RedirectResponse(nxt, status_code=303)
+        resp.headers.append("set-cookie", cookie_header(sessions.new_cookie(), request.url.scheme == "https"))
+        return resp
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout(request: Request):
+        session = sessions.session(request)
+        if session is None:
+            return refuse(request)
+        if not sessions.csrf_ok(session, (await _form(request)).get("csrf")):
+            return forbidden(request, session)
+        resp = RedirectResponse("/login", status_code=303)
+        resp.headers.append("set-cookie", cookie_header("", request.url.scheme == "https", clear=True))
+        return resp
+
+    # ---- the runs list --------------------------------------------------------------------
+    def _filters(request: Request) -> tuple[dict, list[str]]:
+        from intento.execute.report import LIST_STATUSES
+
+        q = request.query_params
+        problems = []
+        status = q.get("status") or None
+        if status is not None and status not in LIST_STATUSES:
+            problems.append(f"unknown status `{status}`: choose one of {', '.join(LIST_STATUSES)}")
+            status = None
+        stalled = {"yes": True, "no": False}.get(q.get("stalled") or "")
+        try:
+            offset = max(0, min(int(q.get("offset") or 0), 10**9))
+        except ValueError:
+            problems.append("`offset` must be a whole number")
+            offset = 0
+        f = {"status": status, "intent": (q.get("intent") or None), "stalled": stalled, "q": (q.get("q") or "")[:200] or None,
+             "waits_on": (q.get("waits_on") or "")[:300] or None, "offset": offset}
+        return f, problems
+
+    def _query(f: dict, **change) -> str:
+        g = dict(f, **change)
+        keep = {k: ("yes" if v is True else "no" if v is False else v) for k, v in g.items() if v not in (None, "", 0)}
+        return urlencode(keep)
+
+    def _runs_ctx(request: Request) -> dict:
+        f, problems = _filters(request)
+        page = lister.page(status=f["status"], intent=f["intent"], stalled=f["stalled"], q=f["q"], waits_on=f["waits_on"], limit=PAGE_SIZE, offset=f["offset"])
+        return {"f": f, "problems": problems, "page": page, "query": _query, "page_size": PAGE_SIZE, "intents": sorted(set(spec.intents) | set(lister.intents())),
+                "statuses": __import__("intento.execute.report", fromlist=["LIST_STATUSES"]).LIST_STATUSES, "qs": _query(f)}
+
+    @app.get("/", include_in_schema=False)
+    def runs_page(request: Request):
+        session = sessions.session(request)
+        if session is None:
+            return refuse(request)
+        return render(request, "runs.html", session, **_runs_ctx(request))
+
+    @app.get("/console/fragments/runs", include_in_schema=False)
+    def runs_fragment(request: Request):
+        session = sessions.session(request)
+        if session is None:
+            return refuse(request)
+        return render(request, "_runs_table.html", session, **_runs_ctx(request))
+
+    # ---- the change stream ----------------------------------------------------------------
+    @app.get("/console/events", include_in_schema=False)
+    def changes(request: Request, run: str | None = None):
+        session = sessions.session(request)
+        if session is None:
+            return refuse(request)
+        return StreamingResponse(change_stream(store_path, run), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    # ---- one run --------------------------------------------------------------------------
+    def _run_ctx(run_id: str) -> dict | None:
+        store = Store(store_path)
+        try:
+            detail = run_detail(store, run_id, spec)
+        finally:
+            store.close()
+        if detail is None:
+            return None
+        from intento.console._svg import critical_path, gantt, timeline
+        from intento.evaluate import formula_facts
+
+        audit.refresh()
+        records = audit.by_run.get(run_id, [])
+        current = detail["plans"][-1] if detail["plans"] else None
+        requires = {a.name: formula_facts(a.requires) for a in spec.actions.values()}
+        achieves = {a.name: set(a.achieves) for a in spec.actions.values()}
+        crit = critical_path(current["steps"], requires, achieves) if current else set()
+        rec = audit.by_decision.get(current["decision"]) if current and current.get("decision") else None
+        explanation = None
+        if rec is not None:
+            plan, given, state, why_not = full.get(rec)
+            explanation = {"recorded": (rec.get("plan") or {}).get("explanation") or {}, "full": plan.explanation.model_dump() if plan else None,
+                           "why_not": why_not, "currency": (rec.get("plan") or {}).get("currency") or "", "record": rec}
+        outcome = detail["state"].outcome or {}
+        conflict = outcome.get("conflict") or []
+        return {
+            "d": detail, "v": detail["view"], "run_id": run_id, "timeline": timeline(detail),
+            "gantt": gantt(current["steps"], crit, f"Current plan (#{current['n']}) as a Gantt chart, critical path highlighted") if current else "",
+            "critical": crit, "current": current, "records": [(r, audit.verified(r)) for r in records], "verdict": audit.verdict,
+            "explanation": explanation, "conflict": conflict, "owners": owners_for(spec, conflict), "outcome": outcome,
+            "event_summary": event_summary, "terminal": detail["state"].terminal, "policies": spec.policies,
+        }
+
+    def _observe_choices() -> dict:
+        from intento.execute.observe import STATUSES, achieved_facts
+
+        return {"facts": sorted(achieved_facts(spec)), "providers": list(spec.providers), "provider_statuses": STATUSES}
+
+    @app.get("/runs/{run_id}", include_in_schema=False)
+    def run_page(request: Request, run_id: str):
+        session = sessions.session(request)
+        if session is None:
+            return refuse(request)
+        ctx = _run_ctx(run_id)
+        if ctx is None:
+            return not_found(request, session, run_id)
+        return render(request, "run.html", session, **ctx, **_observe_choices())
+
+    @app.get("/console/fragments/run/{run_id}", include_in_schema=False)
+    def run_fragment(request: Request, run_id: str):
+        session = sessions.session(request)
+        if session is None:
+            return refuse(request)
+        ctx = _run_ctx(run_id)
+        if ctx is None:
+            return not_found(request, session, run_id)
+        return render(request, "_run_live.html", session, **ctx)
+
+    @app.get("/runs/{run_id}/decisions/{n}", include_in_schema=False)
+    def decision_report(request: Request, run_id: str, n: int):
+        """The print view of a decision: `explain --format markdown`, as HTML."""
+        from intento.render import explanation_markdown
+
+        session = sessions.session(request)
+        if session is None:
+            return refuse(request)
+        audit.refresh()
+        rec = audit.by_decision.get(f"{run_id}/plan-{n}")
+        if rec is None:
+            return render(request, "error.html", session, status=404, title="No such decision", message=f"the audit log has no decision `{run_id}/plan-{n}`",
+                          help="the run's page lists its decisions")
+        plan, given, state, why_not = full.get(rec)
+        if plan is None:
+            from intento.plan import Plan
+
+            plan = Plan.model_validate(rec["plan"])
+            given = rec.get("context") or {}
+        report = markdown_html(explanation_markdown(plan, spec, given, state))
+        return render(request, "report.html", session, report=report, run_id=run_id, n=n, rec=rec, why_not=why_not, verified=audit.verified(rec))
+
+    async def _action(request: Request, run_id: str):
+        session = sessions.session(request)
+        if session is None:
+            return None, None, None, refuse(request)
+        form = await _form(request)
+        if not sessions.csrf_ok(session, form.get("csrf")):
+            return session, form, None, forbidden(request, session)
+        store = Store(store_path)
+        row = store.run(run_id)
+        store.close()
+        if row is None:
+            return session, form, None, not_found(request, session, run_id)
+        return session, form, row, None
+
+    @app.post("/runs/{run_id}/observe", include_in_schema=False)
+    async def observe(request: Request, run_id: str):
+        from intento.execute import post
+        from intento.execute.observe import validate_observation
+
+        session, form, row, refused = await _action(request, run_id)
+        if refused is not None:
+            return refused
+        data: dict[str, Any] = {}
+        if form.get("kind") == "provider":
+            data = {"provider": form.get("provider") or None, "status": form.get("status") or None}
+            if form.get("latency"):
+                from intento.values import parse_duration
+
+                d = parse_duration(form["latency"].strip())
+                data["latency"] = d.ms if d is not None else -1
+        else:
+            data = {"fact": form.get("fact") or None}
+        data = {k: v for k, v in data.items() if v is not None}
+        problem = validate_observation(data, row, spec)
+        if problem is not None:
+            return render(request, "error.html", session, status=409 if problem.code == "run_finished" else 422, title="Observation refused",
+                          message=problem.message, help=problem.help, back=f"/runs/{run_id}")
+        what = f"fact `{data['fact']}`" if "fact" in data else f"provider `{data['provider']}` {data['status']}" + (f" ({data['latency']} ms)" if "latency" in data else "")
+        if form.get("confirmed") != "yes":
+            return render(request, "confirm.html", session, title="Confirm the observation", action=f"/runs/{run_id}/observe", run_id=run_id,
+                          question=f"Tell run {run_id} that {what} was observed? It records the observation and re-plans.", fields=form, button="Observe")
+        store = Store(store_path)
+        try:
+            post(store, run_id, data | {"source": "console"})
+        finally:
+            store.close()
+        return render(request, "done.html", session, title="Observation sent", message=f"{what} was sent to run {run_id}; its executor records it and re-plans.", run_id=run_id)
+
+    @app.post("/runs/{run_id}/cancel", include_in_schema=False)
+    async def cancel(request: Request, run_id: str):
+        from intento.execute import post
+
+        session, form, row, refused = await _action(request, run_id)
+        if refused is not None:
+            return refused
+        if row["status"] in TERMINAL:
+            return render(request, "error.html", session, status=409, title="Cancel refused", message=f"run `{run_id}` has already finished (`{row['status']}`)",
+                          help="only a run still in progress can be cancelled", back=f"/runs/{run_id}")
+        reason = (form.get("reason") or "").strip()[:1000] or "no reason given"
+        if form.get("confirmed") != "yes":
+            return render(request, "confirm.html", session, title="Confirm the cancellation", action=f"/runs/{run_id}/cancel", run_id=run_id,
+                          question=f"Cancel run {run_id} because “{reason}”? Its waits are dropped, steps in flight awaited and completed steps undone in reverse order.",
+                          fields=dict(form, reason=reason), button="Cancel the run", danger=True)
+        store = Store(store_path)
+        try:
+            post(store, run_id, {"cancel": {"reason": reason, "by": "console"}, "source": "console"})
+        finally:
+            store.close()
+        return render(request, "done.html", session, title="Cancellation sent", message=f"run {run_id} is being cancelled: {reason}", run_id=run_id)
+
+    # ---- policies -------------------------------------------------------------------------
+    @app.get("/policies", include_in_schema=False)
+    def policies(request: Request):
+        session = sessions.session(request)
+        if session is None:
+            return refuse(request)
+        audit.refresh()
+        rows, decisions = policy_rows(spec, audit)
+        return render(request, "policies.html", session, rows=rows, decisions=decisions, currency=spec.currency or "")
+
+    # ---- plans without runs ---------------------------------------------------------------
+    @app.get("/plan", include_in_schema=False)
+    def plan_page(request: Request):
+        session = sessions.session(request)
+        if session is None:
+            return refuse(request)
+        first = next(iter(spec.intents), "")
+        return render(request, "plan.html", session, intents=list(spec.intents), form={"intent": first, "given": "{}", "state": ""}, errors=[], report=None)
+
+    @app.post("/plan", include_in_schema=False)
+    async def plan_post(request: Request):
+        from intento.audit import AuditLog
+        from intento.diagnostics import IntentoError
+        from intento.render import explanation_markdown
+        from intento.request import load_json
+        from intento.solve import plan_problem, prepare
+
+        session = sessions.session(request)
+        if session is None:
+            return refuse(request)
+        form = await _form(request)
+        if not sessions.csrf_ok(session, form.get("csrf")):
+            return forbidden(request, session)
+        intent = form.get("intent", "")
+        ctx = {"intents": list(spec.intents), "form": form, "report": None}
+        errors: list[dict] = []
+        if intent not in spec.intents:
+            from intento.diagnostics import did_you_mean
+
+            errors.append({"where": "intent", "text": f"unknown intent `{intent}`" + (f"; {did_you_mean(intent, spec.intents)}" if did_you_mean(intent, spec.intents) else "")})
+        parsed = {}
+        for field in ("given", "state"):
+            text = form.get(field, "").strip()
+            if not text:
+                parsed[field] = (None, None)
+                continue
+            data, src, diags = load_json(text, field)
+            if diags:
+                errors += [{"where": field, "text": d.render()} for d in diags]
+            elif not isinstance(data, dict):
+                errors.append({"where": field, "text": f"{field}:1:1: the {field} must be a JSON object like {{\"name\": value}}"})
+            parsed[field] = (data, src)
+        if errors:
+            return render(request, "plan.html", session, status=422, errors=errors, **ctx)
+        try:
+            problem = prepare(spec, intent, parsed["given"][0], parsed["state"][0], given_source=parsed["given"][1], state_source=parsed["state"][1])
+            t0 = time.perf_counter()
+            result = await asyncio.to_thread(plan_problem, problem, time_limit_s=10.0, explain="full")
+            if plan_metrics is not None:
+                plan_metrics(result.status, time.perf_counter() - t0)
+        except IntentoError as e:
+            errs = [{"where": (d.span.source.name if d.span else "request"), "text": d.render()} for d in e.diagnostics]
+            return render(request, "plan.html", session, status=422, errors=errs, **ctx)
+        # Audited as every decision of the service is (`POST /v1/plan` too).
+        AuditLog(audit_path).append(spec, intent, dict(problem.context), problem.state.model.model_dump(mode="json", exclude_none=True), result, reason="console /plan request")
+        report = markdown_html(explanation_markdown(result, spec, parsed["given"][0], parsed["state"][0]))
+        return render(request, "plan.html", session, errors=[], **dict(ctx, report=report, status_text=result.status))
+
+
+async def change_stream(store_path: Path, run: str | None = None, poll_s: float = POLL_S, max_s: float = STREAM_S):
+    """Server-sent events: `changed` each time the store (or one run, with ``run``) changed,
+    polled every ``poll_s`` (a short read in a thread), for at most ``max_s`` seconds."""
+    from intento.execute.store import Store
+
+    store = await asyncio.to_thread(Store, store_path)
+
+    def version():
+        if run is None:
+            return store_version(store)
+        row = store.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run = ?", (run,)).fetchone()
+        inbox = store.db.execute("SELECT COALESCE(MAX(id), 0) FROM inbox WHERE run = ?", (run,)).fetchone()
+        return row[0], inbox[0]
+
+    try:
+        last = await asyncio.to_thread(version)
+        yield f"retry: 2000\nevent: hello\ndata: {json.dumps(list(last))}\n\n"
+        start = quiet = time.monotonic()
+        while time.monotonic() - start < max_s:
+            await asyncio.sleep(poll_s)
+            now = await asyncio.to_thread(version)
+            if now != last:
+                last = now
+                quiet = time.monotonic()
+                yield f"event: changed\ndata: {json.dumps(list(now))}\n\n"
+            elif time.monotonic() - quiet > 15:
+                quiet = time.monotonic()
+                yield ": quiet\n\n"
+    finally:
+        store.close()
