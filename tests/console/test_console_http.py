@@ -153,3 +153,13 @@ def test_the_policies_page_names_owners(world):
     html = _logged_in(world).get("/policies").text
     owners = {p.owner for p in spec.policies.values() if getattr(p, "owner", None)}
     assert owners and all(o in html for o in owners)
+
+
+def test_search_and_a_stall_point_narrow_the_list_but_not_its_groups(world):
+    _, _, done, waiting = world
+    c = _logged_in(world)
+    found = c.get("/", params={"q": done[-6:].upper()}).text
+    assert done in found and waiting not in found
+    grouped = c.get("/", params={"waits_on": "not driven"}).text
+    assert waiting in grouped and f'href="/runs/{done}"' not in grouped
+    assert "not driven" in grouped  # the groups are still listed

@@ -64,8 +64,8 @@ LIST_TTL_S = 2.0
 
 
 class RunLister:
-    """`list_runs` with the console's extra filters (a search over run id and intent, a stall
-    point), and a small cache: the events of unchanged runs, and whole answers for a moment."""
+    """`list_runs` (with its search and stall-point filters) behind a small cache: the events of
+    unchanged runs, and whole answers for a moment."""
 
     def __init__(self, store_path: Path):
         self.store_path = store_path
@@ -86,17 +86,7 @@ class RunLister:
                 if hit is not None and hit[1] == version and time.monotonic() - hit[0] < LIST_TTL_S:
                     return hit[2]
                 cached = _CachedStore(store, self._events)
-                if not q and not waits_on:
-                    page = list_runs(cached, status=status, intent=intent, stalled=stalled, limit=limit, offset=offset)
-                else:
-                    # list_runs has neither filter: take every run it keeps, in its order, and
-                    # narrow here; its groups stay those of the filters it knows.
-                    everything = list_runs(cached, status=status, intent=intent, stalled=stalled, limit=10**9, offset=0)
-                    needle = (q or "").strip().lower()
-                    rows = [v for v in everything["runs"] if (not needle or needle in v["run"].lower() or needle in (v["intent"] or "").lower())
-                            and (not waits_on or v.get("waits_on") == waits_on)]
-                    more = offset + limit < len(rows)
-                    page = {"total": len(rows), "runs": rows[offset : offset + limit], "waits": everything["waits"], "next_offset": offset + limit if more else None}
+                page = list_runs(cached, status=status, intent=intent, stalled=stalled, limit=limit, offset=offset, search=q, waits_on=waits_on)
                 # Forget runs the store no longer has (never, in practice) and keep the cache bounded.
                 while len(self._events) > 50_000:
                     self._events.popitem(last=False)

@@ -60,6 +60,7 @@ async def _form(request: Request) -> dict[str, str]:
 def mount(app: FastAPI, spec, store_path: Path, audit_path: Path, token: str | None, plan_metrics=None) -> None:
     from fastapi.staticfiles import StaticFiles
 
+    from intento.execute.report import LIST_STATUSES
     from intento.execute.store import TERMINAL, Store
 
     sessions = Sessions(token)
@@ -154,7 +155,7 @@ def mount(app: FastAPI, spec, store_path: Path, audit_path: Path, token: str | N
         f, problems = _filters(request)
         page = lister.page(status=f["status"], intent=f["intent"], stalled=f["stalled"], q=f["q"], waits_on=f["waits_on"], limit=PAGE_SIZE, offset=f["offset"])
         return {"f": f, "problems": problems, "page": page, "query": _query, "page_size": PAGE_SIZE, "intents": sorted(set(spec.intents) | set(lister.intents())),
-                "statuses": __import__("intento.execute.report", fromlist=["LIST_STATUSES"]).LIST_STATUSES, "qs": _query(f)}
+                "statuses": LIST_STATUSES, "qs": _query(f)}
 
     @app.get("/", include_in_schema=False)
     def runs_page(request: Request):

@@ -249,11 +249,14 @@ def run_views(store) -> list[dict]:
 LIST_STATUSES = ("running", "holding", "giving_up", "succeeded", "escalated", "cancelled", "failed")
 
 
-def list_runs(store, status: str | None = None, intent: str | None = None, stalled: bool | None = None, limit: int = 100, offset: int = 0) -> dict:
-    """The runs of a store as an operator lists them (`intento runs`, `GET /v1/runs`): filtered,
-    ordered (escalated, stalled and at-risk first), a page of at most ``limit`` from ``offset``,
-    and the count of unfinished runs grouped by where they are (`waits_on`), over every run the
-    filters keep, most common first."""
+def list_runs(store, status: str | None = None, intent: str | None = None, stalled: bool | None = None, limit: int = 100, offset: int = 0,
+              search: str | None = None, waits_on: str | None = None) -> dict:
+    """The runs of a store as an operator lists them (`intento runs`, `GET /v1/runs`, the
+    console): filtered, ordered (escalated, stalled and at-risk first), a page of at most
+    ``limit`` from ``offset``, and the count of unfinished runs grouped by where they are
+    (`waits_on`), over every run the filters keep, most common first. ``search`` (a substring of
+    the run id or intent, any case) and ``waits_on`` (one group) narrow the page but not the
+    groups, so a list narrowed to one group still shows the others."""
     views = run_views(store)
     keep = []
     for v in views:
@@ -276,6 +279,9 @@ def list_runs(store, status: str | None = None, intent: str | None = None, stall
         if v.get("waits_on"):
             groups.setdefault(v["waits_on"], []).append(v["run"])
     waits = [{"waits_on": k, "count": len(ids), "runs": ids[:20]} for k, ids in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+    needle = (search or "").strip().lower()
+    if needle or waits_on:
+        keep = [v for v in keep if (not needle or needle in v["run"].lower() or needle in (v["intent"] or "").lower()) and (not waits_on or v.get("waits_on") == waits_on)]
     page = keep[offset : offset + limit]
     more = offset + limit < len(keep)
     return {"total": len(keep), "runs": page, "waits": waits, "next_offset": offset + limit if more else None}
