@@ -26,17 +26,18 @@ from intento.execute.store import Store
 
 class _CachedStore:
     """A `Store` for `list_runs` that reads each run's events once per change: a run whose last
-    event number is what it was last time gets its cached events back. Drivers are read in one
-    query. Everything else goes to the real store."""
+    event number is what it was last time gets its cached events back (finished runs are not
+    folded at all: the store keeps their views). Everything else goes to the real store."""
 
     def __init__(self, store: Store, cache: "OrderedDict[str, tuple[int, list]]"):
         self._store, self._cache = store, cache
-        self._last = dict(store.db.execute("SELECT run, MAX(seq) FROM events GROUP BY run").fetchall())
-        cols = ("run", "owner", "host", "pid", "since", "heartbeat")
-        self._drivers = {r[0]: dict(zip(cols, r)) for r in store.db.execute("SELECT run, owner, host, pid, since, heartbeat FROM drivers").fetchall()}
+        self._last = store.last_seqs()
 
     def __getattr__(self, name):
         return getattr(self._store, name)
+
+    def last_seqs(self) -> dict[str, int]:
+        return self._last
 
     def events(self, run_id: str) -> list[dict]:
         last = self._last.get(run_id, 0)
@@ -46,9 +47,6 @@ class _CachedStore:
         events = self._store.events(run_id)
         self._cache[run_id] = (events[-1]["seq"] if events else 0, events)
         return events
-
-    def driver(self, run_id: str) -> dict | None:
-        return self._drivers.get(run_id)
 
 
 def store_version(store: Store) -> tuple[int, int]:

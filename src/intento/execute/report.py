@@ -74,7 +74,7 @@ def run_view(run: dict, events: list[dict], now: int | None = None, driver: Any 
         "facts": sorted(st.facts),
         "plans": st.plans,
         "driven": driven,
-        "driver": None if driver is None else {k: driver[k] for k in ("host", "pid", "since", "heartbeat")},
+        "driver": _driver_view(driver),
         "steps": {a: {"provider": s.provider, "status": s.status, "attempt": s.attempt, "since_ms": rel(s.since), "external": s.external, "due_ms": rel(s.due)} for a, s in st.steps.items()},
         "outcome": st.outcome,
         "deadline": None,
@@ -106,6 +106,10 @@ def run_view(run: dict, events: list[dict], now: int | None = None, driver: Any 
             view["stalled"], view["stalled_since_ms"] = True, rel(now - view["behind_plan_ms"])
         view["waits_on"] = _waits_on(st, driven)
     return view
+
+
+def _driver_view(driver: dict | None) -> dict | None:
+    return None if driver is None else {k: driver[k] for k in ("host", "pid", "since", "heartbeat")}
 
 
 def _waits_on(st: RunState, driven: bool) -> str:
@@ -230,18 +234,41 @@ def run_views(store) -> list[dict]:
     giving up first, then not driven or stalled, then at risk, then the rest; oldest first."""
     from intento.execute.store import wall_ms
 
+    from intento.execute.store import TERMINAL
+
     wall = wall_ms()
     virtual = store.virtual_now()
-    views = []
+    # A finished run's view changes only with the time it is read at (its age), so it is folded
+    # once and kept in the store (`finished_views`): a large store folds only unfinished runs.
+    lasts, kept, drivers = store.last_seqs(), store.finished_views(), store.drivers()
+    views, keep = [], []
     for run in store.runs():
         clock = run.get("clock") or "wall"
-        v = run_view(run, store.events(run["id"]), virtual if clock == "virtual" else wall, store.driver(run["id"]), wall)
+        now = virtual if clock == "virtual" else wall
+        last_seq = lasts.get(run["id"], 0)
+        hit = kept.get(run["id"])
+        if hit is not None and hit[0] == last_seq:
+            v = aged(hit[1], now, drivers.get(run["id"]))
+        else:
+            events = store.events(run["id"])
+            v = run_view(run, events, now, drivers.get(run["id"]), wall)
+            if v["status"] in TERMINAL and events:
+                keep.append((run["id"], events[-1]["seq"], run_view(run, events, None, drivers.get(run["id"]), wall)))
         rank = _RANK.get(v["status"], 4)
         if v["status"] == "running":
             rank = 1.5 if v["stalled"] else 2 if v["at_risk"] else rank
         views.append((rank, run["created_at"], run["id"], v))
     views.sort(key=lambda x: x[:3])
+    store.keep_finished_views(keep)
     return [v for *_, v in views]
+
+
+def aged(view: dict, now: int, driver: dict | None) -> dict:
+    """A finished run's view (as `run_view` gives it read at its last event) read at ``now``
+    with its current driver row: only its age, idle time and driver move."""
+    last = view["started_at"] + view["last_event_ms"]
+    now = max(now, last)
+    return dict(view, now_ms=now - view["started_at"], idle_ms=now - last, driver=_driver_view(driver))
 
 
 #: `--status` / `?status=` values: a run's status, or `holding` (running, with no plan until a

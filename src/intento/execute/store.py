@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from intento.errors import OperationalError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 MIGRATIONS = {
     1: [
@@ -109,6 +109,17 @@ MIGRATIONS = {
         # option's latency; NULL for a simulated run's, whose time is its own): the plans of
         # other runs see the slot as busy until then.
         "ALTER TABLE slots ADD COLUMN until_ms INTEGER",
+    ],
+    5: [
+        # A projection for listing: the supervision view (`report.run_view`) of each finished
+        # run, as of its last event number `seq`. Derived from the event log and used only while
+        # `seq` is still the run's last event, so it can be dropped at any time; listing a large
+        # store folds only its unfinished runs.
+        """CREATE TABLE IF NOT EXISTS finished_views (
+            run TEXT PRIMARY KEY REFERENCES runs(id),
+            seq INTEGER NOT NULL,
+            body TEXT NOT NULL
+        )""",
     ],
 }
 
@@ -446,6 +457,49 @@ class Store:
     def driver(self, run_id: str) -> dict | None:
         rows = self._read("read a run's driver", "SELECT run, owner, host, pid, since, heartbeat FROM drivers WHERE run = ?", (run_id,))
         return _driver(rows[0]) if rows else None
+
+    def drivers(self) -> dict[str, dict]:
+        """Every run's driver row, by run (one query, for listing)."""
+        rows = self._read("read its drivers", "SELECT run, owner, host, pid, since, heartbeat FROM drivers")
+        return {r[0]: _driver(r) for r in rows}
+
+    def last_seqs(self) -> dict[str, int]:
+        """Each run's last event number (one pass over the events' primary key)."""
+        return dict(self._read("read its events", "SELECT run, MAX(seq) FROM events GROUP BY run"))
+
+    def finished_views(self) -> dict[str, tuple[int, dict]]:
+        """The stored views of finished runs (`finished_views`): run -> (its last event number
+        then, view). A body that does not read back is left out (it is computed again)."""
+        out = {}
+        for run, seq, body in self._read("read its finished runs' views", "SELECT run, seq, body FROM finished_views"):
+            try:
+                out[run] = (seq, json.loads(body))
+            except ValueError:
+                continue
+        return out
+
+    def keep_finished_views(self, views: list[tuple[str, int, dict]]) -> bool:
+        """Store views of finished runs (run, last event number, view) for the next listing. A
+        cache: when the store is busy or read-only nothing is written and False is returned."""
+        if not views:
+            return True
+        rows = [(run, seq, json.dumps(view, sort_keys=True, separators=(",", ":"), default=str)) for run, seq, view in views]
+        with self._lock:
+            try:
+                self.db.execute("PRAGMA busy_timeout = 250")  # a cache write never holds a page up for long
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.executemany("INSERT OR REPLACE INTO finished_views (run, seq, body) VALUES (?, ?, ?)", rows)
+                self.db.execute("COMMIT")
+                return True
+            except sqlite3.Error:
+                try:
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                return False
+            finally:
+                self.db.execute("PRAGMA busy_timeout = 30000")
 
     def virtual_now(self) -> int:
         """The store's virtual clock: the latest time any simulated run has reached."""
