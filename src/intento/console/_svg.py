@@ -24,19 +24,19 @@ ROW = 34
 TOP = 34
 
 
-def _x(ms: float, span: float) -> float:
-    return LEFT + (WIDTH - LEFT - 20) * (ms / span if span > 0 else 0)
+def _x(ms: float, span: float, left: float = LEFT) -> float:
+    return left + (WIDTH - left - 20) * (ms / span if span > 0 else 0)
 
 
 def _t(text: Any) -> str:
     return escape(str(text), quote=True)
 
 
-def _axis(span: float, height: int) -> list[str]:
+def _axis(span: float, height: int, left: float = LEFT) -> list[str]:
     out = []
     for i in range(6):
         ms = span * i / 5
-        x = _x(ms, span)
+        x = _x(ms, span, left)
         out.append(f'<line x1="{x:.1f}" y1="{TOP - 6}" x2="{x:.1f}" y2="{height - 18}" class="grid"/>')
         out.append(f'<text x="{x:.1f}" y="{height - 4}" class="tick" text-anchor="middle">{_t(fmt_ms(int(ms)))}</text>')
     return out
@@ -87,6 +87,7 @@ def timeline(detail: dict) -> str:
         out.append(f'<rect class="bar actual {cls}" x="{x1:.1f}" y="{y}" width="{max(x2 - x1, 2):.1f}" height="13"><title>{_t(label)}</title></rect>')
         if x2 - x1 > 60:
             out.append(f'<text x="{x1 + 3:.1f}" y="{y + 10}" class="barlabel">{_t(what)}</text>')
+    placed: list[float] = []
     for m in marks:
         x = _x(m["at_ms"], span)
         tip = _t(f'{m["label"]} at {fmt_ms(m["at_ms"])}' + (f': {m["text"]}' if m["text"] else ""))
@@ -104,8 +105,13 @@ def timeline(detail: dict) -> str:
                 y = TOP + ROW / 2
                 out.append(f'<g class="mark observation"><title>{tip}</title><path d="M{x:.1f},{y - 6} l6,6 l-6,6 l-6,-6 z"/></g>')
             case "outcome":
-                y = TOP + ROW / 2
-                out.append(f'<g class="mark outcome"><title>{tip}</title><text x="{x:.1f}" y="{y + 4}" text-anchor="end" class="marklabel">{_t(m["label"])}</text></g>')
+                # On the run's row, clear of its label: to the right of a mark in the chart's
+                # left half, to the left otherwise; outcomes close together stack.
+                near = sum(1 for px in placed if abs(px - x) < 90)
+                placed.append(x)
+                y = TOP + 14 + 13 * (near % 2)
+                anchor, tx = ("start", x + 4) if x < (LEFT + WIDTH) / 2 else ("end", x - 4)
+                out.append(f'<g class="mark outcome"><title>{tip}</title><text x="{tx:.1f}" y="{y:.0f}" text-anchor="{anchor}" class="marklabel">{_t(m["label"])}</text></g>')
     if detail["deadline_ms"] is not None:
         x = _x(detail["deadline_ms"], span)
         out.append(f'<g class="mark deadline"><title>deadline at {_t(fmt_ms(detail["deadline_ms"]))}</title><line x1="{x:.1f}" y1="{TOP - 14}" x2="{x:.1f}" y2="{height - 18}"/>'
@@ -144,16 +150,20 @@ def gantt(steps: list[dict], critical: set[str], title: str) -> str:
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart gantt" viewBox="0 0 {WIDTH} {height}" role="img" aria-labelledby="g-title g-desc">',
            f'<title id="g-title">{_t(title)}</title>',
            f'<desc id="g-desc">{len(steps)} steps; the critical path ({_t(", ".join(s["action"] for s in steps if s["action"] in critical))}) is drawn thick and marked "critical".</desc>']
-    out += _axis(span, height)
+    # Room on the left for the longest "action · provider" label (about 7 units a character).
+    left = max(LEFT, 16 + 7 * max(len(f'{s["action"]} · {s["provider"]}') for s in steps))
+    out += _axis(span, height, left)
     order = sorted(steps, key=lambda s: (s["provider"], s["start_ms"]))
     for i, s in enumerate(order):
         y = TOP + i * ROW
         crit = s["action"] in critical
-        x1, x2 = _x(s["start_ms"], span), _x(s["end_ms"], span)
-        out.append(f'<text x="{LEFT - 8}" y="{y + ROW / 2 + 4}" text-anchor="end" class="rowlabel">{_t(s["action"])} · {_t(s["provider"])}</text>')
+        x1, x2 = _x(s["start_ms"], span, left), _x(s["end_ms"], span, left)
+        out.append(f'<text x="{left - 8}" y="{y + ROW / 2 + 4}" text-anchor="end" class="rowlabel">{_t(s["action"])} · {_t(s["provider"])}</text>')
         tip = f'{s["action"]} via {s["provider"]}: {fmt_ms(s["start_ms"])} to {fmt_ms(s["end_ms"])}' + (" (critical path)" if crit else "")
         out.append(f'<rect class="bar step{" critical" if crit else ""}" data-action="{_t(s["action"])}" x="{x1:.1f}" y="{y + 8}" width="{max(x2 - x1, 2):.1f}" height="{18 if crit else 14}"><title>{_t(tip)}</title></rect>')
         if crit:
-            out.append(f'<text x="{min(x2 + 4, WIDTH - 70):.1f}" y="{y + 21}" class="marklabel">critical</text>')
+            # After the bar, or before it when the bar ends at the right edge.
+            tx, anchor = (x2 + 4, "start") if x2 + 60 < WIDTH else (x1 - 4, "end")
+            out.append(f'<text x="{tx:.1f}" y="{y + 21}" text-anchor="{anchor}" class="marklabel">critical</text>')
     out.append("</svg>")
     return "\n".join(out)
