@@ -155,6 +155,20 @@ def test_the_policies_page_names_owners(world):
     assert owners and all(o in html for o in owners)
 
 
+def test_the_policies_page_prices_the_runs_recent_decisions(world):
+    """Runs record basic explanations; the page re-derives the recent ones in full for prices."""
+    spec, path, done, _ = world
+    from intento.audit import read_records
+
+    recs = [r for r in read_records(path.with_name(path.name + ".audit.jsonl"))[0] if r.get("run") == done and r.get("kind") != "cancel"]
+    assert recs and not any((r["plan"].get("explanation") or {}).get("prices") for r in recs)  # none recorded a price
+    html = _logged_in(world).get("/policies").text
+    row = re.search(r'<tr id="policy-pci_payments">(.*?)</tr>', html, re.S).group(1)
+    priced = re.search(r"\((\d+) priced\)", row)
+    assert priced and int(priced.group(1)) >= len(recs), row  # each of the run's plans, re-derived
+    assert re.search(r"cost [+-]", row)
+
+
 def test_search_and_a_stall_point_narrow_the_list_but_not_its_groups(world):
     _, _, done, waiting = world
     c = _logged_in(world)

@@ -292,15 +292,25 @@ class FullExplanations:
 # ---- policies --------------------------------------------------------------------------------
 
 
-def policy_rows(spec, audit: AuditIndex, recent: int = 1000) -> tuple[list[dict], int]:
+def policy_rows(spec, audit: AuditIndex, recent: int = 1000, full: "FullExplanations | None" = None, derive: int = 20) -> tuple[list[dict], int, int]:
     """Every policy with its owner, source, the intents it can apply to, and over the last
     ``recent`` decisions: how often it applied, how often it bound (forbade an option that would
     otherwise have been considered, was in an escalation's conflict, or had a non-zero price),
-    and its prices when full explanations recorded them."""
+    and its prices. A decision recorded with a basic explanation (runs record those) has no
+    prices: with ``full``, the last ``derive`` of them are explained in full again from their
+    records' inputs (kept per decision), so recent plans have prices. Returns the rows, the
+    number of decisions counted and how many were re-derived."""
     decisions = [r for r in audit.records if r.get("kind") != "cancel" and isinstance(r.get("plan"), dict)][-recent:]
     stats = {name: {"applied": 0, "bound": 0, "prices": [], "intents_seen": set()} for name in spec.policies}
-    for r in decisions:
+    basic = [i for i, r in enumerate(decisions) if not (r["plan"].get("explanation") or {}).get("prices")]
+    rederive = set(basic[-derive:]) if full is not None else set()
+    derived = 0
+    for i, r in enumerate(decisions):
         exp = (r["plan"].get("explanation") or {})
+        if i in rederive:
+            plan = full.get(r)[0]
+            if plan is not None and plan.explanation is not None:
+                exp, derived = plan.explanation.model_dump(mode="json"), derived + 1
         bound = set()
         for st in exp.get("steps") or []:
             for alt in st.get("alternatives") or []:
@@ -333,7 +343,7 @@ def policy_rows(spec, audit: AuditIndex, recent: int = 1000) -> tuple[list[dict]
             "statements": [_text(s_) for s_ in p.statements], "intents": can, "intents_seen": sorted(x for x in s["intents_seen"] if x),
             "applied": s["applied"], "bound": s["bound"], "priced": len(s["prices"]), "price": _mean_price(s["prices"]),
         })
-    return rows, len(decisions)
+    return rows, len(decisions), derived
 
 
 def _text(node) -> str:

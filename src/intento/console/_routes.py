@@ -337,8 +337,8 @@ def mount(app: FastAPI, spec, store_path: Path, audit_path: Path, token: str | N
         if session is None:
             return refuse(request)
         audit.refresh()
-        rows, decisions = policy_rows(spec, audit)
-        return render(request, "policies.html", session, rows=rows, decisions=decisions, currency=spec.currency or "")
+        rows, decisions, derived = policy_rows(spec, audit, full=full)
+        return render(request, "policies.html", session, rows=rows, decisions=decisions, derived=derived, currency=spec.currency or "")
 
     # ---- plans without runs ---------------------------------------------------------------
     @app.get("/plan", include_in_schema=False)
