@@ -334,6 +334,19 @@ def test_an_operator_observes_the_awaited_fact_and_cancels_another_run(browser, 
     _shot(browser, shots, "run-cancelled")
 
 
+def test_a_run_page_follows_its_run_live(browser, settlement, shots):
+    run_id = settlement.start_run("settle_daily", dict(SETTLE, **{"settlement.date": "2026-11-26"}))
+    _wait_waiting(settlement, run_id)
+    _login(browser, settlement)
+    browser.get(f"{settlement.base}/runs/{run_id}")
+    assert "settlement.received" in browser.find_element(By.ID, "run-where").text
+    browser.execute_script("window.__sameDocument = 'yes'")
+    settlement.api("POST", f"/v1/runs/{run_id}/observations", {"fact": "settlement.received"})  # the bank's file lands, seen by another client
+    _wait(browser, lambda d: "succeeded" in d.find_element(By.ID, "run-status").text, "the run page to show the run succeeded")
+    assert browser.execute_script("return window.__sameDocument") == "yes", "the page was reloaded"
+    assert "post_to_ledger" in _text(browser)
+
+
 def _wait_waiting(server: Server, run_id: str) -> None:
     deadline = time.monotonic() + WAIT_S
     while (server.api("GET", f"/v1/runs/{run_id}").get("waits_on") or "").find("settlement.received") < 0:
