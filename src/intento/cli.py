@@ -772,16 +772,22 @@ async def _t_status(client, run_id: str | None, as_json: bool) -> int:
 
 
 async def _t_runs(client, status: str | None, intent: str | None, limit: int, as_json: bool) -> int:
-    from intento.temporal._commands import list_runs
+    from intento.temporal._commands import list_runs, waits
 
     rows = await list_runs(client, status, intent, limit)
+    groups = waits(rows)
     if as_json:
-        print(json.dumps({"total": len(rows), "runs": rows}, indent=2, default=str))
+        print(json.dumps({"total": len(rows), "runs": rows, "waits": groups}, indent=2, default=str))
         return 0
     if not rows:
         print("no runs")
+    for g in groups:
+        print(f"{g['count']} run{'' if g['count'] == 1 else 's'} {g['waits_on']}")
+    if groups:
+        print()
     for r in rows:
-        print(f"{r['run']:<40} {r.get('intent') or '?':<20} {r.get('status') or '?':<12} cost {r.get('cost') or '-':<8} started {r.get('started_at')}")
+        where = f"  {r['waits_on']}" if r.get("waits_on") else ""
+        print(f"{r['run']:<40} {r.get('intent') or '?':<20} {r.get('status') or '?':<12} cost {r.get('cost') or '-':<8} started {r.get('started_at')}{where}")
     return 0
 
 

@@ -314,6 +314,13 @@ def test_one_cli_for_both_engines_status_runs_observe_cancel(temporal_address, t
         assert text.returncode == 0 and f"run {wid} (settle) on Temporal: running" in text.stdout and "waiting for the facts of: file_lands" in text.stdout
         listed = cli("runs", *conn, "--status", "running", "--format", "json")
         assert listed.returncode == 0 and wid in [r["run"] for r in json.loads(listed.stdout)["runs"]]
+        # Grouped by where they wait, as on the embedded engine, in both formats.
+        groups = json.loads(listed.stdout)["waits"]
+        assert any(g["waits_on"] == "waiting for file.received" and wid in g["runs"] for g in groups), groups
+        assert any(line.endswith("waiting for file.received") for line in cli("runs", *conn).stdout.splitlines() if line.startswith(wid))
+        # And for Temporal's own tools: the run's search attributes say the same.
+        asyncio.run(until(lambda: _found(temporal_address, f"IntentoIntent = 'settle' AND IntentoStatus = 'running' AND IntentoWaitsOn = 'waiting for file.received'", wid),
+                          "the run to be found by its search attributes", timeout=60))
         # An observation naming no fact of the project is refused at the call, with a suggestion.
         bad = cli("observe", wid, "--fact", "file.recieved", *conn)
         assert bad.returncode == 1 and "file.received" in bad.stderr and bad.stderr.startswith(f"intento: observation refused by run {wid}")
@@ -350,6 +357,12 @@ def test_one_cli_for_both_engines_status_runs_observe_cancel(temporal_address, t
     assert cancels[0]["cancelled"]["plan"] == plans[-1] == f"{wid}/plan-{len(plans)}"
     verified = cli("audit", "verify", str(log))
     assert verified.returncode == 0, verified.stdout + verified.stderr
+    asyncio.run(until(lambda: _found(temporal_address, "IntentoStatus = 'cancelled' AND IntentoWaitsOn IS NULL", wid), "the cancelled run's search attributes", timeout=60))
+
+
+async def _found(address: str, query: str, wid: str) -> bool:
+    client = await Client.connect(address)
+    return wid in [w.id async for w in client.list_workflows(query)]
 
 
 HOLDING = """

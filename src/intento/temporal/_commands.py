@@ -40,6 +40,37 @@ def workflow_id(intent: str, key: str | None, req: dict[str, Any]) -> str:
     return f"{intent}-" + hashlib.sha256(json.dumps(req, sort_keys=True).encode()).hexdigest()[:16]
 
 
+_REGISTERED: dict[tuple[str, str], bool] = {}
+
+
+async def search_attributes_ready(client: Client) -> bool:
+    """Whether the namespace has intento's search attributes (`IntentoIntent`, `IntentoStatus`,
+    `IntentoWaitsOn`, Keyword), registering the missing ones when the client may (the dev
+    server, a self-hosted cluster with operator rights). Without them a run keeps its memo
+    only; on Temporal Cloud add them in its UI or with `tcld` (docs/executor.md)."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+    from temporalio.service import RPCError
+
+    from intento.temporal._workflow import INTENT_KEY, STATUS_KEY, WAITS_KEY
+
+    key = (client.service_client.config.target_host, client.namespace)
+    if key in _REGISTERED:
+        return _REGISTERED[key]
+    names = [k.name for k in (INTENT_KEY, STATUS_KEY, WAITS_KEY)]
+    try:
+        have = await client.operator_service.list_search_attributes(ListSearchAttributesRequest(namespace=client.namespace))
+        missing = [n for n in names if n not in have.custom_attributes]
+        if missing:
+            await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+                namespace=client.namespace, search_attributes={n: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for n in missing}))
+        ok = True
+    except RPCError:
+        ok = False
+    _REGISTERED[key] = ok
+    return ok
+
+
 async def start_or_join(client: Client, req: dict[str, Any], wid: str, task_queue: str) -> tuple[WorkflowHandle, str]:
     """The run's workflow and how it was found: ``started``, ``joined`` (running) or ``ended``
     (it ended with an outcome: never started again). A run that ended without one (failed,
@@ -55,6 +86,11 @@ async def start_or_join(client: Client, req: dict[str, Any], wid: str, task_queu
         return handle, "ended"
     if desc is not None and desc.status == WorkflowExecutionStatus.RUNNING:
         return handle, "joined"
+    from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+    from intento.temporal._workflow import INTENT_KEY, STATUS_KEY
+
+    searchable = await search_attributes_ready(client)
     handle = await client.start_workflow(
         IntentRun.run,
         req,
@@ -64,6 +100,8 @@ async def start_or_join(client: Client, req: dict[str, Any], wid: str, task_queu
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         static_summary=f"{req['intent']}",
         memo={"intent": req["intent"], "status": "running"},
+        # The run keeps them current (status, where it waits) once started with them.
+        search_attributes=TypedSearchAttributes([SearchAttributePair(INTENT_KEY, req["intent"]), SearchAttributePair(STATUS_KEY, "running")]) if searchable else TypedSearchAttributes.empty,
     )
     return handle, "started"
 
@@ -114,7 +152,8 @@ async def view(client: Client, wid: str) -> dict[str, Any]:
 
 async def list_runs(client: Client, status: str | None, intent: str | None, limit: int) -> list[dict[str, Any]]:
     """intento runs on the namespace, newest first, from Temporal's visibility list (filtered by
-    execution status there) and each run's memo (intent and status as the run last said)."""
+    execution status there) and each run's memo (intent, status and where it waits as the run
+    last said)."""
     query = "WorkflowType = 'intento.run'"
     if status in ("running",):
         query += " AND ExecutionStatus = 'Running'"
@@ -134,6 +173,7 @@ async def list_runs(client: Client, status: str | None, intent: str | None, limi
             "temporal_status": w.status.name.lower() if w.status else None,
             "cost": memo.get("cost"),
             "deadline_ms": memo.get("deadline_ms"),
+            "waits_on": memo.get("waits_on") if w.status == WorkflowExecutionStatus.RUNNING else None,
             "started_at": w.start_time.isoformat() if w.start_time else None,
         }
         if intent is not None and row["intent"] != intent:
@@ -144,3 +184,12 @@ async def list_runs(client: Client, status: str | None, intent: str | None, limi
         if len(rows) >= limit:
             break
     return rows
+
+
+def waits(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Unfinished runs grouped by where they wait, most common first (as `report.list_runs`)."""
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        if r.get("waits_on"):
+            groups.setdefault(r["waits_on"], []).append(r["run"])
+    return [{"waits_on": k, "count": len(ids), "runs": ids[:20]} for k, ids in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))]

@@ -31,10 +31,17 @@ from decimal import Decimal
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
 from temporalio.exceptions import CancelledError as TemporalCancelled
 from temporalio.exceptions import TimeoutError as TemporalTimeout
+
+#: The search attributes a run keeps current when its namespace has them (Keyword; `intento
+#: run --engine temporal` registers them where it may): `temporal workflow list --query
+#: "IntentoWaitsOn = 'waiting for settlement.received'"`.
+INTENT_KEY = SearchAttributeKey.for_keyword("IntentoIntent")
+STATUS_KEY = SearchAttributeKey.for_keyword("IntentoStatus")
+WAITS_KEY = SearchAttributeKey.for_keyword("IntentoWaitsOn")
 
 with workflow.unsafe.imports_passed_through():
     from intento.diagnostics import did_you_mean
@@ -95,6 +102,7 @@ class IntentRun:
         self.cancelled_by: dict | None = None
         self._memo: dict[str, Any] = {}
         self.legible = True
+        self.where = self.searchable = False
         #: Simulation: observations due at given times (ms since the start), in time order.
         self.feed: list[list] = []
         self.start = None
@@ -251,13 +259,35 @@ class IntentRun:
         if waiting:
             lines.append(waiting)
         workflow.set_current_details("\n\n".join(lines))
-        memo = {"intent": self.req["intent"], "status": self.state, "cost": str(self.spent)}
+        memo: dict[str, Any] = {"intent": self.req["intent"], "status": self.state, "cost": str(self.spent)}
         for k in ("project", "policy_set", "deadline_ms"):
             if self.req.get(k) is not None:
                 memo[k] = self.req[k]
+        if self.where:
+            memo["waits_on"] = self._waits_on()
         if self.legible and memo != self._memo:  # each change is an event of the history: only when it changes
             workflow.upsert_memo({k: v for k, v in memo.items() if self._memo.get(k) != v})
+            if self.searchable and (memo["status"], memo.get("waits_on")) != (self._memo.get("status"), self._memo.get("waits_on")):
+                waits = memo.get("waits_on")
+                workflow.upsert_search_attributes([STATUS_KEY.value_set(memo["status"]), WAITS_KEY.value_set(waits) if waits else WAITS_KEY.value_unset()])
             self._memo = memo
+
+    def _waits_on(self) -> str | None:
+        """Where the run is, in the words of the embedded engine's `waits_on` (runs are grouped
+        by it): an awaited fact first, then a step in flight, a hold, giving up; None once ended."""
+        if self.state not in ("running", "holding", "giving_up"):
+            return None
+        if self.state == "giving_up":
+            return "giving up"
+        if self.awaiting:
+            step = next(iter(self.awaiting.values()))[2]
+            return "waiting for " + ", ".join(step["achieves"])
+        if self.running:
+            a, (provider, *_) = next(iter(self.running.items()))
+            return f"running {a} via {provider}"
+        if self.state == "holding":
+            return "holding for a cool-down" if self.hold is not None and self.hold.get("until") is not None else "holding for an outcome"
+        return "planning"
 
     async def _deadline_timer(self, ms: int) -> None:
         # A durable timer in the workflow's history: it fires at the deadline even if every
@@ -277,6 +307,10 @@ class IntentRun:
         # Runs started before the memo and the simulation feed existed replay without them.
         self.legible = workflow.patched("intento-simulation-feed")
         self.holds = workflow.patched("intento-holding-and-cancel-record")
+        # Where the run waits, in its memo (and, when the run was started with intento's search
+        # attributes, in those too): runs started before replay without these upserts.
+        self.where = workflow.patched("intento-waits-on")
+        self.searchable = self.where and workflow.info().typed_search_attributes.get(INTENT_KEY) is not None
         self._show()
         if self.legible:
             self.feed = await workflow.execute_activity("intento.simulation", {"run": workflow.info().workflow_id}, start_to_close_timeout=timedelta(seconds=60), summary="simulation feed") or []
