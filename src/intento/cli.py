@@ -353,6 +353,15 @@ def explain(
     format: ExplainFormat = typer.Option(ExplainFormat.text, "--format", "-f", help="text, json (the Explanation model) or markdown (a report a reviewer can file)."),
     level: ExplainName = typer.Option(ExplainName.full, "--level", help="basic or full (counterfactuals and policy prices)."),
     time_limit: float = typer.Option(10.0, "--time-limit", help="Seconds per solve.", min=0.001),
+    why_not: Optional[List[str]] = typer.Option(
+        None,
+        "--why-not",
+        help=(
+            "Why not this? `ACTION via PROVIDER`, `use ACTION` or `no ACTION`; repeat it for one combined demand. "
+            "Adds the plan under the demand and its delta, or the minimal conflict that forbids it. "
+            "The exit code stays the base plan's: 0 even when no plan meets the demand."
+        ),
+    ),
 ) -> None:
     """Plan and explain why: every alternative and why it lost, what each policy costs, or why no plan exists."""
     from intento.render import explanation_markdown, plan_text
@@ -361,13 +370,41 @@ def explain(
     spec = _load_spec(paths)
     with _bad_input_exits():
         problem, given_data, state_data = _request(spec, intent, given, state)
+        questions = _why_not_questions(problem, why_not)
         result = plan_problem(problem, time_limit_s=time_limit, explain=level.value)
+    if questions is not None:
+        _explain_why_not(problem, result, questions, format, spec, given_data, state_data, time_limit)
     if format is ExplainFormat.json:
         print(result.explanation.model_dump_json(indent=2))
     elif format is ExplainFormat.markdown:
         print(explanation_markdown(result, spec, given_data, state_data), end="")
     else:
         out.print(plan_text(result), markup=False)
+    raise typer.Exit({"optimal": 0, "feasible": 0, "infeasible": 3, "unknown": 4}[result.status])
+
+
+def _why_not_questions(problem, texts: Optional[List[str]]):
+    """`--why-not` parsed and checked against the request (None when not given); a bad
+    question raises located diagnostics, before anything is solved."""
+    from intento.whynot import parse_questions
+
+    return parse_questions(problem, list(texts)) if texts else None
+
+
+def _explain_why_not(problem, result, questions, format, spec, given_data, state_data, time_limit: float) -> None:
+    """`explain --why-not`: the base plan as without it, then the answer to the demand (JSON:
+    the `WhyNot` model, the base plan inside it). Exits with the base plan's code."""
+    from intento.render import explanation_markdown, plan_text
+    from intento.whynot import answer, why_not_markdown, why_not_text
+
+    with _bad_input_exits():
+        w = answer(problem, result, questions, time_limit_s=time_limit)
+    if format is ExplainFormat.json:
+        print(w.model_dump_json(indent=2))
+    elif format is ExplainFormat.markdown:
+        print(explanation_markdown(result, spec, given_data, state_data) + "\n" + why_not_markdown(w), end="")
+    else:
+        out.print(plan_text(result) + "\n\n" + why_not_text(w), markup=False)
     raise typer.Exit({"optimal": 0, "feasible": 0, "infeasible": 3, "unknown": 4}[result.status])
 
 

@@ -181,6 +181,27 @@ def _needed_facts(problem: Problem, conflict: list[Member]) -> set[str]:
     return facts
 
 
+def _demand_clause(problem: Problem, m: Member, ids: set[str], covered: set[str]) -> str:
+    """A question of kind ``demand``: "the question demands `A via P`", and when P itself is
+    forbidden by members of the conflict, by which (those are then covered)."""
+    clause = f"the question demands `{m.text}`"
+    action, _, provider = m.text.partition(" via ")
+    o = problem.option(action, provider) if provider else None
+    if o is None:
+        return clause
+    why = []
+    for b in o.forbidden_by:
+        if b.id in ids and b.id != m.id:
+            covered.add(b.id)
+            if b.kind == "down":
+                why.append(f"`{provider}` was observed down")
+            elif b.kind in ("failed", "timeout"):
+                why.append(f"`{provider}` {'failed for this run' if b.kind == 'failed' else 'would time out'} ({b.detail})")
+            else:
+                why.append(f"{b.name} forbids `{provider}`")
+    return clause + (", but " + " and ".join(why) if why else "")
+
+
 def conflict_sentence(problem: Problem, conflict: list[Member]) -> str:
     """One sentence naming every member of the conflict in the user's words, leading with the
     actions that have no usable option and who forbade each of their options."""
@@ -206,9 +227,16 @@ def conflict_sentence(problem: Problem, conflict: list[Member]) -> str:
                 parts.append(f"{_join(provs)} failed for this run ({m.detail})")
             elif m.kind == "timeout":
                 parts.append(f"{_join(provs)} would time out: {m.detail}")
+            elif m.kind == "demand":
+                parts.append(f"the question `{m.text}` rules out {_join(provs)}")
             else:
                 parts.append(f"{m.name} forbids {_join(provs)}")
         clauses.append(f"`{a.name}` has no usable option ({'; '.join(parts)})")
+    for m in conflict:
+        # A "why not" question (whynot.py) is named with what forbids the option it demands.
+        if m.kind == "demand" and m.id not in covered:
+            covered.add(m.id)
+            clauses.append(_demand_clause(problem, m, ids, covered))
     for m in conflict:
         if m.id in covered:
             continue

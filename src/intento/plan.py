@@ -66,7 +66,8 @@ class PolicyRef(_Model):
     kind: str = Field(
         description=(
             "policy | require | goal | budget | deadline | down | failed (the option failed for this run) | "
-            "timeout (the option's latency exceeds its action's `timeout`) | soft"
+            "timeout (the option's latency exceeds its action's `timeout`) | soft | "
+            "demand (a `--why-not` question, docs/explanations.md)"
         )
     )
     location: str | None = Field(None, description="file:line:col of the rule")
