@@ -139,6 +139,15 @@ def test_a_bad_observation_is_refused_on_the_page(world):
     assert r.status_code == 422 and "order.payed" in r.text and "did you mean" in r.text and "Traceback" not in r.text
 
 
+def test_the_plan_page_answers_why_not(world):
+    c = _logged_in(world)
+    csrf = _csrf(c.get("/plan").text)
+    r = c.post("/plan", data={"intent": "fulfil_order", "given": json.dumps(US), "state": "", "why_not": "charge_payment via adyen\n", "csrf": csrf})
+    assert r.status_code == 200 and "charge_payment via adyen" in r.text and "+0.05" in r.text
+    bad = c.post("/plan", data={"intent": "fulfil_order", "given": json.dumps(US), "state": "", "why_not": "charge_payment via nobody", "csrf": csrf})
+    assert bad.status_code == 422 and "E122" in bad.text and "Traceback" not in bad.text
+
+
 def test_the_plan_page_plans_and_locates_bad_input(world):
     c = _logged_in(world)
     csrf = _csrf(c.get("/plan").text)

@@ -90,6 +90,20 @@ def test_plan_explain_check(server):
     assert status == 200 and body["ok"] is False and body["diagnostics"][0]["code"] == "E012"
 
 
+def test_why_not_over_http(server):
+    status, w = call(server, "POST", "/v1/why-not", {"intent": "fulfil_order", "given": US, "questions": ["charge_payment via adyen"]})
+    assert status == 200 and w["feasible"] and w["base"]["status"] == "optimal"
+    assert {s["action"]: s["provider"] for s in w["plan"]["steps"]}["charge_payment"] == "adyen" and w["delta"]["cost"].startswith("+")
+    eu = dict(US, **{"customer.region": "eu"})
+    status, w = call(server, "POST", "/v1/why-not", {"intent": "fulfil_order", "given": eu, "questions": ["charge_payment via stripe"]})
+    assert status == 200 and not w["feasible"]
+    assert {c["policy"] for c in w["conflict"]} >= {"eu_data_residency", "why-not"} and all(c["location"] for c in w["conflict"])
+    status, body = call(server, "POST", "/v1/why-not", {"intent": "fulfil_order", "given": US, "questions": ["charge_paymnt via adyen"]})
+    assert status == 422 and body["diagnostics"][0]["code"] == "E121" and "charge_payment" in json.dumps(body)
+    status, body = call(server, "POST", "/v1/why-not", {"intent": "fulfil_order", "given": US, "questions": []})
+    assert status == 422
+
+
 def test_bad_input_is_a_4xx_with_a_json_error(server):
     status, body = call(server, "POST", "/v1/plan", {"intent": "fulfil_order", "given": {"customer.region": 3}})
     assert status == 422 and body["code"] == "invalid_input" and {d["code"] for d in body["diagnostics"]} >= {"E103", "E104"}

@@ -347,7 +347,7 @@ def mount(app: FastAPI, spec, store_path: Path, audit_path: Path, token: str | N
         if session is None:
             return refuse(request)
         first = next(iter(spec.intents), "")
-        return render(request, "plan.html", session, intents=list(spec.intents), form={"intent": first, "given": "{}", "state": ""}, errors=[], report=None)
+        return render(request, "plan.html", session, intents=list(spec.intents), form={"intent": first, "given": "{}", "state": "", "why_not": ""}, errors=[], report=None)
 
     @app.post("/plan", include_in_schema=False)
     async def plan_post(request: Request):
@@ -356,6 +356,7 @@ def mount(app: FastAPI, spec, store_path: Path, audit_path: Path, token: str | N
         from intento.render import explanation_markdown
         from intento.request import load_json
         from intento.solve import plan_problem, prepare
+        from intento.whynot import answer, parse_questions, why_not_markdown
 
         session = sessions.session(request)
         if session is None:
@@ -384,18 +385,22 @@ def mount(app: FastAPI, spec, store_path: Path, audit_path: Path, token: str | N
             parsed[field] = (data, src)
         if errors:
             return render(request, "plan.html", session, status=422, errors=errors, **ctx)
+        asked = [line.strip() for line in form.get("why_not", "").splitlines() if line.strip()]
         try:
             problem = prepare(spec, intent, parsed["given"][0], parsed["state"][0], given_source=parsed["given"][1], state_source=parsed["state"][1])
+            questions = parse_questions(problem, asked) if asked else None
             t0 = time.perf_counter()
             result = await asyncio.to_thread(plan_problem, problem, time_limit_s=10.0, explain="full")
             if plan_metrics is not None:
                 plan_metrics(result.status, time.perf_counter() - t0)
+            why = await asyncio.to_thread(answer, problem, result, questions, time_limit_s=10.0) if questions else None
         except IntentoError as e:
             errs = [{"where": (d.span.source.name if d.span else "request"), "text": d.render()} for d in e.diagnostics]
             return render(request, "plan.html", session, status=422, errors=errs, **ctx)
         # Audited as every decision of the service is (`POST /v1/plan` too).
         AuditLog(audit_path).append(spec, intent, dict(problem.context), problem.state.model.model_dump(mode="json", exclude_none=True), result, reason="console /plan request")
-        report = markdown_html(explanation_markdown(result, spec, parsed["given"][0], parsed["state"][0]))
+        text = explanation_markdown(result, spec, parsed["given"][0], parsed["state"][0])
+        report = markdown_html(text + ("\n" + why_not_markdown(why) if why is not None else ""))
         return render(request, "plan.html", session, errors=[], **dict(ctx, report=report, status_text=result.status))
 
 

@@ -112,6 +112,10 @@ class PlanRequest(BaseModel):
     explain: str = Field("basic", pattern="^(none|basic|full)$", description="explanation level")
 
 
+class WhyNotRequest(PlanRequest):
+    questions: list[str] = Field(min_length=1, max_length=20, description="`ACTION via PROVIDER`, `use ACTION` or `no ACTION`: one combined demand (docs/explanations.md, \"Why not X?\")")
+
+
 class CheckRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sources: dict[str, str] = Field(description="file name -> `.intent` source text", max_length=200)
@@ -364,6 +368,19 @@ def create_app(
         """Plan with a full explanation (counterfactuals and policy prices) and return it."""
         req.explain = "full"
         return _plan(req, "POST /v1/explain").explanation
+
+    @app.post("/v1/why-not")
+    def why_not_(req: WhyNotRequest) -> Any:
+        """Why not X? The base plan, and the best plan under the demand with its delta against
+        it, or the minimal conflict that forbids the demand (the same as `intento explain
+        --why-not`). A question that cannot be read or names nothing of the project is a 422."""
+        from intento.whynot import answer, parse_questions
+
+        problem = prepare(spec, req.intent, req.given, req.state)
+        questions = parse_questions(problem, req.questions)
+        req.explain = "full"
+        base = _plan(req, "POST /v1/why-not")
+        return answer(problem, base, questions, time_limit_s=req.time_limit_s).model_dump(mode="json")
 
     @app.post("/v1/check")
     def check(req: CheckRequest) -> dict:
