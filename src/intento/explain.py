@@ -337,6 +337,30 @@ def full(problem: Problem, choice: dict[str, str], starts: dict[str, int], expl:
                 conflict = conflict or []
                 alt.reason = "forbidden"
                 alt.by = [ref(m) for m in conflict if m.kind != "goal"] or [ref(m) for m in conflict]
+    # Alternative routes: each action the plan leaves out although it could run, used (its best
+    # option) against the plan; or, when nothing admits it, what forbids using it.
+    from intento.whynot import Question, with_demand
+
+    for un in expl.unused:
+        if un.reason != "not_needed":
+            continue
+        if spent():
+            return expl
+        demanded, (demand,) = with_demand(problem, [Question(kind="use", action=un.action)])
+        sol = cpsat.solve(demanded, options, tiebreak=False)
+        if sol.status == "unknown" or (sol.status == "feasible" and cpsat.clock() >= end):
+            truncate(expl)
+            return expl
+        if sol.status in ("optimal", "feasible"):
+            used = objective_terms(demanded, evaluate_choice(demanded, sol.choice, {a: float(t) for a, t in sol.starts.items()}))
+            un.delta = _delta(used, base)
+            un.via = sol.choice.get(un.action)
+        elif sol.status == "infeasible":
+            conflict = minimal_conflict(demanded, time_limit_s, deadline=end)
+            if conflict is None and spent():
+                return expl
+            un.by = [ref(m) for m in conflict or [] if m is not demand and m.kind != "goal"]
+            un.impossible = True
     prices = []
     for p in problem.applicable:
         if p.soft is not None:

@@ -106,7 +106,15 @@ class UnusedAction(_Model):
     reason: Literal["forbidden", "unavailable", "too_slow", "not_needed"] = Field(
         description="why: every option forbidden, every provider down, every option slower than the action's `timeout`, or not needed for the goal"
     )
-    by: list[PolicyRef] = Field(default_factory=list)
+    by: list[PolicyRef] = Field(
+        default_factory=list,
+        description="what forbids it; for `not_needed` with `impossible` (full explanations): the minimal conflict that forbids using it at all",
+    )
+    delta: dict[str, str] | None = Field(
+        None, description="full explanations, `not_needed`: each objective term if the best plan that uses this action were taken, minus the plan's"
+    )
+    via: str | None = Field(None, description="full explanations, `not_needed`: the provider that best plan would run it with")
+    impossible: bool = Field(False, description="full explanations, `not_needed`: no plan that uses this action exists (see `by`)")
 
 
 class PolicyPrice(_Model):

@@ -67,6 +67,11 @@ def plan_text(p: Plan) -> str:
         elif u.reason != "not_needed":
             by = "; ".join(f"{r.policy} ({r.statement})" for r in u.by)
             why.append(f"{u.action}: not used: {u.reason} by {by}")
+        elif u.impossible:
+            by = "; ".join(f"{r.policy} ({r.statement})" for r in u.by) or "the rest of the request"
+            why.append(f"{u.action}: not used: not needed, and no plan could use it: {by}")
+        elif u.delta is not None:
+            why.append(f"{u.action}: not used: not needed; using it (via {u.via}) would be {_delta_text(u.delta, p.currency)}")
     if e.summary:
         why.append(e.summary)
     if e.conflict:
@@ -209,6 +214,17 @@ def explanation_markdown(p: Plan, spec, given: dict | None = None, state: dict |
                 if alt.by:
                     because += "; would break " + ", ".join(f"**{r.policy}**" for r in alt.by)
             out.append(f"| `{alt.provider}` | {alt.reason} | {because} |")
+        out.append("")
+    routes = [u for u in e.unused if u.reason == "not_needed" and (u.delta is not None or u.impossible)]
+    if routes:
+        out += ["## Routes not taken", "", "Actions the plan leaves out, and what the best plan that uses each would change.", ""]
+        out += ["| action | with | outcome |", "|---|---|---|"]
+        for u in routes:
+            if u.impossible:
+                because = "no plan can use it: " + ("; ".join(f"**{r.policy}** `{_md(r.statement)}`" + (f" ({r.location})" if r.location else "") for r in u.by) or "the rest of the request")
+            else:
+                because = _delta_text(u.delta, p.currency)
+            out.append(f"| `{u.action}` | {f'`{u.via}`' if u.via else ''} | {because} |")
         out.append("")
     if e.prices:
         out += ["## What each policy costs", "", "Objective with the policy minus without it (0: it did not change the plan).", ""]
