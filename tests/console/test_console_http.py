@@ -99,6 +99,8 @@ def test_one_run_shows_its_re_plan_its_reason_and_a_timeline(world):
     assert r.status_code == 200
     assert "<svg" in r.text and "stripe" in r.text and "braintree" in r.text
     assert "failed" in r.text.lower()  # the re-plan's reason names the failure
+    routes = re.search(r"<h3>Routes not taken</h3>(.*?)</table>", r.text, re.S)
+    assert routes and "<code>fraud_check</code>" in routes.group(1) and "cost +" in routes.group(1)  # a route the plan left out, priced
 
 
 def test_an_unknown_run_is_a_404_page(world):
