@@ -458,6 +458,17 @@ def _executor(paths, store_path: Path, simulate: Optional[Path], handlers: Optio
     return ex, store, spec
 
 
+def _switch_text(data: dict, st) -> str:
+    """", until 6h 7m, then fetch_file_manually via ops_desk": an awaited step's switch time."""
+    from intento.render import _dur
+
+    if data.get("switch_at") is None:
+        return ""
+    planned = {(x["action"], x["provider"]) for x in (st.plan or {}).get("steps", [])}
+    route = [f"{a} via {p}" for a, p in data.get("switch_to") or [] if (a, p) not in planned]
+    return f" until {_dur(data['switch_at'] - st.started_at)}, then " + (", ".join(route) or "another route")
+
+
 def _live(quiet: bool, many: bool = False):
     """Live progress, one line per event; with ``many`` (runs driven side by side) each line
     names its run."""
@@ -470,7 +481,8 @@ def _live(quiet: bool, many: bool = False):
 
         text = {
             "planned": lambda: f"plan #{st.plans}: {data.get('status')}, cost {data.get('cost')}" + (f" ({'; '.join(data['changes'])})" if data.get("changes") and st.plans > 1 else "") + f" because {data.get('reason')}",
-            "step_dispatched": lambda: f"start {data['action']} via {data['provider']}" + (" (awaiting its external fact)" if data.get("external") else f" (attempt {data['attempt']})"),
+            "step_dispatched": lambda: f"start {data['action']} via {data['provider']}" + ((" (awaiting its external fact" + _switch_text(data, st) + ")") if data.get("external") else f" (attempt {data['attempt']})"),
+            "step_switched": lambda: f"SWITCH away from {data['action']} via {data['provider']}: {data.get('reason')} (still awaited; a late result is recorded)",
             "step_succeeded": lambda: f"done  {data['action']} via {data['provider']}" + (" (reconciled)" if data.get("reconciled") else ""),
             "step_failed": lambda: f"FAIL  {data['action']} via {data['provider']}: {data.get('error')}",
             "step_timed_out": lambda: f"TIMEOUT {data['action']} via {data['provider']}",

@@ -165,7 +165,7 @@ def _run_all(spec, intent, given, scenario, tmp_path, strategies=STRATEGIES, nam
     return out
 
 
-def test_a_file_that_never_lands_is_waited_for_then_fetched_by_hand(settlement, tmp_path):
+def test_a_file_that_never_lands_is_fetched_by_hand_by_intento_in_time_and_by_the_baselines_late(settlement, tmp_path):
     scenario = Scenario.model_validate({"seed": 1, "facts": {"settlement.received": {"at": None}}})
     runs = _run_all(settlement, "settle_daily", SETTLE, scenario, tmp_path)
     static, events = runs["static"]
@@ -175,9 +175,13 @@ def test_a_file_that_never_lands_is_waited_for_then_fetched_by_hand(settlement, 
         m, events = runs[s]
         done = [e["data"]["action"] for e in events if e["type"] == "step_succeeded"]
         assert m.success and done[0] == "fetch_file_manually" and m.deadline_missed and m.violations == [], s
-    # intento knows that after the 8 h wait no plan meets the 9 h deadline: it escalates instead.
+    # intento does not wait the 8 h out: at the file's switch time (the last moment the manual
+    # fetch still meets the 9 h deadline) it fetches the file by hand, and finishes in time.
     m, events = runs["intento"]
-    assert not m.success and events[-1]["type"] == "escalated"
+    done = [e["data"]["action"] for e in events if e["type"] == "step_succeeded"]
+    assert m.success and not m.deadline_missed and done[0] == "fetch_file_manually" and m.violations == []
+    switched = next(e for e in events if e["type"] == "step_switched")
+    assert switched["at"] - events[0]["at"] < 8 * 3600_000
 
 
 def test_a_file_that_lands_in_time_is_used_by_every_strategy(settlement, tmp_path):

@@ -41,6 +41,7 @@ from intento.execute.environment import Environment, Outcome, RealEnvironment, S
 from intento.execute.handlers import Registry
 from intento.execute.state import COOL_DOWN_MS, RunState, fold
 from intento.execute.store import HEARTBEAT_MS, Store, mark_taken, take, wall_ms
+from intento.render import _dur
 from intento.request import typed_context
 from intento.semantics import requirement
 from intento.solve import Backend, plan_problem, prepare
@@ -49,6 +50,9 @@ from intento.values import Duration, format_decimal, to_json
 
 #: How many plans one run may make before it escalates (a guard against flapping).
 MAX_PLANS = 200
+#: An awaited external step's switch time comes this share of the other route's latency before
+#: that route's very last moment (see `Executor._switch_time`).
+SWITCH_MARGIN = 0.2
 #: How many times a run with no plan waits for providers presumed down to cool down.
 MAX_COOLDOWN_HOLDS = 3
 
@@ -266,7 +270,11 @@ class Executor:
             else:
                 now = self.env.now()
                 goal = all(formula_holds(f, st.facts) for f in self._end(run_id, st, context))
-                if goal and not [s for s in st.running() if s.compensation_for is None]:
+                if goal and not [s for s in st.running() if s.compensation_for is None and not s.switched]:
+                    # Waits the run switched away from end with it: the goal holds without them.
+                    for s in [s for s in st.awaiting() if s.switched]:
+                        self._append(run_id, self._state(run_id).next_seq, "wait_dropped", now, {"action": s.action, "provider": s.provider, "reason": "the goal holds without it"})
+                    st = self._state(run_id)
                     self._append(run_id, st.next_seq, "succeeded", now, {"facts": sorted(st.facts), "spent": format_decimal(st.spent)}, status="succeeded")
                     return self._state(run_id)
                 if not goal and st.deadline_at is not None and now >= st.deadline_at:
@@ -361,7 +369,8 @@ class Executor:
             providers[p] = entry
         for p, held in self._busy(st.run).items():
             providers.setdefault(p, {})["busy"] = held
-        running = {s.action: s.provider for s in st.running() if s.compensation_for is None}
+        # A step past its switch time is still awaited but no longer counted on: not kept.
+        running = {s.action: s.provider for s in st.running() if s.compensation_for is None and not s.switched}
         force = {a: p for a, p in running.items() if providers.get(p, {}).get("status") != "down"}
         budget_left = None if st.budget is None else max(Decimal(0), st.budget - st.spent + sum(self._cost(a, p) for a, p in force.items()))
         return {
@@ -567,7 +576,11 @@ class Executor:
                 slot = (provider, cap, wall_ms() + req.latency_ms) if isinstance(self.env, RealEnvironment) else (provider, cap)
             if a.external:
                 # Never dispatched: its facts are awaited until `due` (a durable timer: the
-                # event holds it, so a restart waits for the same moment).
+                # event holds it, so a restart waits for the same moment), or, when another
+                # route could still meet the deadline, until that route's last moment.
+                switch = self._switch_time(st, action, provider, context, now, data.get("due"))
+                if switch is not None:
+                    data |= switch
                 if not self._append(run_id, st.next_seq, "step_dispatched", now, data | {"external": True, "awaits": sorted(a.achieves)}, slot=slot):
                     self.capacity_blocked.add(run_id)
                     continue
@@ -579,6 +592,31 @@ class Executor:
                 self.env.dispatch(req)
             running_on[provider] = running_on.get(provider, 0) + 1
             st = self._state(run_id)
+
+    def _switch_time(self, st: RunState, action: str, provider: str, context: dict, now: int, due: int | None) -> dict | None:
+        """When to stop counting on an awaited external step: the latest moment at which the
+        best plan without it (from the state now, with every other step as planned) still meets
+        the deadline, less `SWITCH_MARGIN` of that plan's latency (plans use declared
+        latencies; a route started at the very last moment is late whenever a step is slower).
+        None without a deadline, without another route, or when that moment is not before the
+        step's own timeout."""
+        if st.deadline_at is None:
+            return None
+        inputs = self._inputs(st, now)
+        excluded = {(a, p): why for a, p, why in inputs["excluded"]} | {(action, provider): "counted out, to find the route around it"}
+        force = {a: p for a, p in inputs["force"].items() if a != action}
+        try:
+            problem = prepare(self.spec, st.intent, context, inputs["state"], deadline_ms=inputs["deadline_ms"],
+                              budget=None if inputs["budget"] is None else Decimal(inputs["budget"]), excluded=excluded, done=inputs["done"])
+            fallback = plan_problem(problem, backend=self.backend, time_limit_s=self.time_limit_s, force=force or None, explain="none")
+        except IntentoError:
+            return None
+        if not fallback.feasible or fallback.latency_ms is None:
+            return None
+        at = st.deadline_at - fallback.latency_ms - int(fallback.latency_ms * SWITCH_MARGIN)
+        if at <= now or (due is not None and at >= due):
+            return None
+        return {"switch_at": at, "switch_to": [[s.action, s.provider] for s in fallback.steps]}
 
     # ---- waiting ------------------------------------------------------------------------------
     def _timers(self, run_id: str) -> str | None:
@@ -593,12 +631,21 @@ class Executor:
             data = {"action": s.action, "provider": s.provider, "attempt": s.attempt}
             if s.external:
                 self._append(run_id, st.next_seq, "step_timed_out", now, data | {"external": True})
-                reason = f"the external fact of `{s.action}` did not arrive in time"
+                if not s.switched:  # (a switched step was planned around already)
+                    reason = f"the external fact of `{s.action}` did not arrive in time"
             else:
                 self._append(run_id, st.next_seq, "step_timed_out", now, data | {"error": f"no answer within its timeout ({Duration(s.due - s.since)})"})
                 if hasattr(self.env, "abandon"):
                     self.env.abandon(self._request(st, s.action, s.provider, {}, attempt=s.attempt))
                 reason = f"`{s.action}` via `{s.provider}` timed out"
+            st = self._state(run_id)
+        for s in list(st.awaiting()):
+            if s.switched or s.switch_at is None or s.switch_at > now:
+                continue
+            # Its last moment for another route: plan around it (it is still awaited).
+            why = f"waiting for {', '.join(s.awaits) or s.action} past {_dur(s.switch_at - st.started_at)} after the start would miss the deadline"
+            self._append(run_id, st.next_seq, "step_switched", now, {"action": s.action, "provider": s.provider, "attempt": s.attempt, "external": True, "reason": why})
+            reason = f"switching away from `{s.action}` via `{s.provider}`: {why}"
             st = self._state(run_id)
         if reason is None and st.hold_until is not None and now >= st.hold_until:
             reason = "a cool-down ended: " + ", ".join(f"`{p}`" for p in st.holding.get("providers", [])) + " may be back"

@@ -75,7 +75,8 @@ def run_view(run: dict, events: list[dict], now: int | None = None, driver: Any 
         "plans": st.plans,
         "driven": driven,
         "driver": _driver_view(driver),
-        "steps": {a: {"provider": s.provider, "status": s.status, "attempt": s.attempt, "since_ms": rel(s.since), "external": s.external, "due_ms": rel(s.due)} for a, s in st.steps.items()},
+        "steps": {a: {"provider": s.provider, "status": s.status, "attempt": s.attempt, "since_ms": rel(s.since), "external": s.external, "due_ms": rel(s.due),
+                       "switch_at_ms": rel(s.switch_at), "switched": s.switched} for a, s in st.steps.items()},
         "outcome": st.outcome,
         "deadline": None,
         "at_risk": False,
@@ -196,7 +197,7 @@ def _stall_point(st: RunState) -> str | None:
     if running:
         oldest = min(running, key=lambda s: s.since)
         if oldest.external:
-            return f"awaiting the fact of {oldest.action} via {oldest.provider} since {_dur(oldest.since - st.started_at)}" + (
+            return f"awaiting the fact of {oldest.action} via {oldest.provider} since {_dur(oldest.since - st.started_at)}" + _switch(oldest, st) + (
                 f" (times out at {_dur(oldest.due - st.started_at)})" if oldest.due is not None else ""
             )
         return f"{oldest.action} via {oldest.provider}, running since {_dur(oldest.since - st.started_at)}"
@@ -205,6 +206,16 @@ def _stall_point(st: RunState) -> str | None:
     if st.hold_until is not None:
         return f"holding: {st.holding['reason']} (re-plan at {_dur(st.hold_until - st.started_at)})"
     return None
+
+
+def _switch(s, st: RunState) -> str:
+    if s.switched:
+        return " (switched away: planned around it)"
+    if s.switch_at is None:
+        return ""
+    planned = {(x["action"], x["provider"]) for x in (st.plan or {}).get("steps", [])}
+    route = [f"{a} via {p}" for a, p in s.switch_to if (a, p) not in planned]
+    return f", until {_dur(s.switch_at - st.started_at)}, then " + (", ".join(route) or "another route")
 
 
 def clock_now(store, run: dict) -> tuple[int, int]:

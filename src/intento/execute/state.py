@@ -23,6 +23,7 @@ EVENT_TYPES = (
     "step_succeeded",
     "step_failed",
     "step_timed_out",
+    "step_switched",
     "wait_dropped",
     "needs_reconciliation",
     "reconciled",
@@ -54,6 +55,14 @@ class StepState:
     due: int | None = None
     #: An external step: the facts it awaits.
     awaits: tuple[str, ...] = ()
+    #: The latest time to stop counting on this step and still meet the deadline by another
+    #: route (a durable timer, like `due`); None: no such time, or no other route.
+    switch_at: int | None = None
+    #: The route the run would take at `switch_at` ((action, provider) pairs, as then planned).
+    switch_to: tuple = ()
+    #: Passed its switch time: the run planned around it (it is still awaited; a late result
+    #: is recorded).
+    switched: bool = False
 
 
 @dataclass
@@ -103,9 +112,10 @@ class RunState:
         return [s for s in self.steps.values() if s.status == "running" and s.external]
 
     def timers(self) -> list[int]:
-        """Every durable timer of the run, derived from its events: step timeouts, the deadline
-        (while running) and the end of a hold."""
+        """Every durable timer of the run, derived from its events: step timeouts, switch times,
+        the deadline (while running) and the end of a hold."""
         out = [s.due for s in self.running() if s.due is not None]
+        out += [s.switch_at for s in self.running() if s.switch_at is not None and not s.switched]
         if self.deadline_at is not None and self.status == "running":
             out.append(self.deadline_at)
         if self.hold_until is not None:
@@ -154,7 +164,7 @@ def apply(st: RunState, ev: dict) -> None:
         st.holding = d
         st.cooldown_holds += 1 if d.get("until") is not None else 0
     elif t == "step_dispatched":
-        s = StepState(d["action"], d["provider"], "running", d["attempt"], d["key"], at, d.get("compensation_for"), external=bool(d.get("external")), due=d.get("due"), awaits=tuple(d.get("awaits", ())))
+        s = StepState(d["action"], d["provider"], "running", d["attempt"], d["key"], at, d.get("compensation_for"), external=bool(d.get("external")), due=d.get("due"), awaits=tuple(d.get("awaits", ())), switch_at=d.get("switch_at"), switch_to=tuple(tuple(x) for x in d.get("switch_to", ())))
         st.attempts[d["action"]] = d["attempt"]
         if s.compensation_for:
             st.compensations[s.compensation_for] = s
@@ -178,6 +188,11 @@ def apply(st: RunState, ev: dict) -> None:
                 st.excluded[(d["action"], d["provider"])] = "the external fact did not arrive in time"
             elif t == "step_failed" and not d.get("retryable", True):
                 st.excluded[(d["action"], d["provider"])] = d.get("error") or "failed permanently"
+    elif t == "step_switched":
+        s = st.steps.get(d["action"])
+        if s is not None and s.status == "running":
+            s.switched = True
+            st.excluded[(d["action"], d["provider"])] = d.get("reason") or "waiting longer would miss the deadline"
     elif t == "wait_dropped":
         s = st.steps.get(d["action"])
         if s is not None and s.status == "running":
