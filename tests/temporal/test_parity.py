@@ -486,3 +486,52 @@ def test_a_provider_reported_down_is_not_waited_for_on_both_engines(temporal_add
 
 async def _running(handle, action: str) -> bool:
     return action in (await handle.query(IntentRun.status))["running"]
+
+
+SWITCH = """
+provider bank { region "eu" }
+provider desk { region "eu" }
+action lands { external; achieves file.received; timeout 8s; via bank { latency 2s } }
+action fetch { achieves file.received; via desk { cost 5 USD; latency 1s } }
+action post { requires file.received; achieves file.posted; via bank { latency 100ms } }
+intent settle { goal file.posted; deadline 5s }
+"""
+#: The switch: the deadline (5 s) less the route around the file (fetch, then post: 1.1 s) and
+#: a fifth of that route.
+SWITCH_AT_MS = 5000 - 1100 - 220
+SWITCH_DECISIONS = ("planned", "step_dispatched", "step_switched", "step_succeeded", "succeeded", "escalated")
+
+
+def test_a_late_file_is_switched_away_from_in_time_on_both_engines(temporal_address, tmp_path):
+    from intento.execute import Executor, Scenario, SimEnvironment, Store
+
+    spec = check_sources([Source("s.intent", SWITCH)]).spec
+    store = Store(tmp_path / "s.db")
+    scenario = Scenario.model_validate({"seed": 1, "default": {"latency_sigma": 0}, "facts": {"file.received": {"at": None}}})
+    ex = Executor(spec, store, SimEnvironment(scenario), new_id=lambda: "r")
+    final = ex.drive(ex.start("settle", {}))
+    embedded = [{"type": e["type"], **e["data"], "at": e["at"]} for e in store.events(final.run)]
+    assert final.status == "succeeded" and next(e for e in embedded if e["type"] == "step_switched")["at"] == SWITCH_AT_MS
+
+    reg = Registry()
+    reg.handler("fetch")(lambda ctx: None)
+    reg.handler("post")(lambda ctx: None)
+
+    async def go():
+        client = await Client.connect(temporal_address)
+        queue = _queue()
+        async with worker(client, queue, Activities(spec, registry=reg)):
+            handle = await client.start_workflow(IntentRun.run, run_request(spec, "settle", {}), id=f"settle-{uuid.uuid4().hex[:8]}", task_queue=queue)
+            result = await asyncio.wait_for(handle.result(), 60)
+            await _replay(handle)
+        return result
+
+    result = asyncio.run(go())
+    assert result["status"] == "succeeded"
+    pick = lambda events: [e["type"] for e in events if e["type"] in SWITCH_DECISIONS]  # noqa: E731
+    assert pick(result["events"]) == pick(embedded)
+    switched = next(e for e in result["events"] if e["type"] == "step_switched")
+    fetch = next(e for e in result["events"] if e["type"] == "step_dispatched" and e.get("action") == "fetch")
+    assert switched["action"] == "lands" and switched["at"] >= SWITCH_AT_MS and fetch["at"] >= switched["at"]
+    assert switched["reason"] == next(e for e in embedded if e["type"] == "step_switched")["reason"]
+    assert result["done"] == {"fetch": "desk", "post": "bank"}

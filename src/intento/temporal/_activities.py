@@ -98,7 +98,11 @@ class Activities:
         if req.get("check"):
             # A hold's question (is there a plan once a cool-down ends?): no decision, so no
             # audit record and no explanation, as the embedded executor asks it.
-            return {"status": plan_problem(problem, time_limit_s=time_limit, explain="none").status}
+            # Or a switch time's (the best route around an awaited step: its latency and steps).
+            found = plan_problem(problem, time_limit_s=time_limit, explain="none", force=force if req.get("switch") else None)
+            if not req.get("switch"):
+                return {"status": found.status}
+            return {"status": found.status, "latency_ms": found.latency_ms, "steps": [[x.action, x.provider] for x in found.steps]}
         plan = plan_problem(problem, time_limit_s=time_limit, force=force)
         unforced = False
         if not plan.feasible and force:

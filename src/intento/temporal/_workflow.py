@@ -47,6 +47,8 @@ with workflow.unsafe.imports_passed_through():
     from intento.diagnostics import did_you_mean
     from intento.evaluate import holds_json
     from intento.execute.observe import validate_observation
+    from intento.execute.executor import SWITCH_MARGIN
+    from intento.render import _dur
     from intento.values import format_ms
 
 #: Same health rule as the embedded executor (intento.execute.state).
@@ -103,6 +105,11 @@ class IntentRun:
         self._memo: dict[str, Any] = {}
         self.legible = True
         self.where = self.searchable = False
+        self.switching = False
+        #: Awaited external steps' switch times: action -> (ms since the start, route), and
+        #: the ones passed (planned around, still awaited).
+        self.switch_at: dict[str, tuple[int, list]] = {}
+        self.switched: set[str] = set()
         #: Simulation: observations due at given times (ms since the start), in time order.
         self.feed: list[list] = []
         self.start = None
@@ -279,9 +286,9 @@ class IntentRun:
             return None
         if self.state == "giving_up":
             return "giving up"
-        if self.awaiting:
-            step = next(iter(self.awaiting.values()))[2]
-            return "waiting for " + ", ".join(step["achieves"])
+        waits = [v[2] for k, v in self.awaiting.items() if k not in self.switched]
+        if waits:
+            return "waiting for " + ", ".join(waits[0]["achieves"])
         if self.running:
             a, (provider, *_) = next(iter(self.running.items()))
             return f"running {a} via {provider}"
@@ -311,6 +318,9 @@ class IntentRun:
         # attributes, in those too): runs started before replay without these upserts.
         self.where = workflow.patched("intento-waits-on")
         self.searchable = self.where and workflow.info().typed_search_attributes.get(INTENT_KEY) is not None
+        # Switch times for awaited external steps (as the embedded engine): older runs wait out
+        # the timeout, and replay so.
+        self.switching = workflow.patched("intento-switch-times")
         self._show()
         if self.legible:
             self.feed = await workflow.execute_activity("intento.simulation", {"run": workflow.info().workflow_id}, start_to_close_timeout=timedelta(seconds=60), summary="simulation feed") or []
@@ -382,6 +392,7 @@ class IntentRun:
                     "at": now,
                     "time_limit_s": req.get("time_limit_s", 10.0),
                 }
+                self._plan_req = plan_req
                 self.plan = await self._planning(plan_req, f"plan {self.plans}: {reason}")
                 self._event("planned", reason=reason, status=self.plan["status"], steps=[[s["action"], s["provider"]] for s in self.plan["steps"]])
                 reason = None
@@ -404,6 +415,8 @@ class IntentRun:
                     # Never dispatched: its facts are awaited (signals) until its timeout.
                     timeout = s["timeout_ms"] if s["timeout_ms"] is not None else 3 * s["latency_ms"]
                     self.awaiting[a] = (s["provider"], self._now() + timeout, s)
+                    if self.switching and deadline is not None:
+                        await self._switch_time(a, s["provider"], self._now() + timeout, deadline, excluded)
                     if s.get("lands_after_ms") is not None:  # simulation: when its facts land
                         self.feed.extend([self._now() + s["lands_after_ms"], {"fact": f, "source": "simulation"}] for f in s["achieves"])
                         self.feed.sort(key=lambda x: x[0])
@@ -415,7 +428,8 @@ class IntentRun:
                 self.running[a] = (s["provider"], attempts[a], self._start_step(args), s)
             self._show()
             hold_until = [self.hold["until"]] if self.hold is not None and self.hold.get("until") is not None else []
-            due = min([d for _, d, _ in self.awaiting.values()] + [t for t, _ in self.feed[:1]] + hold_until, default=None)
+            switches = [t for a, (t, _) in self.switch_at.items() if a in self.awaiting and a not in self.switched]
+            due = min([d for _, d, _ in self.awaiting.values()] + [t for t, _ in self.feed[:1]] + hold_until + switches, default=None)
             wait_for = None if due is None else timedelta(milliseconds=max(1, due - self._now()))
             try:
                 # Without a step in flight, an awaited fact or the deadline, only a signal moves the run.
@@ -437,11 +451,23 @@ class IntentRun:
             if hold_until and hold_until[0] <= now and self.hold is not None:
                 reason = "a cool-down ended: " + ", ".join(f"`{p}`" for p in self.hold.get("providers", [])) + " may be back"
             for a, (p, d, _) in list(self.awaiting.items()):
+                at = self.switch_at.get(a, (None,))[0]
+                if at is not None and a not in self.switched and at <= now < d:
+                    # Its last moment for another route: plan around it (it is still awaited).
+                    self.switched.add(a)
+                    facts = ", ".join(self.awaiting[a][2]["achieves"]) or a
+                    why = f"waiting for {facts} past {_dur(at)} after the start would miss the deadline"
+                    excluded.append([a, p, why])
+                    self._event("step_switched", action=a, provider=p, external=True, reason=why)
+                    reason = f"switching away from `{a}` via `{p}`: {why}"
+            for a, (p, d, _) in list(self.awaiting.items()):
                 if d <= now:
                     del self.awaiting[a]
                     self.failures.setdefault(p, []).append(now)
-                    excluded.append([a, p, "the external fact did not arrive in time"])
                     self._event("step_timed_out", action=a, provider=p, external=True)
+                    if a in self.switched:  # planned around already
+                        continue
+                    excluded.append([a, p, "the external fact did not arrive in time"])
                     reason = f"the external fact of `{a}` did not arrive in time"
             for a in [a for a, (_, _, h, _) in self.running.items() if h.done()]:
                 provider, attempt, handle, step = self.running.pop(a)
@@ -500,6 +526,22 @@ class IntentRun:
             return None
         self.cooldown_holds += 1
         return {"until": until, "reason": f"no plan while {', '.join(f'`{p}`' for p in sorted(presumed))} presumed down after failing; re-planning when the first cool-down ends", "providers": sorted(presumed)}
+
+    async def _switch_time(self, action: str, provider: str, due: int, deadline: int, excluded: list) -> None:
+        """An awaited external step's switch time, as the embedded engine computes it
+        (`Executor._switch_time`): the deadline less the best other route's latency and
+        `SWITCH_MARGIN` of it, when that is before the step's timeout."""
+        now = self._now()
+        check = dict(self._plan_req, excluded=excluded + [[action, provider, "counted out, to find the route around it"]],
+                     force={a: p for a, (p, _, _, _) in self.running.items() if a != action}, deadline_left=max(0, deadline - now),
+                     at=now, check=True, switch=True)
+        answer = await self._planning(check, f"the route around {action} via {provider}, for its switch time")
+        if answer.get("status") not in ("optimal", "feasible") or answer.get("latency_ms") is None:
+            return
+        latency = answer["latency_ms"]
+        at = deadline - latency - int(latency * SWITCH_MARGIN)
+        if now < at < due:
+            self.switch_at[action] = (at, answer.get("steps") or [])
 
     def _complete_awaited(self, only: str | None = None) -> None:
         """Awaited external steps (or just ``only``) whose facts all hold now are done."""
