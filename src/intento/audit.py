@@ -492,13 +492,19 @@ def replay(path: str | Path, spec: Spec, time_limit_s: float = 10.0) -> list[Rep
                     "excluded": {(a, p): why for a, p, why in inputs.get("excluded", [])},
                     "done": inputs.get("done") or {},
                 }
-            problem = prepare(spec, intent, given, rec.get("state"), **extra)
+            from intento.learn import apply as apply_learned, used as learned_used
+            from intento.plan import LearnedFigure
+
+            problem = apply_learned(prepare(spec, intent, given, rec.get("state"), **extra), inputs.get("learned"))
             if inputs and not inputs.get("unforced"):
                 force, hint = inputs.get("force") or None, inputs.get("hint") or None
             else:
                 force, hint = None, None
-            new = plan_problem(problem, time_limit_s=inputs.get("time_limit_s", time_limit_s), explain=level, force=force, hint=hint,
-                               backend=inputs.get("backend", "cpsat")).model_dump(mode="json")
+            replanned = plan_problem(problem, time_limit_s=inputs.get("time_limit_s", time_limit_s), explain=level, force=force, hint=hint,
+                                     backend=inputs.get("backend", "cpsat"))
+            if replanned.explanation is not None:
+                replanned.explanation.figures = [LearnedFigure(**f) for f in learned_used(inputs.get("learned"), replanned)]
+            new = replanned.model_dump(mode="json")
         except IntentoError as e:
             results.append(ReplayResult(seq, False, False, [d.message for d in e.diagnostics]))
             continue

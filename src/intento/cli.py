@@ -24,7 +24,7 @@ from rich.console import Console
 
 from intento import __version__
 from intento.check import check_paths, load_sources
-from intento.diagnostics import Diagnostic, Severity, sorted_capped
+from intento.diagnostics import Diagnostic, Severity, did_you_mean, sorted_capped
 from intento.syntax import format_file, parse
 
 app = typer.Typer(
@@ -433,7 +433,22 @@ def _world(spec, simulate: Optional[Path], handlers: Optional[str]):
     return scenario, registry
 
 
-def _executor(paths, store_path: Path, simulate: Optional[Path], handlers: Optional[str], journal: Optional[Path], time_limit: float, start: int = 0, progress=None):
+def _learning(learn: bool, providers: Optional[List[str]], quantile: float, min_samples: int):
+    """`--learn` and its options, as the executor's `Learning` (None without `--learn`)."""
+    from intento.learn import Learning
+
+    if not learn:
+        if providers:
+            print("intento: --learn-provider needs --learn", file=sys.stderr)
+            raise typer.Exit(1)
+        return None
+    return Learning(providers=list(providers) if providers else None, quantile=quantile, min_samples=min_samples)
+
+
+_LEARN_HELP = "Plan with the figures observed in the store (docs/executor.md, \"Learned figures\"): each option's latency quantile once it has enough successful steps, its success rate with the declared reliability as the prior."
+
+
+def _executor(paths, store_path: Path, simulate: Optional[Path], handlers: Optional[str], journal: Optional[Path], time_limit: float, start: int = 0, progress=None, learning=None):
     from intento.audit import AuditLog, secret_key
     from intento.execute import Executor, RealEnvironment, SimEnvironment, Store
 
@@ -454,7 +469,11 @@ def _executor(paths, store_path: Path, simulate: Optional[Path], handlers: Optio
         env = RealEnvironment(registry)
     audit_path = store_path.with_name(store_path.name + ".audit.jsonl")
     key = secret_key(audit_path)
-    ex = Executor(spec, store, env, registry, AuditLog(audit_path), time_limit_s=time_limit, secret_key=key, progress=progress)
+    unknown = [p for p in (learning.providers or []) if p not in spec.providers] if learning is not None else []
+    if unknown:
+        print(f"intento: --learn-provider: unknown provider `{unknown[0]}`" + (f"; {did_you_mean(unknown[0], spec.providers)}" if did_you_mean(unknown[0], spec.providers) else ""), file=sys.stderr)
+        raise typer.Exit(1)
+    ex = Executor(spec, store, env, registry, AuditLog(audit_path), time_limit_s=time_limit, secret_key=key, progress=progress, learning=learning)
     return ex, store, spec
 
 
@@ -525,6 +544,10 @@ def run_command(
     tls_key: Optional[Path] = typer.Option(None, "--tls-key", help=_TLS_KEY_HELP),
     tls_ca: Optional[Path] = typer.Option(None, "--tls-ca", help=_TLS_CA_HELP),
     task_queue: str = typer.Option("intento", "--task-queue", help="With --engine temporal: the workers' task queue."),
+    learn: bool = typer.Option(False, "--learn", help=_LEARN_HELP + " Embedded engine only."),
+    learn_provider: Optional[List[str]] = typer.Option(None, "--learn-provider", help="With --learn: only these providers' figures (repeatable; default: every provider)."),
+    learn_quantile: float = typer.Option(0.9, "--learn-quantile", help="With --learn: the latency quantile planned with.", min=0.01, max=1.0),
+    learn_min_samples: int = typer.Option(20, "--learn-min-samples", help="With --learn: successful steps of an option before its observed latency is used.", min=1),
 ) -> None:
     """Achieve an intent: plan, run the steps, observe, re-plan, compensate and escalate if needed.
     Running the same command again resumes the same run. Exit 0 when the goal holds, 3 when the run escalated, 4 when
@@ -537,7 +560,8 @@ def run_command(
     elif engine != "embedded":
         print("intento: --engine is `embedded` or `temporal`", file=sys.stderr)
         raise typer.Exit(1)
-    ex, st_store, spec = _executor(paths, store, simulate, handlers, journal or store.with_name(store.name + ".journal.jsonl") if simulate else None, time_limit, progress=_live(quiet))
+    learning = _learning(learn, learn_provider, learn_quantile, learn_min_samples)
+    ex, st_store, spec = _executor(paths, store, simulate, handlers, journal or store.with_name(store.name + ".journal.jsonl") if simulate else None, time_limit, progress=_live(quiet), learning=learning)
     with _bad_input_exits():
         given_data, _ = _json_input(given, "given")
         state_data, _ = _json_input(state, "state")
@@ -1606,6 +1630,56 @@ class SchemaName(str, Enum):
     plan = "plan"
     state = "state"
     diagnostic = "diagnostic"
+
+
+@app.command()
+def providers(
+    paths: List[Path] = typer.Argument(..., help="The project the runs were started with."),
+    store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store whose runs' steps are read."),
+    format: ReadFormat = typer.Option(ReadFormat.text, "--format", "-f", help="text, or json (a row per option: declared, observed and the figures `--learn` would plan with)."),
+    learn_quantile: float = typer.Option(0.9, "--learn-quantile", help="The latency quantile shown as learned.", min=0.01, max=1.0),
+    learn_min_samples: int = typer.Option(20, "--learn-min-samples", help="Successful steps before an observed latency is used.", min=1),
+) -> None:
+    """Declared against observed, per provider and action: steps seen, success rate, failures and timeouts, the
+    median and the quantile of the latency, and the figures `intento run --learn` would plan with. Exit 1 on a
+    missing store."""
+    from intento.learn import Learning, figures
+
+    spec = _load_spec(paths)
+    st = _open_store(store)
+    try:
+        stats = st.step_stats()
+    finally:
+        st.close()
+    learned = figures(spec, stats, Learning(quantile=learn_quantile, min_samples=learn_min_samples))
+    rows = []
+    for a in spec.actions.values():
+        for o in a.options:
+            s = stats.get((a.name, o.provider))
+            lat = sorted(s["latencies"]) if s else []
+            q = lambda f: lat[max(0, -(-int(f * len(lat) * 1000) // 1000) - 1)] if lat else None  # noqa: E731 - nearest rank
+            rows.append({
+                "provider": o.provider, "action": a.name,
+                "declared": {"latency_ms": o.latency_ms, "reliability": str(o.reliability)},
+                "observed": None if not s else {"steps": s["total"], "succeeded": s["succeeded"], "failed": s["failed"], "timed_out": s["timed_out"],
+                                                 "success_rate": round(s["succeeded"] / s["total"], 4), "p50_ms": q(0.5), f"p{round(learn_quantile * 100)}_ms": q(learn_quantile)},
+                "learned": learned.get(f"{a.name}|{o.provider}"),
+            })
+    if format is ReadFormat.json:
+        print(json.dumps({"store": str(store), "rows": rows}, indent=2))
+        return
+    from intento.render import _dur
+
+    for r in sorted(rows, key=lambda r: (r["provider"], r["action"])):
+        d, ob = r["declared"], r["observed"]
+        line = f"{r['provider']:<14} {r['action']:<22} declared {_dur(d['latency_ms']):>9} r {d['reliability']:<7}"
+        if ob is None:
+            line += "  not observed"
+        else:
+            pk = next(k for k in ob if k.startswith("p") and k != "p50_ms")
+            line += (f"  observed {ob['steps']} steps, {ob['success_rate']:.1%} ok ({ob['failed']} failed, {ob['timed_out']} timed out)"
+                     + (f", p50 {_dur(ob['p50_ms'])}, {pk[:-3]} {_dur(ob[pk])}" if ob["p50_ms"] is not None else ""))
+        print(line)
 
 
 @app.command()

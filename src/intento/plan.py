@@ -124,6 +124,15 @@ class PolicyPrice(_Model):
     price: dict[str, str] = Field(description="each objective term with the policy minus without it: what the rule costs")
 
 
+class LearnedFigure(_Model):
+    action: str
+    provider: str
+    latency_ms: int = Field(description="the latency planned with: the observed quantile, or the declared latency before there were enough samples")
+    reliability: str = Field(description="the reliability planned with: the observed success rate, the declared one counted as prior samples")
+    samples: int = Field(description="the steps observed")
+    source: str = Field(description="where the figures came from, in words (e.g. `observed p90 620ms over 212 steps (declared 600ms)`)")
+
+
 class Explanation(_Model):
     level: Literal["none", "basic", "full"] = Field(description="how much was computed")
     steps: list[StepExplanation] = Field(default_factory=list, description="per chosen step, every other option and why it lost")
@@ -131,6 +140,7 @@ class Explanation(_Model):
     down: list[str] = Field(default_factory=list, description="providers observed down")
     applied_policies: list[str] = Field(default_factory=list, description="policies that applied to this request")
     skipped_policies: list[str] = Field(default_factory=list, description="policies whose `when` guard excluded this request")
+    figures: list[LearnedFigure] = Field(default_factory=list, description="runs planned with learned figures: those of every option of the actions the plan runs, and where they came from")
     conflict: list[PolicyRef] | None = Field(None, description="infeasible requests: a minimal set of rules and observations that admit no plan")
     summary: str | None = Field(None, description="one sentence a reviewer can act on")
     prices: list[PolicyPrice] = Field(default_factory=list, description="full explanations: what each binding hard policy costs")

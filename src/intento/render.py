@@ -72,6 +72,8 @@ def plan_text(p: Plan) -> str:
             why.append(f"{u.action}: not used: not needed, and no plan could use it: {by}")
         elif u.delta is not None:
             why.append(f"{u.action}: not used: not needed; using it (via {u.via}) would be {_delta_text(u.delta, p.currency)}")
+    for f in e.figures:
+        why.append(f"{f.action} via {f.provider}: planned with latency {_dur(f.latency_ms)}, reliability {f.reliability}: {f.source}")
     if e.summary:
         why.append(e.summary)
     if e.conflict:

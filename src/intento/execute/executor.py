@@ -41,6 +41,8 @@ from intento.execute.environment import Environment, Outcome, RealEnvironment, S
 from intento.execute.handlers import Registry
 from intento.execute.state import COOL_DOWN_MS, RunState, fold
 from intento.execute.store import HEARTBEAT_MS, Store, mark_taken, take, wall_ms
+from intento.plan import LearnedFigure
+from intento.learn import Learning, apply as apply_learned, figures as learned_figures, used as learned_used
 from intento.render import _dur
 from intento.request import typed_context
 from intento.semantics import requirement
@@ -99,10 +101,13 @@ class Executor:
         new_id: Callable[[], str] | None = None,
         progress: Callable[[str, RunState, dict], None] | None = None,
         backend: Backend = "cpsat",
+        learning: Learning | None = None,
     ):
         """``backend``: the planner's back-end for every (re-)plan; `constraint` (exhaustive)
-        refuses models it could not enumerate, and the run then gives up saying so."""
+        refuses models it could not enumerate, and the run then gives up saying so.
+        ``learning``: plan with the figures observed in the store (`intento.learn`)."""
         self.spec = spec
+        self.learning = learning
         self.backend = backend
         self.store = store
         self.env = env
@@ -385,7 +390,7 @@ class Executor:
             "at": now - st.started_at,
             "time_limit_s": self.time_limit_s,
             "backend": self.backend,
-        }
+        } | ({"learned": learned_figures(self.spec, self.store.step_stats(), self.learning)} if self.learning is not None else {})
 
     def _busy(self, run_id: str) -> dict[str, list[str]]:
         """The slots other runs hold on providers with a `capacity`, as the observed state's
@@ -429,7 +434,7 @@ class Executor:
         excluded = {(a, p): why for a, p, why in inputs["excluded"]}
         budget_left = None if inputs["budget"] is None else Decimal(inputs["budget"])
         try:
-            problem = prepare(self.spec, st.intent, context, state, deadline_ms=inputs["deadline_ms"], budget=budget_left, excluded=excluded, done=done)
+            problem = apply_learned(prepare(self.spec, st.intent, context, state, deadline_ms=inputs["deadline_ms"], budget=budget_left, excluded=excluded, done=done), inputs.get("learned"))
             t0 = time.perf_counter()
             plan = plan_problem(problem, backend=self.backend, time_limit_s=self.time_limit_s, force=force or None, hint=inputs["hint"] or None)
             inputs["unforced"] = False
@@ -459,6 +464,11 @@ class Executor:
             "why": _why(plan),
             "signature": signature,
         }
+        figures = learned_used(inputs.get("learned"), plan)
+        if figures:
+            # Which observed figures the decision used, and where they came from.
+            data["figures"] = figures
+            plan.explanation.figures = [LearnedFigure(**f) for f in figures]
         decision = f"{run_id}/plan-{st.plans + 1}"
         data["decision"] = decision
         draft = None
@@ -606,8 +616,8 @@ class Executor:
         excluded = {(a, p): why for a, p, why in inputs["excluded"]} | {(action, provider): "counted out, to find the route around it"}
         force = {a: p for a, p in inputs["force"].items() if a != action}
         try:
-            problem = prepare(self.spec, st.intent, context, inputs["state"], deadline_ms=inputs["deadline_ms"],
-                              budget=None if inputs["budget"] is None else Decimal(inputs["budget"]), excluded=excluded, done=inputs["done"])
+            problem = apply_learned(prepare(self.spec, st.intent, context, inputs["state"], deadline_ms=inputs["deadline_ms"],
+                              budget=None if inputs["budget"] is None else Decimal(inputs["budget"]), excluded=excluded, done=inputs["done"]), inputs.get("learned"))
             fallback = plan_problem(problem, backend=self.backend, time_limit_s=self.time_limit_s, force=force or None, explain="none")
         except IntentoError:
             return None

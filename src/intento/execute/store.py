@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from intento.errors import OperationalError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 MIGRATIONS = {
     1: [
@@ -121,6 +121,19 @@ MIGRATIONS = {
             body TEXT NOT NULL
         )""",
     ],
+    6: [
+        # What each provider did, per action: a row per step outcome (not an undo's), written
+        # with the event that records it; `intento providers` and learned figures read it.
+        """CREATE TABLE IF NOT EXISTS step_samples (
+            provider TEXT NOT NULL,
+            action TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            latency_ms INTEGER,
+            at INTEGER NOT NULL,
+            run TEXT NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS step_samples_option ON step_samples(provider, action)",
+    ],
 }
 
 #: How often a driver beats its runs' rows, and after how long without a beat a run counts as
@@ -129,6 +142,9 @@ HEARTBEAT_MS = 1_000
 DRIVER_EXPIRY_MS = 15_000
 
 TERMINAL = ("succeeded", "escalated", "failed", "cancelled")
+
+#: The step outcomes kept as samples of what providers do (`step_samples`).
+_SAMPLED = {"step_succeeded": "succeeded", "step_failed": "failed", "step_timed_out": "timed_out"}
 
 #: The events that end a step (and give back its capacity slot).
 _STEP_ENDS = ("step_succeeded", "step_failed", "step_timed_out", "wait_dropped")
@@ -360,6 +376,10 @@ class Store:
                 if status in TERMINAL:
                     self.db.execute("DELETE FROM slots WHERE run = ?", (run_id,))
                 self.db.execute("INSERT INTO events (run, seq, type, at, data, driver) VALUES (?, ?, ?, ?, ?, ?)", (run_id, seq, type_, at, body, driver))
+                if type_ in _SAMPLED and not data.get("compensation_for") and data.get("provider") and data.get("action") and not data.get("reconciled"):
+                    latency = data.get("latency_ms") if type_ == "step_succeeded" else None
+                    self.db.execute("INSERT INTO step_samples (provider, action, outcome, latency_ms, at, run) VALUES (?, ?, ?, ?, ?, ?)",
+                                    (data["provider"], data["action"], _SAMPLED[type_], latency if isinstance(latency, int) else None, at, run_id))
                 if status is not None:
                     self.db.execute("UPDATE runs SET status = ?, updated_at = ? WHERE id = ?", (status, at, run_id))
                 else:
@@ -457,6 +477,22 @@ class Store:
     def driver(self, run_id: str) -> dict | None:
         rows = self._read("read a run's driver", "SELECT run, owner, host, pid, since, heartbeat FROM drivers WHERE run = ?", (run_id,))
         return _driver(rows[0]) if rows else None
+
+    def step_stats(self, last: int = 1000) -> dict[tuple[str, str], dict]:
+        """What each provider did per action, from its last ``last`` samples: (action, provider)
+        -> total, succeeded, failed, timed_out, and the successful steps' latencies (ms)."""
+        rows = self._read("read its step samples", """
+            SELECT provider, action, outcome, latency_ms FROM (
+                SELECT provider, action, outcome, latency_ms, ROW_NUMBER() OVER (PARTITION BY provider, action ORDER BY rowid DESC) AS n
+                FROM step_samples) WHERE n <= ?""", (last,))
+        out: dict[tuple[str, str], dict] = {}
+        for provider, action, outcome, latency in rows:
+            s = out.setdefault((action, provider), {"total": 0, "succeeded": 0, "failed": 0, "timed_out": 0, "latencies": []})
+            s["total"] += 1
+            s[outcome] = s.get(outcome, 0) + 1
+            if outcome == "succeeded" and latency is not None:
+                s["latencies"].append(latency)
+        return out
 
     def drivers(self) -> dict[str, dict]:
         """Every run's driver row, by run (one query, for listing)."""
