@@ -6,7 +6,6 @@ it used, its audit record replays, and `intento providers` shows declared agains
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner

@@ -319,7 +319,7 @@ def test_one_cli_for_both_engines_status_runs_observe_cancel(temporal_address, t
         assert any(g["waits_on"] == "waiting for file.received" and wid in g["runs"] for g in groups), groups
         assert any(line.endswith("waiting for file.received") for line in cli("runs", *conn).stdout.splitlines() if line.startswith(wid))
         # And for Temporal's own tools: the run's search attributes say the same.
-        asyncio.run(until(lambda: _found(temporal_address, f"IntentoIntent = 'settle' AND IntentoStatus = 'running' AND IntentoWaitsOn = 'waiting for file.received'", wid),
+        asyncio.run(until(lambda: _found(temporal_address, "IntentoIntent = 'settle' AND IntentoStatus = 'running' AND IntentoWaitsOn = 'waiting for file.received'", wid),
                           "the run to be found by its search attributes", timeout=60))
         # An observation naming no fact of the project is refused at the call, with a suggestion.
         bad = cli("observe", wid, "--fact", "file.recieved", *conn)
