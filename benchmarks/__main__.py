@@ -6,7 +6,7 @@
 Sections: adaptivity (strategies x outage rates, from event logs), fault schedules (strategies x
 outage windows, latency spikes, error bursts and late external events), plan quality (CP-SAT
 against the exhaustive optimum), planner latency by size (build/solve split), explanation overhead,
-executor overhead per step, fleet planning. Nothing here asserts timings; tests assert
+executor overhead per step, fleet planning, drift (learned figures). Nothing here asserts timings; tests assert
 correctness.
 """
 
@@ -197,6 +197,13 @@ def main(argv=None) -> None:
     frows = adaptivity.run_faults(rate=0.2, scenarios=6 if quick else 40, seed=1)
     results["fault_schedules"] = frows
     out += ["## Fault schedules (20% of providers, or of external facts, hit)", ""] + adaptivity.table(frows, "fault schedule", "the healthy-world optimum") + [""]
+
+    print("== drift: providers that no longer do what they declare, with and without learned figures", flush=True)
+    from benchmarks import drift
+
+    drows = drift.run(12 if quick else 40)
+    results["drift"] = drows
+    out += ["## Drift (stripe fails 35%, postnl ships 2.5x slower than declared)", ""] + drift.table(drows) + [""]
 
     print("== plan quality: CP-SAT vs exhaustive", flush=True)
     q = plan_quality(5 if quick else 30)

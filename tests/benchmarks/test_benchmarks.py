@@ -228,3 +228,13 @@ def test_summary_counts_only_the_runs_a_strategy_made():
     assert r["exhaustive"]["mean_cost_when_succeeded"] == 3.0 and r["exhaustive"]["deadline_misses"] == 1
     assert r["intento"]["same_as_exhaustive"] == 1 and r["intento"]["compared_with_exhaustive"] == 2
     assert r["intento"]["cost_gap_vs_hindsight_max"] == 0.1 and r["_scenarios"] == 3 and r["_hindsight_feasible"] == 2
+
+
+def test_the_drift_benchmark_measures_every_strategy_on_the_same_orders():
+    from benchmarks import drift
+
+    rows = drift.run(2)
+    assert set(rows) == set(drift.STRATEGIES)
+    for r in rows.values():
+        assert r["all"]["orders"] == 2 and 0 <= r["all"]["success"] <= 1
+    assert any(line.startswith("| intento+learn (all) | 2 |") for line in drift.table(rows))
