@@ -31,9 +31,22 @@ class Learning(BaseModel):
     """Which options a run plans with observed figures, and from how many samples."""
 
     model_config = ConfigDict(extra="forbid")
-    providers: list[str] | None = Field(None, description="the providers to learn; None: every provider")
+    providers: list[str] | None = Field(None, description="the providers to learn; None: every provider (a provider or option with `learn false` never is; one with `learn true` always is)")
     quantile: float = Field(0.9, gt=0, le=1, description="the latency quantile planned with (0.9: the p90)")
     min_samples: int = Field(20, ge=1, description="successful steps of an option before its observed latency is used")
+
+
+def learns(opt, learning: Learning | None) -> bool:
+    """Whether an option is planned with observed figures. The project decides first: `learn
+    false` on the option or its provider pins the declared figures whatever the engine is told,
+    and `learn true` learns it whenever the engine learns at all; otherwise `learning.providers`
+    (None: every provider)."""
+    flag = opt.attrs.get("learn")
+    if learning is None or flag is False:
+        return False
+    if flag is True:
+        return True
+    return learning.providers is None or opt.provider in learning.providers
 
 
 def _quantile(values: list[int], q: float) -> int:
@@ -48,11 +61,9 @@ def figures(spec, stats: dict[tuple[str, str], dict], learning: Learning) -> dic
     enough successful samples keep their declared latency, with the observed reliability."""
     out: dict[str, dict] = {}
     for (action, provider), s in sorted(stats.items()):
-        if learning.providers is not None and provider not in learning.providers:
-            continue
         a = spec.actions.get(action)
         opt = next((o for o in a.options if o.provider == provider), None) if a is not None else None
-        if opt is None or not s["total"]:
+        if opt is None or not s["total"] or not learns(opt, learning):
             continue
         declared_r = Decimal(str(opt.reliability))
         reliability = (Decimal(s["succeeded"]) + declared_r * PRIOR_WEIGHT) / (s["total"] + PRIOR_WEIGHT)

@@ -71,6 +71,12 @@ def test_a_learned_figure_changes_the_decision_and_the_explanation_cites_it(proj
     assert rec["plan"]["explanation"]["figures"][0]["provider"] == "fast"
     # Learning only some providers: not fast, so fast is planned with what it declares.
     assert _run(spec, store, tmp_path, Learning(providers=["slow"]), "only-slow").steps["work"].provider == "fast"
+    # The project decides first: `learn false` on a provider pins its declared figures.
+    pinned = check_sources([Source("p.intent", SRC.replace('provider fast { region "eu" }', 'provider fast { region "eu"; learn false }'))]).spec
+    assert _run(pinned, store, tmp_path, Learning(), "pinned").steps["work"].provider == "fast"
+    assert "work|fast" not in figures(pinned, store.step_stats(), Learning())
+    always = check_sources([Source("p.intent", SRC.replace('provider fast { region "eu" }', 'provider fast { region "eu"; learn true }'))]).spec
+    assert "work|fast" in figures(always, store.step_stats(), Learning(providers=["slow"]))
     # Every decision replays from its record, learned figures included.
     results = replay(tmp_path / "a.jsonl", spec)
     assert results and all(r.same for r in results), [r.diffs for r in results]
