@@ -504,6 +504,7 @@ def replay(path: str | Path, spec: Spec, time_limit_s: float = 10.0) -> list[Rep
                                      backend=inputs.get("backend", "cpsat"))
             if replanned.explanation is not None:
                 replanned.explanation.figures = [LearnedFigure(**f) for f in learned_used(inputs.get("learned"), replanned)]
+                replanned.explanation.switches = _switches_again(spec, intent, given, inputs, old, replanned)
             new = replanned.model_dump(mode="json")
         except IntentoError as e:
             results.append(ReplayResult(seq, False, False, [d.message for d in e.diagnostics]))
@@ -525,6 +526,25 @@ def replay(path: str | Path, spec: Spec, time_limit_s: float = 10.0) -> list[Rep
             diffs.append("the plan's explanation or statistics differ")
         results.append(ReplayResult(seq, not diffs, True, diffs))
     return results
+
+
+def _switches_again(spec: Spec, intent: str, given: dict, inputs: dict, old: dict, new) -> list:
+    """The recorded decision's switch times measured again from its inputs: each awaited
+    action's route around it re-solved (`executor.route_around`), so a replay checks them too."""
+    from intento.execute.executor import route_around, switch_moment
+    from intento.plan import SwitchTime
+
+    out = []
+    planned = {(s.action, s.provider) for s in new.steps}
+    for w in (old.get("explanation") or {}).get("switches") or []:
+        if not inputs or inputs.get("deadline_ms") is None:
+            continue
+        route = route_around(spec, intent, given, inputs, w["action"], w["provider"], inputs.get("backend", "cpsat"), inputs.get("time_limit_s", 10.0))
+        if route is None:
+            continue
+        at = switch_moment(inputs["at"] + inputs["deadline_ms"], route.latency_ms)
+        out.append(SwitchTime(action=w["action"], provider=w["provider"], at_ms=at, then=[f"{s.action} via {s.provider}" for s in route.steps if (s.action, s.provider) not in planned]))
+    return out
 
 
 def given_for_replay(spec: Spec, intent: str, context: dict[str, Any]) -> tuple[dict[str, Any], str | None]:

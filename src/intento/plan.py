@@ -133,6 +133,13 @@ class LearnedFigure(_Model):
     source: str = Field(description="where the figures came from, in words (e.g. `observed p90 620ms over 212 steps (declared 600ms)`)")
 
 
+class SwitchTime(_Model):
+    action: str = Field(description="an external action the run waits for")
+    provider: str
+    at_ms: int = Field(description="ms after the run started: the last moment the route around it still meets the deadline (less the margin)")
+    then: list[str] = Field(description="the route the run takes if the action's facts have not landed by then (`action via provider`)")
+
+
 class Explanation(_Model):
     level: Literal["none", "basic", "full"] = Field(description="how much was computed")
     steps: list[StepExplanation] = Field(default_factory=list, description="per chosen step, every other option and why it lost")
@@ -140,6 +147,7 @@ class Explanation(_Model):
     down: list[str] = Field(default_factory=list, description="providers observed down")
     applied_policies: list[str] = Field(default_factory=list, description="policies that applied to this request")
     skipped_policies: list[str] = Field(default_factory=list, description="policies whose `when` guard excluded this request")
+    switches: list[SwitchTime] = Field(default_factory=list, description="runs: each awaited external action's switch time and the route after it (docs/executor.md, \"Switching before it is too late\")")
     figures: list[LearnedFigure] = Field(default_factory=list, description="runs planned with learned figures: those of every option of the actions the plan runs, and where they came from")
     conflict: list[PolicyRef] | None = Field(None, description="infeasible requests: a minimal set of rules and observations that admit no plan")
     summary: str | None = Field(None, description="one sentence a reviewer can act on")

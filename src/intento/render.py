@@ -72,6 +72,8 @@ def plan_text(p: Plan) -> str:
             why.append(f"{u.action}: not used: not needed, and no plan could use it: {by}")
         elif u.delta is not None:
             why.append(f"{u.action}: not used: not needed; using it (via {u.via}) would be {_delta_text(u.delta, p.currency)}")
+    for w in e.switches:
+        why.append(f"{w.action} via {w.provider}: awaited until {_dur(w.at_ms)} after the start, then " + (", ".join(w.then) or "another route"))
     for f in e.figures:
         why.append(f"{f.action} via {f.provider}: planned with latency {_dur(f.latency_ms)}, reliability {f.reliability}: {f.source}")
     if e.summary:
@@ -216,6 +218,11 @@ def explanation_markdown(p: Plan, spec, given: dict | None = None, state: dict |
                 if alt.by:
                     because += "; would break " + ", ".join(f"**{r.policy}**" for r in alt.by)
             out.append(f"| `{alt.provider}` | {alt.reason} | {because} |")
+        out.append("")
+    if e.switches:
+        out += ["## Switch times", "", "Waits this plan does not count on past a moment: if the facts have not landed by then, the run takes the route after it.", ""]
+        out += ["| awaited | until (after the start) | then |", "|---|---:|---|"]
+        out += [f"| `{w.action}` via `{w.provider}` | {_dur(w.at_ms)} | {', '.join(f'`{x}`' for x in w.then) or 'another route'} |" for w in e.switches]
         out.append("")
     routes = [u for u in e.unused if u.reason == "not_needed" and (u.delta is not None or u.impossible)]
     if routes:

@@ -121,3 +121,28 @@ def test_switch_times_survive_a_crash_before_every_write(spec, tmp_path):
         assert len(switched) == 1 and switched[0]["at"] == ref_switch, (k, switched)  # the same moment, once
         assert final.steps["fetch_file_manually"].status == "succeeded"
         assert ex.store.integrity() == "ok"
+
+
+def test_the_plan_and_its_audit_record_say_until_when_and_replay_checks_it(spec, tmp_path):
+    from intento.audit import AuditLog, read_records, replay
+    from intento.plan import Plan
+    from intento.render import explanation_markdown
+
+    store = Store(tmp_path / "s.db")
+    ex = Executor(spec, store, SimEnvironment(_scenario("late_file.json")), audit=AuditLog(tmp_path / "a.jsonl"), new_id=lambda: "run-audited")
+    final = ex.drive(ex.start("settle_daily", GIVEN))
+    first = _events(store, final.run, "planned")[0]
+    awaited = next(e for e in _events(store, final.run, "step_dispatched") if e["data"]["action"] == "settlement_file_lands")
+    (sw,) = first["data"]["switches"]
+    assert sw["action"] == "settlement_file_lands" and sw["switch_at"] == awaited["data"]["switch_at"]  # the plan's moment is the one waited for
+    rec = read_records(tmp_path / "a.jsonl")[0][0]
+    (recorded,) = rec["plan"]["explanation"]["switches"]
+    assert recorded["at_ms"] == sw["switch_at"] - final.started_at and recorded["then"] == ["fetch_file_manually via ops_desk"]
+    assert "## Switch times" in explanation_markdown(Plan.model_validate(rec["plan"]), spec, GIVEN)
+    assert all(r.same for r in replay(tmp_path / "a.jsonl", spec))
+    # A record whose switch time was changed does not replay as the same decision.
+    lines = (tmp_path / "a.jsonl").read_text().splitlines()
+    bad = json.loads(lines[0])
+    bad["plan"]["explanation"]["switches"][0]["at_ms"] += 1
+    (tmp_path / "b.jsonl").write_text(json.dumps(bad) + "\n")
+    assert not replay(tmp_path / "b.jsonl", spec)[0].same

@@ -41,7 +41,7 @@ from intento.execute.environment import Environment, Outcome, RealEnvironment, S
 from intento.execute.handlers import Registry
 from intento.execute.state import COOL_DOWN_MS, RunState, fold
 from intento.execute.store import HEARTBEAT_MS, Store, mark_taken, take, wall_ms
-from intento.plan import LearnedFigure
+from intento.plan import LearnedFigure, SwitchTime
 from intento.learn import Learning, apply as apply_learned, figures as learned_figures, used as learned_used
 from intento.render import _dur
 from intento.request import typed_context
@@ -86,6 +86,26 @@ def _signature(inputs: dict) -> str:
     the same plan (but for the deadline left, which only the deadline itself ends)."""
     keep = {k: v for k, v in inputs.items() if k in ("state", "budget", "excluded", "done", "running", "force")}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def route_around(spec: Spec, intent: str, context: dict, inputs: dict, action: str, provider: str, backend: Backend = "cpsat", time_limit_s: float = 10.0):
+    """The best plan from a decision's ``inputs`` (`Executor._inputs`, as its audit record keeps
+    them) with ``action`` via ``provider`` counted out: the route a switch time is measured by.
+    None when there is none (or the request can no longer be planned)."""
+    excluded = {(a, p): why for a, p, why in inputs["excluded"]} | {(action, provider): "counted out, to find the route around it"}
+    force = {a: p for a, p in (inputs.get("force") or {}).items() if a != action}
+    try:
+        problem = apply_learned(prepare(spec, intent, context, inputs["state"], deadline_ms=inputs["deadline_ms"],
+                                        budget=None if inputs["budget"] is None else Decimal(inputs["budget"]), excluded=excluded, done=inputs["done"]), inputs.get("learned"))
+        fallback = plan_problem(problem, backend=backend, time_limit_s=time_limit_s, force=force or None, explain="none")
+    except IntentoError:
+        return None
+    return fallback if fallback.feasible and fallback.latency_ms is not None else None
+
+
+def switch_moment(deadline_at: int, route_ms: int) -> int:
+    """The switch time: the deadline less the route's latency and `SWITCH_MARGIN` of it."""
+    return deadline_at - route_ms - int(route_ms * SWITCH_MARGIN)
 
 
 class Executor:
@@ -469,6 +489,14 @@ class Executor:
             # Which observed figures the decision used, and where they came from.
             data["figures"] = figures
             plan.explanation.figures = [LearnedFigure(**f) for f in figures]
+        switches = self._plan_switches(run_id, st, context, problem, plan, now) if plan.feasible else []
+        if switches:
+            # When each awaited external action stops being counted on, and what comes then:
+            # part of the decision (its audit record), used when the step is dispatched.
+            data["switches"] = switches
+            planned = {(s.action, s.provider) for s in plan.steps}
+            plan.explanation.switches = [SwitchTime(action=w["action"], provider=w["provider"], at_ms=w["switch_at"] - st.started_at,
+                                                    then=[f"{a} via {p}" for a, p in w["switch_to"] if (a, p) not in planned]) for w in switches]
         decision = f"{run_id}/plan-{st.plans + 1}"
         data["decision"] = decision
         draft = None
@@ -588,7 +616,10 @@ class Executor:
                 # Never dispatched: its facts are awaited until `due` (a durable timer: the
                 # event holds it, so a restart waits for the same moment), or, when another
                 # route could still meet the deadline, until that route's last moment.
-                switch = self._switch_time(st, action, provider, context, now, data.get("due"))
+                known = next((w for w in (st.plan or {}).get("switches", []) if w["action"] == action and w["provider"] == provider), None)
+                switch = {"switch_at": known["switch_at"], "switch_to": known["switch_to"]} if known is not None and known["switch_at"] > now else None
+                if known is None:
+                    switch = self._switch_time(st, action, provider, context, now, data.get("due"))
                 if switch is not None:
                     data |= switch
                 if not self._append(run_id, st.next_seq, "step_dispatched", now, data | {"external": True, "awaits": sorted(a.achieves)}, slot=slot):
@@ -603,6 +634,31 @@ class Executor:
             running_on[provider] = running_on.get(provider, 0) + 1
             st = self._state(run_id)
 
+    def _plan_switches(self, run_id: str, st: RunState, context: dict, problem, plan, now: int) -> list[dict]:
+        """The switch time of each external step of a new plan that is awaited from now: those
+        already awaited keep theirs; those the plan awaits at once get one (`_switch_time`)."""
+        if st.deadline_at is None:
+            return []
+        out = []
+        for step in plan.steps:
+            a = self.spec.actions[step.action]
+            if not a.external or step.action in st.completed:
+                continue
+            current = st.steps.get(step.action)
+            if current is not None and current.status == "running":
+                if current.provider == step.provider and current.switch_at is not None and not current.switched:
+                    out.append({"action": step.action, "provider": step.provider, "switch_at": current.switch_at, "switch_to": [list(x) for x in current.switch_to]})
+                continue
+            act = next((x for x in problem.actions if x.name == step.action), None)
+            needed = requirement(problem, act, self._skipped.get(run_id, frozenset())) if act else a.requires
+            if not formula_holds(needed, st.facts):
+                continue  # awaited later, from a state not known yet: its switch time is set then
+            req = self._request(st, step.action, step.provider, context)
+            sw = self._switch_time(st, step.action, step.provider, context, now, now + req.timeout_ms if req.timeout_ms is not None else None)
+            if sw is not None:
+                out.append({"action": step.action, "provider": step.provider} | sw)
+        return out
+
     def _switch_time(self, st: RunState, action: str, provider: str, context: dict, now: int, due: int | None) -> dict | None:
         """When to stop counting on an awaited external step: the latest moment at which the
         best plan without it (from the state now, with every other step as planned) still meets
@@ -612,18 +668,10 @@ class Executor:
         step's own timeout."""
         if st.deadline_at is None:
             return None
-        inputs = self._inputs(st, now)
-        excluded = {(a, p): why for a, p, why in inputs["excluded"]} | {(action, provider): "counted out, to find the route around it"}
-        force = {a: p for a, p in inputs["force"].items() if a != action}
-        try:
-            problem = apply_learned(prepare(self.spec, st.intent, context, inputs["state"], deadline_ms=inputs["deadline_ms"],
-                              budget=None if inputs["budget"] is None else Decimal(inputs["budget"]), excluded=excluded, done=inputs["done"]), inputs.get("learned"))
-            fallback = plan_problem(problem, backend=self.backend, time_limit_s=self.time_limit_s, force=force or None, explain="none")
-        except IntentoError:
+        fallback = route_around(self.spec, st.intent, context, self._inputs(st, now), action, provider, self.backend, self.time_limit_s)
+        if fallback is None:
             return None
-        if not fallback.feasible or fallback.latency_ms is None:
-            return None
-        at = st.deadline_at - fallback.latency_ms - int(fallback.latency_ms * SWITCH_MARGIN)
+        at = switch_moment(st.deadline_at, fallback.latency_ms)
         if at <= now or (due is not None and at >= due):
             return None
         return {"switch_at": at, "switch_to": [[s.action, s.provider] for s in fallback.steps]}
