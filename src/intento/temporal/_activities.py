@@ -157,6 +157,8 @@ class Activities:
             "conflict": [r.model_dump() for r in (plan.explanation.conflict or [])],
             "summary": plan.explanation.summary,
             "explanation": plan.explanation.model_dump(mode="json"),
+            # Which project decided (a worker started with changed sources decides with them).
+            "project": spec.fingerprint,
         }
 
     def _lands_after(self, run: str, action: str, provider: str, latency_ms: int, achieves) -> int | None:

@@ -110,6 +110,9 @@ class IntentRun:
         #: the ones passed (planned around, still awaited).
         self.switch_at: dict[str, tuple[int, list]] = {}
         self.switched: set[str] = set()
+        #: The project fingerprint of the worker that planned last, when it differs from the
+        #: run's (`project_changed`).
+        self.decided_by: str | None = None
         #: Simulation: observations due at given times (ms since the start), in time order.
         self.feed: list[list] = []
         self.start = None
@@ -257,6 +260,8 @@ class IntentRun:
         """What Temporal's UI shows of the run now: its current details (the plan, what runs, what
         it waits for) and its memo (intent, status, fingerprints, cost so far, deadline)."""
         lines = [f"**{self.req['intent']}**: {self.state}"]
+        if self.decided_by is not None:
+            lines.append(f"planned by project {self.decided_by[:12]}, not the {str(self.req.get('project'))[:12]} it started with")
         if self.plan is not None:
             lines.append("plan: " + (", ".join(f"{s['action']} via {s['provider']}" for s in self.plan["steps"]) or "nothing left to do"))
         if self.running:
@@ -394,6 +399,7 @@ class IntentRun:
                 }
                 self._plan_req = plan_req
                 self.plan = await self._planning(plan_req, f"plan {self.plans}: {reason}")
+                self._note_project(self.plan.get("project"))
                 self._event("planned", reason=reason, status=self.plan["status"], steps=[[s["action"], s["provider"]] for s in self.plan["steps"]])
                 reason = None
                 if self.plan["status"] in ("optimal", "feasible"):
@@ -526,6 +532,17 @@ class IntentRun:
             return None
         self.cooldown_holds += 1
         return {"until": until, "reason": f"no plan while {', '.join(f'`{p}`' for p in sorted(presumed))} presumed down after failing; re-planning when the first cool-down ends", "providers": sorted(presumed)}
+
+    def _note_project(self, decided_by: str | None) -> None:
+        """A worker whose project differs from the one the run started with planned this run:
+        said in the run's events and its current details, never silently (what should happen
+        to such runs is the policy-migration issue's to decide)."""
+        started = self.req.get("project")
+        if decided_by is None or started is None or decided_by == started or decided_by == self.decided_by:
+            return
+        self.decided_by = decided_by
+        self._event("project_changed", started_with=started, planned_by=decided_by,
+                    note="a worker with other project sources planned this run; its later decisions follow those sources")
 
     async def _switch_time(self, action: str, provider: str, due: int, deadline: int, excluded: list) -> None:
         """An awaited external step's switch time, as the embedded engine computes it
