@@ -3,7 +3,18 @@ anywhere in a run's history; a failed step is a failed activity (and the run sti
 around it); a cancellation compensates in reverse order, reports a failing undo and ends in
 Temporal's Canceled state; `on_escalation` is called; a request submitted again after its run
 ended gets that outcome and runs nothing twice; observations through the update are checked at
-the call; ids, summaries and memo are legible. Every recorded history replays."""
+the call; ids, summaries and memo are legible. Every recorded history replays.
+
+The parity scenarios of issue 14, each against the real dev server, and where they are:
+- outage re-route: `test_temporal.py` (`test_outage_parity_with_the_embedded_executor` and the
+  simulation scenarios: same decisions as the embedded engine);
+- hold then success: here (`..._holds_for_a_step_in_flight_...`, `..._holds_for_a_cool_down_...`);
+- late external fact: `test_temporal.py` (`test_external_fact_by_signal_or_timeout`), here
+  (`test_a_late_file_is_switched_away_from_in_time_on_both_engines`) and the CLI test;
+- compensation with a failing undo, cancel mid-run: here (cancellation tests, the CLI test);
+- deadline passing: `test_promises.py` (a durable deadline timer, mid-step and mid-wait);
+- a 10-minute step with its worker killed mid-step: `test_promises.py` (the heartbeat timeout);
+- a repeat submission after completion: here (one execution per request)."""
 
 from __future__ import annotations
 
