@@ -445,6 +445,20 @@ def _learning(learn: bool, providers: Optional[List[str]], quantile: float, min_
     return Learning(providers=list(providers) if providers else None, quantile=quantile, min_samples=min_samples)
 
 
+def _check_learning(spec, learning) -> None:
+    """Exit 1 on a `--learn-provider` the project does not declare, with a did-you-mean."""
+    unknown = [p for p in (learning.providers or []) if p not in spec.providers] if learning is not None else []
+    if unknown:
+        print(f"intento: --learn-provider: unknown provider `{unknown[0]}`" + (f"; {did_you_mean(unknown[0], spec.providers)}" if did_you_mean(unknown[0], spec.providers) else ""), file=sys.stderr)
+        raise typer.Exit(1)
+
+
+def _checked_learning(spec, learn: bool, providers, quantile: float, min_samples: int):
+    learning = _learning(learn, providers, quantile, min_samples)
+    _check_learning(spec, learning)
+    return learning
+
+
 _LEARN_HELP = "Plan with the figures observed in the store (docs/executor.md, \"Learned figures\"): each option's latency quantile once it has enough successful steps, its success rate with the declared reliability as the prior."
 
 
@@ -469,10 +483,7 @@ def _executor(paths, store_path: Path, simulate: Optional[Path], handlers: Optio
         env = RealEnvironment(registry)
     audit_path = store_path.with_name(store_path.name + ".audit.jsonl")
     key = secret_key(audit_path)
-    unknown = [p for p in (learning.providers or []) if p not in spec.providers] if learning is not None else []
-    if unknown:
-        print(f"intento: --learn-provider: unknown provider `{unknown[0]}`" + (f"; {did_you_mean(unknown[0], spec.providers)}" if did_you_mean(unknown[0], spec.providers) else ""), file=sys.stderr)
-        raise typer.Exit(1)
+    _check_learning(spec, learning)
     ex = Executor(spec, store, env, registry, AuditLog(audit_path), time_limit_s=time_limit, secret_key=key, progress=progress, learning=learning)
     return ex, store, spec
 
@@ -952,6 +963,8 @@ def resume(
     journal: Optional[Path] = typer.Option(None, "--journal", help="Simulation: the providers' effect journal (default: STORE.journal.jsonl)."),
     time_limit: float = typer.Option(10.0, "--time-limit", help="Solver time limit per (re-)plan.", min=0.001),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
+    learn: bool = typer.Option(False, "--learn", help=_LEARN_HELP),
+    learn_provider: Optional[List[str]] = typer.Option(None, "--learn-provider", help="With --learn: only these providers' figures (repeatable)."),
 ) -> None:
     """Drive every unfinished run in the store, all at once, until each has finished or only waits (for an external
     fact, a timer, a hold: nothing in flight); a waiting run is driven on by the next `resume` or by `intento serve`.
@@ -965,9 +978,10 @@ def resume(
     if scenario is None and registry is None:
         print("intento: `intento resume` needs `--simulate SCENARIO.json` or `--handlers module:object`", file=sys.stderr)
         raise typer.Exit(1)
+    learning = _checked_learning(spec, learn, learn_provider, 0.9, 20)
     st_store = _open_store(store)
     world = World(spec, store, scenario=scenario, registry=registry, journal=(journal or store.with_name(store.name + ".journal.jsonl")) if scenario is not None else None,
-                  time_limit_s=time_limit, progress=_live(quiet, many=True))
+                  time_limit_s=time_limit, progress=_live(quiet, many=True), learning=learning)
     engine = world.engine(Store(store))
     engine.run(until_idle=True)
     world.close()
@@ -1251,6 +1265,10 @@ def serve(
     workers: int = typer.Option(16, "--workers", help="Handler threads: how many steps may run at once across all runs (a waiting run needs none).", min=1, max=1024),
     log_format: str = typer.Option("text", "--log-format", help="Logs on stderr, a line per run event and per request: text or json."),
     otel: Optional[Path] = typer.Option(None, "--otel", help="OpenTelemetry traces (the `otel` extra): write a span per run, plan and step to this file, a JSON object per line."),
+    learn: bool = typer.Option(False, "--learn", help=_LEARN_HELP + " For every run the engine drives."),
+    learn_provider: Optional[List[str]] = typer.Option(None, "--learn-provider", help="With --learn: only these providers' figures (repeatable)."),
+    learn_quantile: float = typer.Option(0.9, "--learn-quantile", help="With --learn: the latency quantile planned with.", min=0.01, max=1.0),
+    learn_min_samples: int = typer.Option(20, "--learn-min-samples", help="With --learn: successful steps of an option before its observed latency is used.", min=1),
 ) -> None:
     """Serve the project over HTTP and drive every unfinished run of the store (the engine; docs/executor.md "The engine"):
     /v1/plan, /v1/explain, /v1/check, /v1/runs (start, list, inspect, events, observe, cancel), /v1/audit, /healthz, /livez,
@@ -1282,11 +1300,12 @@ def serve(
         provider = file_provider(otel)
     spec = _load_spec(paths)
     scenario, registry = _world(spec, simulate, handlers)
+    learning = _checked_learning(spec, learn, learn_provider, learn_quantile, learn_min_samples)
     if token is None:
         how = "(--no-auth)" if no_auth else "(no INTENTO_TOKEN is set; pass --no-auth to say so)"
         print(f"intento: WARNING: serving on {host}:{port} WITHOUT AUTHENTICATION {how}: anyone who can reach it may plan, start runs and read the audit log", file=sys.stderr)
     try:
-        app_ = create_app(spec, store, scenario=scenario, registry=registry, token=token if token is not None else "", client_timeout_s=client_timeout, workers=workers, tracer_provider=provider)
+        app_ = create_app(spec, store, scenario=scenario, registry=registry, token=token if token is not None else "", client_timeout_s=client_timeout, workers=workers, tracer_provider=provider, learning=learning)
     except Exception as e:
         from intento.errors import OperationalError
 

@@ -102,3 +102,15 @@ def test_intento_providers_and_run_learn_on_the_command_line(project):
     assert bad.exit_code == 1 and "unknown provider `fats`" in bad.output and "fast" in bad.output
     missing = CliRunner().invoke(app, ["providers", str(tmp_path / "p.intent"), "--store", str(tmp_path / "none.db")])
     assert missing.exit_code == 1
+
+
+def test_the_engine_plans_every_run_it_drives_with_learned_figures(project):
+    """`intento serve --learn` and `intento resume --learn`: the world's executors learn."""
+    from intento.execute.world import World
+
+    spec, store, tmp_path = project
+    w = World(spec, tmp_path / "s.db", scenario=Scenario.model_validate(DRIFT), learning=Learning())
+    ex = w.executor(store)
+    assert ex.drive(ex.start("job", {}, key="engine")).steps["work"].provider == "slow"
+    plain = World(spec, tmp_path / "s.db", scenario=Scenario.model_validate(DRIFT)).executor(store)
+    assert plain.drive(plain.start("job", {}, key="engine-plain")).steps["work"].provider == "fast"

@@ -36,6 +36,7 @@ class World:
         workers: int = 16,
         backend: str = "cpsat",
         plan_observer: Callable[[str, float], None] | None = None,
+        learning=None,
     ):
         from intento.audit import AuditLog, secret_key
 
@@ -48,6 +49,8 @@ class World:
         self.secret_key = secret_key(audit_path)
         self.time_limit_s, self.progress, self.backend = time_limit_s, progress, backend
         self.plan_observer = plan_observer
+        #: Plan with the figures observed in the store (`intento.learn.Learning`; None: declared).
+        self.learning = learning
         self.journal = Journal(journal) if scenario is not None else None
         self.real_env = RealEnvironment(registry, workers=workers) if scenario is None else None
 
@@ -56,7 +59,7 @@ class World:
         env: Any = SimEnvironment(self.scenario, start=start, journal=self.journal) if self.scenario is not None else self.real_env
         ex = Executor(
             self.spec, store, env, self.registry, self.audit,
-            time_limit_s=self.time_limit_s, secret_key=self.secret_key, progress=self.progress, backend=self.backend,
+            time_limit_s=self.time_limit_s, secret_key=self.secret_key, progress=self.progress, backend=self.backend, learning=self.learning,
         )
         ex.plan_observer = self.plan_observer
         return ex
