@@ -188,3 +188,21 @@ def test_search_and_a_stall_point_narrow_the_list_but_not_its_groups(world):
     grouped = c.get("/", params={"waits_on": "not driven"}).text
     assert waiting in grouped and f'href="/runs/{done}"' not in grouped
     assert "not driven" in grouped  # the groups are still listed
+
+
+def test_a_decision_report_shows_the_switch_time_the_decision_recorded(tmp_path):
+    spec = intento.load(ROOT / "examples" / "settlement", ROOT / "policies" / "common").spec
+    path = tmp_path / "late.db"
+    scenario = Scenario.model_validate(json.loads((ROOT / "examples/settlement/scenarios/late_file.json").read_text()))
+    w = World(spec, path, scenario=scenario)
+    store = Store(path)
+    ex = w.executor(store)
+    run = ex.start("settle_daily", {"customer.region": "eu", "settlement.date": "2026-11-24", "settlement.expected_total": "1200000 USD"})
+    ex.drive(run)
+    store.close()
+    c = TestClient(create_app(spec, path, token=TOKEN))
+    report = c.get(f"/runs/{run}/decisions/1", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    table = report[report.index("Switch times"):]
+    assert "settlement_file_lands" in table[:600] and "fetch_file_manually" in table[:600]
+    page = c.get(f"/runs/{run}", headers={"Authorization": f"Bearer {TOKEN}"}).text
+    assert "step_switched" in page and "would miss the deadline" in page  # the switch, in the run's events

@@ -288,6 +288,13 @@ class FullExplanations:
             return None, None, None, "; ".join(d.message for d in e.diagnostics)
         except (KeyError, TypeError, ValueError, ArithmeticError, InvalidOperation) as e:
             return None, None, None, f"the record's inputs cannot be read: {e}"
+        # What the decision recorded beside the solve (switch times, learned figures) is kept.
+        recorded = ((rec.get("plan") or {}).get("explanation") or {})
+        if plan.explanation is not None:
+            from intento.plan import LearnedFigure, SwitchTime
+
+            plan.explanation.switches = [SwitchTime.model_validate(w) for w in recorded.get("switches") or []]
+            plan.explanation.figures = [LearnedFigure.model_validate(f) for f in recorded.get("figures") or []]
         return plan, rec.get("context") or {}, rec.get("state") or {}, None
 
 
