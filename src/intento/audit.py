@@ -492,10 +492,10 @@ def replay(path: str | Path, spec: Spec, time_limit_s: float = 10.0) -> list[Rep
                     "excluded": {(a, p): why for a, p, why in inputs.get("excluded", [])},
                     "done": inputs.get("done") or {},
                 }
-            from intento.learn import apply as apply_learned, used as learned_used
+            from intento.learn import used as learned_used
             from intento.plan import LearnedFigure
 
-            problem = apply_learned(prepare(spec, intent, given, rec.get("state"), **extra), inputs.get("learned"))
+            problem = prepare(spec, intent, given, rec.get("state"), **extra, learned=inputs.get("learned"))
             if inputs and not inputs.get("unforced"):
                 force, hint = inputs.get("force") or None, inputs.get("hint") or None
             else:

@@ -4,19 +4,20 @@ Input: the step samples the store keeps (`Store.step_stats`: every step's outcom
 latency, by provider and action) and a `Learning` choice (which providers, which latency
 quantile, how many samples are enough). Output: the figures a plan uses instead of the declared
 ones (`figures`), recorded with the decision's inputs so a replay re-solves with the same, and
-applied to a prepared problem (`apply`).
+given to `solve.prepare` (``learned=``), which plans the options with them and shows them to
+policies as the attributes `observed_latency`, `observed_reliability` and `observed_steps`.
 
 The declared values are the prior: an option's latency is the observed quantile once there are
 `min_samples` successful steps (before that, the declared latency); its reliability is the
 observed success rate with the declared reliability counted as `PRIOR_WEIGHT` samples. Learned
-figures change the objective, the deadline and the reliability floors (`require reliability`),
-which read options' latency and reliability; `where` conditions on attributes and the actions'
-`timeout` still read the declared values (docs/executor.md, "Learned figures").
+figures change the objective, the deadline and the reliability floors (`require reliability`);
+`where` conditions on `latency` and `reliability` and the actions' `timeout` still read the
+declared values, and a policy bounds learned figures through the `observed_*` attributes
+(docs/executor.md, "Learned figures").
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from decimal import Decimal
 from typing import Any
@@ -85,27 +86,6 @@ def _ms(ms: int) -> str:
     from intento.render import _dur
 
     return _dur(ms)
-
-
-def apply(problem, learned: dict[str, dict] | None):
-    """A copy of ``problem`` whose options use the learned figures (the original, shared
-    through the request cache, is left untouched)."""
-    if not learned:
-        return problem
-    from intento.problem import RISK_SCALE
-
-    actions = []
-    for act in problem.actions:
-        opts = []
-        for o in act.options:
-            f = learned.get(f"{act.name}|{o.provider}")
-            if f is None:
-                opts.append(o)
-                continue
-            r = Decimal(f["reliability"])
-            opts.append(dataclasses.replace(o, latency_ms=int(f["latency_ms"]), reliability=r, risk=round(-math.log(float(r)) * RISK_SCALE)))
-        actions.append(dataclasses.replace(act, options=opts) if opts != list(act.options) else act)
-    return dataclasses.replace(problem, actions=actions, shape=None)
 
 
 def used(learned: dict[str, dict] | None, plan) -> list[dict[str, Any]]:

@@ -184,8 +184,15 @@ def build_problem(
     state: ResolvedState,
     excluded: Mapping[tuple[str, str], str] | None = None,
     done: Mapping[str, str] | None = None,
+    learned: Mapping[str, Mapping] | None = None,
 ) -> Problem:
-    """``excluded``: (action, provider) -> why, options a run has learnt will not work (a
+    """``learned``: ``"action|provider"`` -> the figures a run learnt (`intento.learn.figures`):
+    the option is planned with that latency and reliability, and its attributes
+    `observed_latency`, `observed_reliability` and `observed_steps` hold them for policies
+    (`forbid via where observed_reliability < 0.9`); its `latency` and `reliability` attributes
+    and its timeout check keep the declared values.
+
+    ``excluded``: (action, provider) -> why, options a run has learnt will not work (a
     permanent failure, an external fact that never came); each becomes a member of its own.
 
     ``done``: action -> provider, steps a run has already completed. They stay in the problem as
@@ -229,7 +236,12 @@ def build_problem(
                 if ov.reliability is not None:
                     rel = ov.reliability
                     attrs["reliability"] = rel
-            opt = Option(a.name, o.provider, o.index, cost, lat, rel, attrs, risk_int(rel))
+            lf = (learned or {}).get(f"{a.name}|{o.provider}")
+            plan_lat, plan_rel = lat, rel
+            if lf is not None:
+                plan_lat, plan_rel = int(lf["latency_ms"]), Decimal(str(lf["reliability"]))
+                attrs["observed_latency"], attrs["observed_reliability"], attrs["observed_steps"] = Duration(plan_lat), plan_rel, Decimal(int(lf["samples"]))
+            opt = Option(a.name, o.provider, o.index, cost, plan_lat, plan_rel, attrs, risk_int(plan_rel))
             if o.provider in down_members:
                 opt.forbidden_by.append(down_members[o.provider])
             slow = _too_slow(a, o.provider, lat, degraded=ov is not None and ov.latency_ms is not None, span=o.span)

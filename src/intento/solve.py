@@ -42,12 +42,14 @@ def prepare(
     budget: Decimal | None | Literal["declared"] = "declared",
     excluded: dict[tuple[str, str], str] | None = None,
     done: dict[str, str] | None = None,
+    learned: dict[str, dict] | None = None,
 ) -> Problem:
     """Validate a request and make it static (problem.py); raises `IntentoError` on bad input.
 
     The executor re-plans mid-run with what is left: ``deadline_ms`` and ``budget`` replace the
     intent's, ``excluded`` options are forbidden for this run, and ``done`` steps (action ->
-    provider) are kept as fixed history so whole-plan rules still see them."""
+    provider) are kept as fixed history so whole-plan rules still see them; ``learned`` figures
+    (`intento.learn`) replace options' planned latency and reliability."""
     if intent not in spec.intents:
         raise RequestError(
             [Diagnostic("E102", Severity.error, f"unknown intent `{intent}`", None, help=did_you_mean(intent, spec.intents) or "intents: " + ", ".join(spec.intents))]
@@ -76,6 +78,7 @@ def prepare(
         str(ispec.budget),
         tuple(sorted((excluded or {}).items())),
         tuple(sorted((done or {}).items())),
+        tuple(sorted((k, v["latency_ms"], str(v["reliability"]), v["samples"]) for k, v in (learned or {}).items())),
     )
     with _CACHE_LOCK:
         cached = _PROBLEMS.get(key)
@@ -86,7 +89,7 @@ def prepare(
         problem = copy.copy(cached)
         problem.context = ctx
         return problem
-    problem = build_problem(spec, ispec, ctx, rstate, excluded, done)
+    problem = build_problem(spec, ispec, ctx, rstate, excluded, done, learned)
     problem.shape = key
     with _CACHE_LOCK:
         PROBLEM_CACHE_STATS["misses"] += 1

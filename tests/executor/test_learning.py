@@ -114,3 +114,30 @@ def test_the_engine_plans_every_run_it_drives_with_learned_figures(project):
     assert ex.drive(ex.start("job", {}, key="engine")).steps["work"].provider == "slow"
     plain = World(spec, tmp_path / "s.db", scenario=Scenario.model_validate(DRIFT)).executor(store)
     assert plain.drive(plain.start("job", {}, key="engine-plain")).steps["work"].provider == "fast"
+
+
+BOUND = """
+policy no_slower_than_contracted "Never plan an option observed slower than half a second" {
+  owner "sre@example.com"
+  forbid via where observed_latency > 500ms
+}
+"""
+
+
+def test_a_policy_bounds_learned_figures_through_the_observed_attributes(project, tmp_path):
+    from intento.check import check_sources as check
+
+    spec, store, _ = project
+    result = check([Source("p.intent", SRC), Source("bound.intent", BOUND)])
+    assert result.ok and not [d for d in result.diagnostics if d.code in ("W105", "E025")]
+    bounded = result.spec
+    # Learning, fast's observed latency (1s) is known: the policy forbids it, and says so.
+    store2 = Store(tmp_path / "s.db")
+    final = _run(bounded, store2, tmp_path, Learning(), "bounded")
+    assert final.steps["work"].provider == "slow"
+    rec = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()][-1]
+    (step,) = rec["plan"]["explanation"]["steps"]
+    (fast,) = [a for a in step["alternatives"] if a["provider"] == "fast"]
+    assert fast["reason"] == "forbidden" and fast["by"][0]["policy"] == "no_slower_than_contracted"
+    # Not learning, nothing is observed: the bound does not apply, and fast is planned as declared.
+    assert _run(bounded, store2, tmp_path, None, "unbounded").steps["work"].provider == "fast"

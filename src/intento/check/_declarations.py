@@ -276,7 +276,9 @@ def fact_names(e: ast.Expr | None) -> list[ast.Ref]:
     return []
 
 
-_ATTR_TYPES = {"provider": "string", "cost": "money", "latency": "duration", "reliability": "number", "region": "string", "tags": "list"}
+_ATTR_TYPES = {"provider": "string", "cost": "money", "latency": "duration", "reliability": "number", "region": "string", "tags": "list",
+               # Set by the engine for runs that learn (docs/executor.md, "Learned figures").
+               "observed_latency": "duration", "observed_reliability": "number", "observed_steps": "number"}
 
 
 def check_predicate(c: _Checker, e: ast.Expr, reads: Callable[[ast.Ref], str | None], what: str) -> None:

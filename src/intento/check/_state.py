@@ -52,7 +52,7 @@ class _Checker:
         self.intents: dict[str, IntentSpec] = {}
         self.policies: dict[str, PolicySpec] = {}
         self.test_specs: list[TestSpec] = []
-        self.attr_names: set[str] = {"provider", "cost", "latency", "reliability", "region", "tags", "capacity"}
+        self.attr_names: set[str] = {"provider", "cost", "latency", "reliability", "region", "tags", "capacity", "observed_latency", "observed_reliability", "observed_steps"}
 
     # -- reporting --
     def error(self, code: str, message: str, span: Span | None, label: str = "", help: str = "") -> None:

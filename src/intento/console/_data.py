@@ -277,9 +277,7 @@ class FullExplanations:
             if inputs:
                 extra = {"deadline_ms": inputs.get("deadline_ms"), "budget": Decimal(inputs["budget"]) if inputs.get("budget") is not None else None,
                          "excluded": {(a, p): why for a, p, why in inputs.get("excluded", [])}, "done": inputs.get("done") or {}}
-            from intento.learn import apply as apply_learned
-
-            problem = apply_learned(prepare(spec, intent, given, rec.get("state"), **extra), inputs.get("learned"))
+            problem = prepare(spec, intent, given, rec.get("state"), **extra, learned=inputs.get("learned"))
             force = hint = None
             if inputs and not inputs.get("unforced"):
                 force, hint = inputs.get("force") or None, inputs.get("hint") or None

@@ -42,7 +42,7 @@ from intento.execute.handlers import Registry
 from intento.execute.state import COOL_DOWN_MS, RunState, fold
 from intento.execute.store import HEARTBEAT_MS, Store, mark_taken, take, wall_ms
 from intento.plan import LearnedFigure, SwitchTime
-from intento.learn import Learning, apply as apply_learned, figures as learned_figures, used as learned_used
+from intento.learn import Learning, figures as learned_figures, used as learned_used
 from intento.render import _dur
 from intento.request import typed_context
 from intento.semantics import requirement
@@ -95,8 +95,8 @@ def route_around(spec: Spec, intent: str, context: dict, inputs: dict, action: s
     excluded = {(a, p): why for a, p, why in inputs["excluded"]} | {(action, provider): "counted out, to find the route around it"}
     force = {a: p for a, p in (inputs.get("force") or {}).items() if a != action}
     try:
-        problem = apply_learned(prepare(spec, intent, context, inputs["state"], deadline_ms=inputs["deadline_ms"],
-                                        budget=None if inputs["budget"] is None else Decimal(inputs["budget"]), excluded=excluded, done=inputs["done"]), inputs.get("learned"))
+        problem = prepare(spec, intent, context, inputs["state"], deadline_ms=inputs["deadline_ms"],
+                          budget=None if inputs["budget"] is None else Decimal(inputs["budget"]), excluded=excluded, done=inputs["done"], learned=inputs.get("learned"))
         fallback = plan_problem(problem, backend=backend, time_limit_s=time_limit_s, force=force or None, explain="none")
     except IntentoError:
         return None
@@ -454,7 +454,7 @@ class Executor:
         excluded = {(a, p): why for a, p, why in inputs["excluded"]}
         budget_left = None if inputs["budget"] is None else Decimal(inputs["budget"])
         try:
-            problem = apply_learned(prepare(self.spec, st.intent, context, state, deadline_ms=inputs["deadline_ms"], budget=budget_left, excluded=excluded, done=done), inputs.get("learned"))
+            problem = prepare(self.spec, st.intent, context, state, deadline_ms=inputs["deadline_ms"], budget=budget_left, excluded=excluded, done=done, learned=inputs.get("learned"))
             t0 = time.perf_counter()
             plan = plan_problem(problem, backend=self.backend, time_limit_s=self.time_limit_s, force=force or None, hint=inputs["hint"] or None)
             inputs["unforced"] = False
