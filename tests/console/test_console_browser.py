@@ -187,6 +187,10 @@ def _text(browser) -> str:
     return browser.find_element(By.TAG_NAME, "main").text
 
 
+def _row_ids(browser) -> list[str]:
+    return [r.get_attribute("id") for r in browser.find_elements(By.CSS_SELECTOR, "table.runs tbody tr[id^=row-]")]
+
+
 def test_logging_in_takes_the_token_and_a_wrong_one_is_refused(browser, orders, shots):
     browser.delete_all_cookies()
     browser.get(orders.base + "/policies")
@@ -206,7 +210,7 @@ def test_logging_in_takes_the_token_and_a_wrong_one_is_refused(browser, orders, 
 def test_a_reviewer_plans_a_request_without_a_run(browser, orders, shots):
     _login(browser, orders)
     browser.find_element(By.LINK_TEXT, "Plan").click()
-    _wait(browser, lambda d: d.current_url.endswith("/plan"), "the plan page")
+    _wait(browser, lambda d: d.current_url.endswith("/plan") and d.find_elements(By.ID, "p-given"), "the plan page")
     given = browser.find_element(By.ID, "p-given")
     given.clear()
     given.send_keys('{"customer.region": "eu", "order.amount": "80 USD", "customer.email": "x@example.com"}')
@@ -247,15 +251,13 @@ def test_filters_and_search_narrow_the_list(browser, orders, shots):
     _login(browser, orders)
     Select(browser.find_element(By.ID, "f-status")).select_by_value("escalated")
     browser.find_element(By.ID, "apply-filters").click()
-    _wait(browser, lambda d: "status=escalated" in d.current_url, "the filtered list")
-    assert "No run matches." in _text(browser)
+    _wait(browser, lambda d: "status=escalated" in d.current_url and "No run matches." in _text(d), "the filtered list, empty")
     Select(browser.find_element(By.ID, "f-status")).select_by_value("succeeded")
     search = browser.find_element(By.ID, "f-q")
     search.clear()
     search.send_keys(ids[1][-6:].upper() + Keys.ENTER)  # part of the id, any case
-    _wait(browser, lambda d: "q=" in d.current_url, "the searched list")
-    rows = browser.find_elements(By.CSS_SELECTOR, "table.runs tbody tr[id^=row-]")
-    assert [r.get_attribute("id") for r in rows] == [f"row-{ids[1]}"]
+    # (The new page may still be loading when its address changes: wait for its rows.)
+    _wait(browser, lambda d: "q=" in d.current_url and _row_ids(d) == [f"row-{ids[1]}"], "only the searched run to be listed")
     _shot(browser, shots, "runs-filtered")
 
 
@@ -264,8 +266,9 @@ def test_the_run_page_gives_the_re_plan_its_reason_and_the_explanation(browser, 
     assert orders.wait_status(run_id, {"succeeded"})["status"] == "succeeded"
     _login(browser, orders)
     browser.find_element(By.ID, "f-q").send_keys(run_id + Keys.ENTER)
-    _wait(browser, lambda d: d.find_elements(By.LINK_TEXT, run_id), "the run in the list").pop().click()
-    _wait(browser, lambda d: d.current_url.endswith(f"/runs/{run_id}"), "the run page")
+    _wait(browser, lambda d: "q=" in d.current_url and _row_ids(d) == [f"row-{run_id}"], "the searched run alone in the list")
+    _wait(browser, lambda d: d.find_elements(By.LINK_TEXT, run_id), "the run's link").pop().click()
+    _wait(browser, lambda d: d.current_url.endswith(f"/runs/{run_id}") and d.find_elements(By.ID, "audit-h"), "the run page")
     replan = browser.find_element(By.ID, "plan-2")
     reason = replan.find_element(By.CSS_SELECTOR, ".reason").text
     assert "stripe" in reason and "fail" in reason.lower(), reason  # why it re-planned
@@ -275,7 +278,7 @@ def test_the_run_page_gives_the_re_plan_its_reason_and_the_explanation(browser, 
     assert "observed down" in explanation or "unavailable" in explanation, explanation
     _shot(browser, shots, "run")
     replan.find_element(By.PARTIAL_LINK_TEXT, "report #2").click()
-    _wait(browser, lambda d: d.current_url.endswith(f"/runs/{run_id}/decisions/2"), "the decision report")
+    _wait(browser, lambda d: d.current_url.endswith(f"/runs/{run_id}/decisions/2") and "charge_payment" in _text(d), "the decision report")
     report = _text(browser)
     assert "charge_payment" in report and "stripe" in report
     browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
@@ -308,8 +311,7 @@ def test_an_operator_observes_the_awaited_fact_and_cancels_another_run(browser, 
     assert group[0].text.startswith("2 runs"), group[0].text
     _shot(browser, shots, "runs-waiting")
     group[0].click()
-    _wait(browser, lambda d: "waits_on=" in d.current_url, "the group's runs")
-    assert {e.get_attribute("id") for e in browser.find_elements(By.CSS_SELECTOR, "table.runs tbody tr[id^=row-]")} == {f"row-{a}", f"row-{b}"}
+    _wait(browser, lambda d: "waits_on=" in d.current_url and set(_row_ids(d)) == {f"row-{a}", f"row-{b}"}, "the group's runs")
 
     browser.get(f"{settlement.base}/runs/{a}")
     Select(browser.find_element(By.ID, "obs-fact")).select_by_value("settlement.received")
