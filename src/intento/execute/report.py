@@ -208,14 +208,18 @@ def _stall_point(st: RunState) -> str | None:
     return None
 
 
+def switch_phrase(switch_at: int, switch_to, st: RunState) -> str:
+    """"until 5h 51m 36s, then fetch_file_manually via ops_desk": an awaited step's switch time
+    and the steps of the route then that the current plan does not already run."""
+    planned = {(x["action"], x["provider"]) for x in (st.plan or {}).get("steps", [])}
+    route = [f"{a} via {p}" for a, p in switch_to or () if (a, p) not in planned]
+    return f"until {_dur(switch_at - st.started_at)}, then " + (", ".join(route) or "another route")
+
+
 def _switch(s, st: RunState) -> str:
     if s.switched:
         return " (switched away: planned around it)"
-    if s.switch_at is None:
-        return ""
-    planned = {(x["action"], x["provider"]) for x in (st.plan or {}).get("steps", [])}
-    route = [f"{a} via {p}" for a, p in s.switch_to if (a, p) not in planned]
-    return f", until {_dur(s.switch_at - st.started_at)}, then " + (", ".join(route) or "another route")
+    return "" if s.switch_at is None else ", " + switch_phrase(s.switch_at, s.switch_to, st)
 
 
 def clock_now(store, run: dict) -> tuple[int, int]:
@@ -243,9 +247,7 @@ _RANK = {"escalated": 0, "failed": 0, "giving_up": 1, "running": 3, "succeeded":
 def run_views(store) -> list[dict]:
     """Every run of a store, as `run_view`, ordered as an operator reads them: escalated and
     giving up first, then not driven or stalled, then at risk, then the rest; oldest first."""
-    from intento.execute.store import wall_ms
-
-    from intento.execute.store import TERMINAL
+    from intento.execute.store import TERMINAL, wall_ms
 
     wall = wall_ms()
     virtual = store.virtual_now()
@@ -258,13 +260,19 @@ def run_views(store) -> list[dict]:
         now = virtual if clock == "virtual" else wall
         last_seq = lasts.get(run["id"], 0)
         hit = kept.get(run["id"])
+        driver = drivers.get(run["id"])
         if hit is not None and hit[0] == last_seq:
-            v = aged(hit[1], now, drivers.get(run["id"]))
+            v = aged(hit[1], now, driver)
         else:
             events = store.events(run["id"])
-            v = run_view(run, events, now, drivers.get(run["id"]), wall)
-            if v["status"] in TERMINAL and events:
-                keep.append((run["id"], events[-1]["seq"], run_view(run, events, None, drivers.get(run["id"]), wall)))
+            # Folded once: a finished run (its row says so in the transaction of its outcome)
+            # as read at its last event, kept, then aged to now; any other run read at now.
+            base = run_view(run, events, None, driver, wall) if run.get("status") in TERMINAL and events else None
+            if base is not None and base["status"] in TERMINAL:
+                keep.append((run["id"], events[-1]["seq"], base))
+                v = aged(base, now, driver)
+            else:
+                v = run_view(run, events, now, driver, wall)
         rank = _RANK.get(v["status"], 4)
         if v["status"] == "running":
             rank = 1.5 if v["stalled"] else 2 if v["at_risk"] else rank
