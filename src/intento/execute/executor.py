@@ -489,7 +489,7 @@ class Executor:
             # Which observed figures the decision used, and where they came from.
             data["figures"] = figures
             plan.explanation.figures = [LearnedFigure(**f) for f in figures]
-        switches = self._plan_switches(run_id, st, context, problem, plan, now) if plan.feasible else []
+        switches = self._plan_switches(run_id, st, context, problem, plan, now, inputs) if plan.feasible else []
         if switches:
             # When each awaited external action stops being counted on, and what comes then:
             # part of the decision (its audit record), used when the step is dispatched.
@@ -634,9 +634,10 @@ class Executor:
             running_on[provider] = running_on.get(provider, 0) + 1
             st = self._state(run_id)
 
-    def _plan_switches(self, run_id: str, st: RunState, context: dict, problem, plan, now: int) -> list[dict]:
+    def _plan_switches(self, run_id: str, st: RunState, context: dict, problem, plan, now: int, inputs: dict) -> list[dict]:
         """The switch time of each external step of a new plan that is awaited from now: those
-        already awaited keep theirs; those the plan awaits at once get one (`_switch_time`)."""
+        already awaited keep theirs; those the plan awaits at once get one (`_switch_time`),
+        measured from the decision's own ``inputs``."""
         if st.deadline_at is None:
             return []
         out = []
@@ -654,21 +655,21 @@ class Executor:
             if not formula_holds(needed, st.facts):
                 continue  # awaited later, from a state not known yet: its switch time is set then
             req = self._request(st, step.action, step.provider, context)
-            sw = self._switch_time(st, step.action, step.provider, context, now, now + req.timeout_ms if req.timeout_ms is not None else None)
+            sw = self._switch_time(st, step.action, step.provider, context, now, now + req.timeout_ms if req.timeout_ms is not None else None, inputs)
             if sw is not None:
                 out.append({"action": step.action, "provider": step.provider} | sw)
         return out
 
-    def _switch_time(self, st: RunState, action: str, provider: str, context: dict, now: int, due: int | None) -> dict | None:
+    def _switch_time(self, st: RunState, action: str, provider: str, context: dict, now: int, due: int | None, inputs: dict | None = None) -> dict | None:
         """When to stop counting on an awaited external step: the latest moment at which the
         best plan without it (from the state now, with every other step as planned) still meets
         the deadline, less `SWITCH_MARGIN` of that plan's latency (plans use declared
         latencies; a route started at the very last moment is late whenever a step is slower).
         None without a deadline, without another route, or when that moment is not before the
-        step's own timeout."""
+        step's own timeout. ``inputs``: the state it is measured from (default: now's)."""
         if st.deadline_at is None:
             return None
-        fallback = route_around(self.spec, st.intent, context, self._inputs(st, now), action, provider, self.backend, self.time_limit_s)
+        fallback = route_around(self.spec, st.intent, context, inputs if inputs is not None else self._inputs(st, now), action, provider, self.backend, self.time_limit_s)
         if fallback is None:
             return None
         at = switch_moment(st.deadline_at, fallback.latency_ms)

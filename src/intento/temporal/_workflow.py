@@ -47,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from intento.diagnostics import did_you_mean
     from intento.evaluate import holds_json
     from intento.execute.observe import validate_observation
-    from intento.execute.executor import SWITCH_MARGIN
+    from intento.execute.executor import switch_moment
     from intento.render import _dur
     from intento.values import format_ms
 
@@ -546,8 +546,8 @@ class IntentRun:
 
     async def _switch_time(self, action: str, provider: str, due: int, deadline: int, excluded: list) -> None:
         """An awaited external step's switch time, as the embedded engine computes it
-        (`Executor._switch_time`): the deadline less the best other route's latency and
-        `SWITCH_MARGIN` of it, when that is before the step's timeout."""
+        (`Executor._switch_time`): `switch_moment` of the best other route, when that is before
+        the step's timeout."""
         now = self._now()
         check = dict(self._plan_req, excluded=excluded + [[action, provider, "counted out, to find the route around it"]],
                      force={a: p for a, (p, _, _, _) in self.running.items() if a != action}, deadline_left=max(0, deadline - now),
@@ -555,8 +555,7 @@ class IntentRun:
         answer = await self._planning(check, f"the route around {action} via {provider}, for its switch time")
         if answer.get("status") not in ("optimal", "feasible") or answer.get("latency_ms") is None:
             return
-        latency = answer["latency_ms"]
-        at = deadline - latency - int(latency * SWITCH_MARGIN)
+        at = switch_moment(deadline, answer["latency_ms"])
         if now < at < due:
             self.switch_at[action] = (at, answer.get("steps") or [])
 
