@@ -489,14 +489,10 @@ def _executor(paths, store_path: Path, simulate: Optional[Path], handlers: Optio
 
 
 def _switch_text(data: dict, st) -> str:
-    """", until 6h 7m, then fetch_file_manually via ops_desk": an awaited step's switch time."""
-    from intento.render import _dur
+    """" until 6h 7m, then fetch_file_manually via ops_desk": a dispatched step's switch time."""
+    from intento.execute.report import switch_phrase
 
-    if data.get("switch_at") is None:
-        return ""
-    planned = {(x["action"], x["provider"]) for x in (st.plan or {}).get("steps", [])}
-    route = [f"{a} via {p}" for a, p in data.get("switch_to") or [] if (a, p) not in planned]
-    return f" until {_dur(data['switch_at'] - st.started_at)}, then " + (", ".join(route) or "another route")
+    return "" if data.get("switch_at") is None else " " + switch_phrase(data["switch_at"], data.get("switch_to"), st)
 
 
 def _live(quiet: bool, many: bool = False):
@@ -1662,7 +1658,7 @@ def providers(
     """Declared against observed, per provider and action: steps seen, success rate, failures and timeouts, the
     median and the quantile of the latency, and the figures `intento run --learn` would plan with. Exit 1 on a
     missing store."""
-    from intento.learn import Learning, figures
+    from intento.learn import Learning, figures, quantile
 
     spec = _load_spec(paths)
     st = _open_store(store)
@@ -1676,7 +1672,7 @@ def providers(
         for o in a.options:
             s = stats.get((a.name, o.provider))
             lat = sorted(s["latencies"]) if s else []
-            q = lambda f: lat[max(0, -(-int(f * len(lat) * 1000) // 1000) - 1)] if lat else None  # noqa: E731 - nearest rank
+            q = lambda f: quantile(lat, f) if lat else None  # noqa: E731
             rows.append({
                 "provider": o.provider, "action": a.name,
                 "declared": {"latency_ms": o.latency_ms, "reliability": str(o.reliability)},

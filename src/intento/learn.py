@@ -50,7 +50,7 @@ def learns(opt, learning: Learning | None) -> bool:
     return learning.providers is None or opt.provider in learning.providers
 
 
-def _quantile(values: list[int], q: float) -> int:
+def quantile(values: list[int], q: float) -> int:
     """The nearest-rank quantile of ``values`` (sorted in place)."""
     values.sort()
     return values[max(0, math.ceil(q * len(values)) - 1)]
@@ -72,7 +72,7 @@ def figures(spec, stats: dict[tuple[str, str], dict], learning: Learning) -> dic
         latencies = [x for x in s["latencies"] if x is not None]
         pct = f"p{round(learning.quantile * 100)}"
         if len(latencies) >= learning.min_samples:
-            latency = max(1, _quantile(latencies, learning.quantile))
+            latency = max(1, quantile(latencies, learning.quantile))
             source = f"observed {pct} {_ms(latency)} over {len(latencies)} steps (declared {_ms(opt.latency_ms)})"
         else:
             latency = opt.latency_ms
