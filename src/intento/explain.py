@@ -313,6 +313,10 @@ def full(problem: Problem, choice: dict[str, str], starts: dict[str, int], expl:
             return True
         return False
 
+    def cut_short(sol) -> bool:
+        # Out of time: a counterfactual that is not optimal would report a wrong delta.
+        return sol.status == "unknown" or (sol.status == "feasible" and cpsat.clock() >= end)
+
     base = objective_terms(problem, evaluate_choice(problem, choice, {a: float(t) for a, t in starts.items()}))
     for step in expl.steps:
         for alt in step.alternatives:
@@ -321,8 +325,7 @@ def full(problem: Problem, choice: dict[str, str], starts: dict[str, int], expl:
             if spent():
                 return expl
             sol = cpsat.solve(problem, options, force={step.action: alt.provider}, tiebreak=False)
-            if sol.status == "unknown" or (sol.status == "feasible" and cpsat.clock() >= end):
-                # Out of time: a counterfactual that is not optimal would report a wrong delta.
+            if cut_short(sol):
                 truncate(expl)
                 return expl
             if sol.status in ("optimal", "feasible"):
@@ -348,7 +351,7 @@ def full(problem: Problem, choice: dict[str, str], starts: dict[str, int], expl:
             return expl
         demanded, (demand,) = with_demand(problem, [Question(kind="use", action=un.action)])
         sol = cpsat.solve(demanded, options, tiebreak=False)
-        if sol.status == "unknown" or (sol.status == "feasible" and cpsat.clock() >= end):
+        if cut_short(sol):
             truncate(expl)
             return expl
         if sol.status in ("optimal", "feasible"):
@@ -371,7 +374,7 @@ def full(problem: Problem, choice: dict[str, str], starts: dict[str, int], expl:
         if spent():
             break
         sol = cpsat.solve(problem, options, relax=ids, tiebreak=False)
-        if sol.status == "unknown" or (sol.status == "feasible" and cpsat.clock() >= end):
+        if cut_short(sol):
             truncate(expl)
             break
         if sol.status not in ("optimal", "feasible"):

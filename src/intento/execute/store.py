@@ -139,6 +139,8 @@ MIGRATIONS = {
 #: How often a driver beats its runs' rows, and after how long without a beat a run counts as
 #: not driven (wall-clock ms; a driver on this host whose process is gone counts at once).
 HEARTBEAT_MS = 1_000
+#: How long a write waits for another process's transaction before the store says it is busy.
+BUSY_TIMEOUT_S = 30
 DRIVER_EXPIRY_MS = 15_000
 
 TERMINAL = ("succeeded", "escalated", "failed", "cancelled")
@@ -225,7 +227,7 @@ class Store:
             if not self.path.exists():
                 # Owner-only from the first byte: the store holds secret given values.
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
@@ -527,15 +529,11 @@ class Store:
                 self.db.executemany("INSERT OR REPLACE INTO finished_views (run, seq, body) VALUES (?, ?, ?)", rows)
                 self.db.execute("COMMIT")
                 return True
-            except sqlite3.Error:
-                try:
-                    if self.db.in_transaction:
-                        self.db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+            except sqlite3.Error as e:
+                self._fail("keep finished runs' views", e)  # rolls back; the error is not raised: a cache
                 return False
             finally:
-                self.db.execute("PRAGMA busy_timeout = 30000")
+                self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
 
     def virtual_now(self) -> int:
         """The store's virtual clock: the latest time any simulated run has reached."""
