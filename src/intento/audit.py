@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Callable, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -456,17 +456,23 @@ def _steps(plan: dict) -> dict[str, str]:
     return {s["action"]: s["provider"] for s in plan.get("steps", [])}
 
 
-def replay(path: str | Path, spec: Spec, time_limit_s: float = 10.0) -> list[ReplayResult]:
+def replay(path: str | Path, spec: Spec, time_limit_s: float = 10.0, spec_for: Callable[[str], Spec | None] | None = None) -> list[ReplayResult]:
     """Re-solve every recorded decision from its recorded inputs with ``spec``: the request, and
-    for a run's decisions everything else it was decided from (`AuditRecordV1.inputs`)."""
+    for a run's decisions everything else it was decided from (`AuditRecordV1.inputs`).
+    ``spec_for``: the version a record names (its `sources.project`) -> the Spec of its exact
+    texts (a store's kept versions), used instead of ``spec`` when it gives one."""
     from intento.diagnostics import IntentoError
     from intento.solve import plan_problem, prepare
 
     results = []
     records, _, _ = read_records(Path(path))
+    default = spec
     for rec in records:
         if "__malformed__" in rec:
             continue
+        spec = default
+        if spec_for is not None and isinstance(rec.get("sources"), dict) and isinstance(rec["sources"].get("project"), str):
+            spec = spec_for(rec["sources"]["project"]) or default
         seq, intent = rec.get("seq"), rec.get("intent")
         if rec.get("kind") == "cancel":
             continue  # a cancellation: nothing was solved, so nothing is re-solved

@@ -1477,11 +1477,28 @@ def audit_show(
 def audit_replay(
     log: Path = typer.Argument(..., help="The audit log."),
     project: List[Path] = typer.Argument(..., help="The project to re-solve with (the same sources, or changed ones)."),
+    store: Optional[Path] = typer.Option(None, "--store", help="Re-solve each decision against the exact texts of the version that made it, kept in this store (the project is used for a version it does not keep)."),
 ) -> None:
     """Re-solve every recorded decision; report those that come out differently. Exit 1 if any does."""
     from intento.audit import read_records, replay
 
     spec = _load_spec(project)
+    spec_for = None
+    if store is not None:
+        from intento.diagnostics import IntentoError
+        from intento.versions import spec_from_kept
+
+        kept_store = _open_store(store)
+        cache: dict = {}
+
+        def spec_for(version: str):
+            if version not in cache:
+                kept = kept_store.version(version)
+                try:
+                    cache[version] = spec_from_kept(kept["sources"]) if kept else None
+                except IntentoError:
+                    cache[version] = None
+            return cache[version]
     if not log.is_file():
         print(f"intento: no audit log at `{log}`", file=sys.stderr)
         raise typer.Exit(1)
@@ -1498,13 +1515,13 @@ def audit_replay(
     for line, problem in bad:
         print(f"line {line}: not a record ({problem}); skipped", file=sys.stderr)
     fingerprints = {(r.get("sources") or {}).get("project") for r in readable}
-    results = replay(log, spec)
+    results = replay(log, spec, spec_for=spec_for)
     changed = [r for r in results if not r.same]
     for r in results:
         if not r.same:
             note = "" if r.replayable else " (a `when` guard reads a secret, whose value the log does not keep)"
             print(f"#{r.seq} differs{note}: " + "; ".join(r.differences))
-    same_sources = fingerprints == {spec.fingerprint}
+    same_sources = fingerprints == {spec.fingerprint} or (spec_for is not None and all(spec_for(f) is not None for f in fingerprints if f))
     print(f"{len(results) - len(changed)} of {len(results)} decisions replay identically" + (" (same sources)" if same_sources else " (sources changed)"))
     raise typer.Exit(1 if changed else 0)
 
@@ -1639,6 +1656,110 @@ def policy_diff(
     if total == 0:
         print(f"intento: `{cases}` holds no case to compare", file=sys.stderr)
     raise typer.Exit(1 if fail_on_change and (changed or failed or total == 0) else 0)
+
+
+def _policy_set_or_exit(path: Path) -> list[dict]:
+    from intento.diagnostics import IntentoError
+    from intento.versions import load_policy_set
+
+    try:
+        return load_policy_set(path)
+    except IntentoError as e:
+        print_diagnostics(e.diagnostics)
+        raise typer.Exit(1)
+
+
+@policy_app.command("impact")
+def policy_impact(
+    new: Path = typer.Argument(..., help="The proposed policy set: a file or folder of `.intent` policies (and their tests)."),
+    store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store whose unfinished runs are judged."),
+    format: ReadFormat = typer.Option(ReadFormat.text, "--format", "-f", help="text, or json (the whole report)."),
+    time_limit: float = typer.Option(10.0, "--time-limit", help="Seconds per solve.", min=0.01),
+) -> None:
+    """What the policy set would do to every unfinished run: its remaining plan under its own version and under the new
+    set (unchanged, changed with the cost and latency deltas and the steps that move, or infeasible with the minimal
+    conflict). Exit 1 when any run would have no plan, or cannot be judged (for CI); 0 otherwise."""
+    from intento.execute.rollout import describe, impact
+
+    policies = _policy_set_or_exit(new)
+    st = _open_store(store)
+    try:
+        report = impact(st, policies, time_limit_s=time_limit)
+    finally:
+        st.close()
+    if format is ReadFormat.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        for row in report["runs"]:
+            print(describe(row))
+        c = report["counts"]
+        print(f"\n{len(report['runs'])} unfinished runs: {c['unchanged']} unchanged, {c['changed']} changed, {c['infeasible']} no longer feasible"
+              + (f", {c['unknown']} cannot be judged" if c["unknown"] else ""))
+    raise typer.Exit(1 if report["breaks"] else 0)
+
+
+class RolloutMode(str, Enum):
+    new_runs = "new-runs"
+    migrate = "migrate"
+    migrate_if_feasible = "migrate-if-feasible"
+
+
+@policy_app.command("rollout")
+def policy_rollout(
+    new: Path = typer.Argument(..., help="The policy set to roll out: a file or folder of `.intent` policies. A rollback is a rollout of the previous set."),
+    store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store."),
+    mode: RolloutMode = typer.Option(..., "--mode", help="new-runs: only runs started from now on; migrate: every unfinished run switches at its next decision point (those with no plan escalate); migrate-if-feasible: those with no plan stay on their version."),
+    label: Optional[str] = typer.Option(None, "--label", help="A name for the version (shown beside its hash)."),
+    by: Optional[str] = typer.Option(None, "--by", help="Who rolls it out (recorded)."),
+    format: ReadFormat = typer.Option(ReadFormat.text, "--format", "-f", help="text, or json."),
+    time_limit: float = typer.Option(10.0, "--time-limit", help="Seconds per solve of the impact.", min=0.01),
+) -> None:
+    """Roll a policy set out on a store: new runs start on it, and unfinished runs migrate as the mode says, each at its
+    next decision point (at once in a running engine; when resumed otherwise), recording `policy_migrated` or
+    `policy_kept`. Prints what each run will do. Exit 0 once recorded, 1 on bad input."""
+    from intento.execute.rollout import describe, rollout
+
+    policies = _policy_set_or_exit(new)
+    st = _open_store(store)
+    try:
+        seq, report = rollout(st, policies, mode.value, label, by or os.environ.get("USER"), time_limit)
+    finally:
+        st.close()
+    if format is ReadFormat.json:
+        print(json.dumps({"rollout": seq, "mode": mode.value, "label": label} | report, indent=2, default=str))
+        return
+    print(f"rollout {seq} recorded ({mode.value}{', ' + label if label else ''}): new runs start on this policy set")
+    for row in report["runs"]:
+        print(f"{row['outcome']:<9} {describe(row)}")
+
+
+@policy_app.command("rollouts")
+def policy_rollouts(
+    store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store."),
+    format: ReadFormat = typer.Option(ReadFormat.text, "--format", "-f", help="text, or json."),
+) -> None:
+    """Every policy rollout of a store, oldest first, with what it said each run would do. Exit 1 on a missing store."""
+    st = _open_store(store)
+    try:
+        rows = st.rollouts()
+        versions = st.versions()
+    finally:
+        st.close()
+    if format is ReadFormat.json:
+        print(json.dumps({"rollouts": rows, "versions": versions}, indent=2, default=str))
+        return
+    if not rows:
+        print("no policy rollout on this store: runs start on the sources their engine was started with")
+    for r in rows:
+        outcomes = [x.get("outcome") for x in r["report"].get("runs", [])]
+        print(f"#{r['seq']} {_when(r['at'])} {r['mode']}{' ' + r['label'] if r['label'] else ''} (policy set {r['policy_set'][:12]}, by {r['by'] or '-'}): "
+              + ", ".join(f"{outcomes.count(k)} {k}" for k in ("migrates", "stays", "escalates")))
+
+
+def _when(ms: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 class SchemaName(str, Enum):

@@ -254,7 +254,35 @@ def conflict_sentence(problem: Problem, conflict: list[Member]) -> str:
         else:
             clauses.append(f"{m.name} requires `{m.text}`")
     body = clauses[0] if len(clauses) == 1 else "; ".join(clauses[:-1]) + "; and " + clauses[-1]
-    return f"no plan exists: {body}. Relaxing any one of these rules or observations admits a plan"
+    return f"no plan exists: {body}. Relaxing any one of these rules or observations admits a plan" + _history_clause(problem, conflict)
+
+
+def _history_clause(problem: Problem, conflict: list[Member]) -> str:
+    """A run's re-plan: when a rule of the conflict is about steps already completed, say that
+    the remaining work cannot comply because of them (history is not judged again, and cannot
+    be undone)."""
+    done = {a.name: a.options[0].provider for a in problem.actions if a.done and a.options}
+    if not done:
+        return ""
+    named: list[str] = []
+    for m in conflict:
+        if m.kind != "policy" or not m.id.startswith("policy:"):
+            continue
+        name, _, i = m.id.removeprefix("policy:").rpartition("#")
+        p = problem.spec.policies.get(name)
+        if p is None or not i.isdigit() or int(i) >= len(p.statements):
+            continue
+        st = p.statements[int(i)]
+        acts = getattr(st, "actions", None)
+        if acts is None and getattr(st, "action", None) is not None:
+            acts = (st.action,)
+        about = list(done) if acts is None else [x.name for x in acts if x.name in done]
+        named += [a for a in about if a not in named]
+    if not named:
+        return ""
+    steps = _join([f"{a}` via `{done[a]}" for a in named])
+    return (f". The remaining work cannot comply because of what is already done: {steps} {'is' if len(named) == 1 else 'are'} completed"
+            " (completed steps are history: a policy judges only the work that remains)")
 
 
 # ---- full explanations: counterfactuals and prices ------------------------------------------

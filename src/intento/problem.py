@@ -401,7 +401,9 @@ def _scope(actions_idents, actions: list[Act]) -> list[Act]:
 
 
 def _static_forbids(st: ast.Statement, actions: list[Act]) -> list[Option] | None:
-    """The options a statement forbids on their own, or None if the solver must decide it."""
+    """The options a statement forbids on their own, or None if the solver must decide it.
+    Never a completed step's (``Act.done``): history is not judged again."""
+    actions = [a for a in actions if not a.done]
     match st:
         case ast.ForbidVia():
             return [o for a in _scope(st.actions, actions) for o in a.options if evaluate(st.pred, attr_lookup(o.attrs))]

@@ -92,6 +92,7 @@ class Engine:
         self.live: dict[str, _Live] = {}
         self.timers: list[tuple[int, int, str]] = []
         self._order = 0
+        self._rollout_seen = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._new: deque[str] = deque()
@@ -292,8 +293,15 @@ class Engine:
         except Exception as e:
             log.warning("cannot read the inbox: %s", e)
             return
+        try:
+            rollout = self.store.last_rollout_seq()
+        except Exception as e:
+            log.warning("cannot read the policy rollouts: %s", e)
+            rollout = self._rollout_seen
+        # A policy rollout is a decision point for every run this engine drives (docs/executor.md).
+        new_rollout, self._rollout_seen = rollout != self._rollout_seen, rollout
         for run_id, lv in self.live.items():
-            if run_id in waiting or run_id in lv.ex.capacity_blocked:
+            if run_id in waiting or run_id in lv.ex.capacity_blocked or new_rollout:
                 lv.ready = True
 
     def _collect(self, timeout: float) -> None:

@@ -49,6 +49,7 @@ from intento.semantics import requirement
 from intento.solve import Backend, plan_problem, prepare
 from intento.spec import Spec
 from intento.values import Duration, format_decimal, to_json
+from intento.versions import short, spec_from_kept, version_of, with_policy_set, kept_sources
 
 #: How many plans one run may make before it escalates (a guard against flapping).
 MAX_PLANS = 200
@@ -122,6 +123,7 @@ class Executor:
         progress: Callable[[str, RunState, dict], None] | None = None,
         backend: Backend = "cpsat",
         learning: Learning | None = None,
+        version_label: str | None = None,
     ):
         """``backend``: the planner's back-end for every (re-)plan; `constraint` (exhaustive)
         refuses models it could not enumerate, and the run then gives up saying so.
@@ -152,6 +154,13 @@ class Executor:
         self.capacity_blocked: set[str] = set()
         #: Called with (plan status, seconds) after every (re-)plan (metrics).
         self.plan_observer: Callable[[str, float], None] | None = None
+        #: The label new runs record with this executor's version (`--version-label`).
+        self.version_label = version_label
+        #: Versions' Specs by fingerprint, each run's, and the last rollout's (`_new_run_spec`).
+        self._versions: dict[str, Spec] = {spec.fingerprint: spec}
+        self._run_specs: dict[str, Spec] = {}
+        self._rolled: dict = {}
+        self._rollout_checked: dict[str, int] = {}
 
     # ---- starting -------------------------------------------------------------------------
     def start(self, intent: str, given: dict[str, Any] | None, state: dict | None = None, key: str | None = None) -> str:
@@ -161,8 +170,9 @@ class Executor:
 
     def create(self, intent: str, given: dict[str, Any] | None, state: dict | None = None, key: str | None = None) -> tuple[str, bool]:
         """Like `start`, and say whether this call created the run (only its creator drives it)."""
-        problem = prepare(self.spec, intent, given, state)  # raises IntentoError on bad input
-        ispec = self.spec.intents[intent]
+        spec, version = self._new_run_spec()
+        problem = prepare(spec, intent, given, state)  # raises IntentoError on bad input
+        ispec = spec.intents[intent]
         context = {k: to_json(v) for k, v in problem.context.items()}
         asked = hashlib.sha256(json.dumps([intent, context, state or {}], sort_keys=True, default=str).encode()).hexdigest()[:32]
         key = key or asked
@@ -185,10 +195,12 @@ class Executor:
             "budget": format_decimal(ispec.budget) if ispec.budget is not None else None,
             "facts": sorted(problem.state.facts),
             "providers": providers,
-            "project": self.spec.fingerprint,
+            "project": spec.fingerprint,
             "clock": clock,
-        }
-        if not self.store.create_run(run_id, key, intent, self.spec.fingerprint, now, secrets, first, clock=clock, request=asked):
+        } | version
+        # The version's texts are kept before the run that names them exists (once per version).
+        self.store.keep_version(version["version"], version["policy_set"], version["label"], kept_sources(spec), now)
+        if not self.store.create_run(run_id, key, intent, spec.fingerprint, now, secrets, first, clock=clock, request=asked):
             existing = self.store.run_by_key(key)
             if existing.get("request") not in (None, asked):
                 raise KeyReused(key, existing["id"])
@@ -196,6 +208,45 @@ class Executor:
         if self.progress:
             self.progress("run_started", self._state(run_id), first)
         return run_id, True
+
+    # ---- versions ---------------------------------------------------------------------------
+    def _new_run_spec(self) -> tuple[Spec, dict]:
+        """The Spec and version a new run starts on: this executor's, unless a policy set was
+        rolled out on the store (`intento policy rollout`): then its project with that set."""
+        seq = self.store.last_rollout_seq()
+        if not seq:
+            return self.spec, version_of(self.spec, self.version_label)
+        if self._rolled.get("seq") != seq:
+            r = self.store.rollout(seq)
+            spec = with_policy_set(self.spec, r["policies"])
+            self._rolled = {"seq": seq, "spec": spec, "version": version_of(spec, r["label"]) | {"rollout": seq}}
+            self._versions[spec.fingerprint] = spec
+        return self._rolled["spec"], dict(self._rolled["version"])
+
+    def _spec(self, run_id: str) -> Spec:
+        """The Spec of the version the run is on (`RunState.version`; runs are pinned to it,
+        whatever sources this executor was started with)."""
+        spec = self._run_specs.get(run_id)
+        if spec is None:
+            spec = self._run_specs[run_id] = self._version_spec(self._state(run_id).version)
+        return spec
+
+    def _version_spec(self, version: str | None) -> Spec:
+        """A version's Spec, from its texts kept in the store. A run started before versions were
+        kept (or one whose texts are gone) is judged by this executor's sources."""
+        if not version or version == self.spec.fingerprint:
+            return self.spec
+        spec = self._versions.get(version)
+        if spec is None:
+            kept = self.store.version(version)
+            if kept is None:
+                return self.spec
+            try:
+                spec = spec_from_kept(kept["sources"])
+            except IntentoError:
+                return self.spec
+            self._versions[version] = spec
+        return spec
 
     def _hash(self, value: Any) -> str:
         return "hmac-sha256:" + hmac.new(self.secret_key, str(value).encode(), hashlib.sha256).hexdigest()
@@ -282,6 +333,10 @@ class Executor:
             if st.terminal:
                 return st
             self.capacity_blocked.discard(run_id)
+            if st.status == "running":
+                migrated = self._migrate_due(run_id, st)
+                if migrated:
+                    need_plan = migrated
             reason = self._drain_inbox(run_id)
             if reason and st.status != "giving_up":
                 need_plan = reason
@@ -340,9 +395,9 @@ class Executor:
         problem = self._problems.get(run_id)
         if problem is None:
             try:
-                problem = prepare(self.spec, st.intent, context, {"facts": sorted(st.facts)})
+                problem = prepare(self._spec(run_id), st.intent, context, {"facts": sorted(st.facts)})
             except IntentoError:
-                return [self.spec.intents[st.intent].goal]
+                return [self._spec(run_id).intents[st.intent].goal]
         return [problem.intent.goal] + [r[1] for _, r in problem.rules if r[0] == "require"]
 
     def _state(self, run_id: str) -> RunState:
@@ -382,7 +437,7 @@ class Executor:
         """Everything a (re-)plan is decided from, as JSON: recorded in the `planned` event and
         the audit record, so `intento audit replay` re-solves exactly the same request."""
         providers = {}
-        for p in self.spec.providers:
+        for p in self._spec(st.run).providers:
             status = st.provider_status(p, now)
             if status == "up":
                 continue
@@ -397,7 +452,7 @@ class Executor:
         # A step past its switch time is still awaited but no longer counted on: not kept.
         running = {s.action: s.provider for s in st.running() if s.compensation_for is None and not s.switched}
         force = {a: p for a, p in running.items() if providers.get(p, {}).get("status") != "down"}
-        budget_left = None if st.budget is None else max(Decimal(0), st.budget - st.spent + sum(self._cost(a, p) for a, p in force.items()))
+        budget_left = None if st.budget is None else max(Decimal(0), st.budget - st.spent + sum(self._cost(a, p, st.run) for a, p in force.items()))
         return {
             "state": {"facts": sorted(st.facts), "providers": providers},
             "deadline_ms": None if st.deadline_at is None else max(0, st.deadline_at - now),
@@ -410,22 +465,23 @@ class Executor:
             "at": now - st.started_at,
             "time_limit_s": self.time_limit_s,
             "backend": self.backend,
-        } | ({"learned": learned_figures(self.spec, self.store.step_stats(), self.learning)} if self.learning is not None else {})
+            "version": st.version,
+        } | ({"learned": learned_figures(self._spec(st.run), self.store.step_stats(), self.learning)} if self.learning is not None else {})
 
     def _busy(self, run_id: str) -> dict[str, list[str]]:
         """The slots other runs hold on providers with a `capacity`, as the observed state's
         `busy`: the time until each is expected back. On the wall clock only (a simulated run's
         time is its own, so another run's slot has no time in it); a slot past its expected end
         is taken as back any moment (1 ms)."""
-        if not isinstance(self.env, RealEnvironment) or not any(p.capacity for p in self.spec.providers.values()):
+        if not isinstance(self.env, RealEnvironment) or not any(p.capacity for p in self._spec(run_id).providers.values()):
             return {}
         now = wall_ms()
         out: dict[str, list[int]] = {}
         for slot in self.store.slots():
-            if slot["run"] == run_id or slot["provider"] not in self.spec.providers or self.spec.providers[slot["provider"]].capacity is None:
+            if slot["run"] == run_id or slot["provider"] not in self._spec(run_id).providers or self._spec(run_id).providers[slot["provider"]].capacity is None:
                 continue
             out.setdefault(slot["provider"], []).append(max(1, (slot["until_ms"] or now) - now))
-        return {p: [f"{ms}ms" for ms in sorted(v, reverse=True)[: self.spec.providers[p].capacity]] for p, v in sorted(out.items())}
+        return {p: [f"{ms}ms" for ms in sorted(v, reverse=True)[: self._spec(run_id).providers[p].capacity]] for p, v in sorted(out.items())}
 
     def _plan(self, run_id: str, st: RunState, context: dict, reason: str) -> bool | None:
         """Re-plan from the current state. True when planned; None when there is no plan yet but
@@ -450,18 +506,11 @@ class Executor:
             self._give_up(run_id, st, {"reason": f"no plan from here ({st.plan.get('status')}), and nothing observed has changed since",
                                        "conflict": [], "summary": st.plan.get("summary")})
             return False
-        state, force, running, done = inputs["state"], inputs["force"], inputs["running"], inputs["done"]
-        excluded = {(a, p): why for a, p, why in inputs["excluded"]}
+        state, running, done = inputs["state"], inputs["running"], inputs["done"]
         budget_left = None if inputs["budget"] is None else Decimal(inputs["budget"])
         try:
-            problem = prepare(self.spec, st.intent, context, state, deadline_ms=inputs["deadline_ms"], budget=budget_left, excluded=excluded, done=done, learned=inputs.get("learned"))
             t0 = time.perf_counter()
-            plan = plan_problem(problem, backend=self.backend, time_limit_s=self.time_limit_s, force=force or None, hint=inputs["hint"] or None)
-            inputs["unforced"] = False
-            if not plan.feasible and force:
-                # The steps still running may be what makes it infeasible: try without keeping them.
-                plan = plan_problem(problem, backend=self.backend, time_limit_s=self.time_limit_s)
-                inputs["unforced"] = True
+            problem, plan = remaining_plan(self._spec(run_id), st.intent, context, inputs, self.backend, self.time_limit_s)
             if self.plan_observer is not None:
                 self.plan_observer(plan.status, time.perf_counter() - t0)
         except IntentoError as e:
@@ -483,6 +532,8 @@ class Executor:
             "summary": plan.explanation.summary,
             "why": _why(plan),
             "signature": signature,
+            "version": st.version,
+            "policy_set": st.policy_set,
         }
         figures = learned_used(inputs.get("learned"), plan)
         if figures:
@@ -501,7 +552,7 @@ class Executor:
         data["decision"] = decision
         draft = None
         if self.audit is not None:
-            draft = self.audit.draft(self.spec, st.intent, context, state, plan, kind="replan" if st.plans else "plan", run=run_id, reason=reason, inputs=inputs, decision=decision)
+            draft = self.audit.draft(self._spec(run_id), st.intent, context, state, plan, kind="replan" if st.plans else "plan", run=run_id, reason=reason, inputs=inputs, decision=decision)
         # The audit record's draft is committed with the event (an outbox), then written: a
         # crash in between leaves it in the store, and the next drive writes it (`_flush_audit`).
         self._append(run_id, st.next_seq, "planned", now, data, outbox=(decision, draft) if draft is not None else None)
@@ -518,10 +569,59 @@ class Executor:
             return False
         return True
 
+    def _migrate_due(self, run_id: str, st: RunState) -> str | None:
+        """Take a policy rollout newer than the run knows into account (docs/executor.md,
+        "Policy versions"): with `migrate`, switch the run to its project with the rolled-out
+        policy set (`policy_migrated`) and return the re-plan's reason; with
+        `migrate-if-feasible`, only when its remaining work has a plan under the new set (else
+        `policy_kept`, saying why); `new-runs` leaves it on its version. Never retroactive:
+        completed steps stay history, judged by the version that chose them."""
+        seq = self.store.last_rollout_seq()
+        if seq <= max(st.rollout_seen, self._rollout_checked.get(run_id, 0)):
+            return None
+        r = self.store.rollout(seq)
+        self._rollout_checked[run_id] = seq
+        if r is None or r["mode"] == "new-runs":
+            return None
+        now = self.env.now()
+        old = self._spec(run_id)
+        try:
+            new = with_policy_set(old, r["policies"])
+        except IntentoError as e:
+            self._append(run_id, st.next_seq, "policy_kept", now, {"rollout": seq, "mode": r["mode"], "version": st.version,
+                                                                  "reason": "the policy set does not check with this run's project: " + "; ".join(d.message for d in e.diagnostics[:3])})
+            return None
+        target = version_of(new, r["label"])
+        if target["version"] == st.version:
+            self._append(run_id, st.next_seq, "policy_kept", now, {"rollout": seq, "mode": r["mode"], "version": st.version, "reason": "already on this version"})
+            return None
+        context = self._context(run_id, st)
+        if r["mode"] == "migrate-if-feasible":
+            try:
+                _, trial = remaining_plan(new, st.intent, context, self._inputs(st, now), self.backend, self.time_limit_s)
+                why = None if trial.feasible else (trial.explanation.summary or f"no plan ({trial.status})")
+            except IntentoError as e:
+                why = "; ".join(d.message for d in e.diagnostics[:3])
+            if why is not None:
+                self._append(run_id, st.next_seq, "policy_kept", now, {"rollout": seq, "mode": r["mode"], "version": st.version,
+                                                                      "reason": "its remaining work would have no plan under the new policy set: " + why})
+                return None
+        self.store.keep_version(target["version"], target["policy_set"], target["label"], kept_sources(new), now)
+        data = {"rollout": seq, "mode": r["mode"], "from": st.version, "from_label": st.version_label, "to": target["version"],
+                "to_label": target["label"], "policy_set": target["policy_set"],
+                "added": sorted(set(new.policies) - set(old.policies)), "removed": sorted(set(old.policies) - set(new.policies)),
+                "changed": sorted(n for n in set(new.policies) & set(old.policies) if _policy_text(new, n) != _policy_text(old, n))}
+        if not self._append(run_id, st.next_seq, "policy_migrated", now, data):
+            return None
+        self._run_specs[run_id] = new
+        self._versions[new.fingerprint] = new
+        self._problems.pop(run_id, None)
+        return f"policy migrated from {short(st.version, st.version_label)} to {short(target['version'], target['label'])} (rollout {seq})"
+
     def _deadline_outcome(self, st: RunState, now: int) -> dict:
         """Why a run gives up at its deadline, with the deadline as the conflict (as the planner
         names it in a minimal conflict)."""
-        intent = self.spec.intents[st.intent]
+        intent = self._spec(st.run).intents[st.intent]
         text = f"deadline {Duration(intent.deadline_ms)}"
         ref = {"policy": "deadline", "statement": text, "kind": "deadline", "location": intent.deadline_span.location if intent.deadline_span else None}
         missing = sorted(formula_facts(intent.goal) - st.facts)
@@ -549,7 +649,7 @@ class Executor:
         up = {p: e for p, e in providers.items() if p not in presumed}
         deadline_then = None if st.deadline_at is None else st.deadline_at - until
         try:
-            retry = prepare(self.spec, st.intent, context, dict(state, providers=up), deadline_ms=deadline_then,
+            retry = prepare(self._spec(st.run), st.intent, context, dict(state, providers=up), deadline_ms=deadline_then,
                             budget=budget_left, excluded=st.excluded, done=done)
         except IntentoError:
             return None
@@ -557,15 +657,15 @@ class Executor:
             return None
         return {"until": until, "reason": f"no plan while {', '.join(f'`{p}`' for p in sorted(presumed))} presumed down after failing; re-planning when the first cool-down ends", "providers": sorted(presumed)}
 
-    def _cost(self, action: str, provider: str) -> Decimal:
-        opt = self.spec.actions[action].option(provider)
+    def _cost(self, action: str, provider: str, run_id: str) -> Decimal:
+        opt = self._spec(run_id).actions[action].option(provider)
         return opt.cost if opt else Decimal(0)
 
     # ---- dispatching --------------------------------------------------------------------------
     def _request(self, st: RunState, action: str, provider: str, context: dict, compensation_for: str | None = None, attempt: int | None = None) -> StepRequest:
         """The request for one step; ``context`` is the run's JSON context, handed to handlers
         typed (`request.typed_context`)."""
-        a = self.spec.actions[action]
+        a = self._spec(st.run).actions[action]
         opt = a.option(provider)
         if attempt is None:
             attempt = st.attempts.get(action, 0) + 1 if compensation_for is None else 1
@@ -573,7 +673,7 @@ class Executor:
         latency = override.get("latency") if override.get("status") == "degraded" and override.get("latency") else opt.latency_ms
         timeout = a.timeout_ms if a.timeout_ms is not None else (3 * latency if a.external else None)
         key = f"{st.run}/{action}/{provider}"
-        typed = typed_context(self.spec, st.intent, context) if context else {}
+        typed = typed_context(self._spec(st.run), st.intent, context) if context else {}
         return StepRequest(st.run, action, provider, attempt, key, int(latency), timeout, a.idempotent, typed, compensation_for)
 
     def _dispatch_ready(self, run_id: str, st: RunState, context: dict) -> None:
@@ -594,13 +694,13 @@ class Executor:
             current = st.steps.get(action)
             if current is not None and current.status in ("running", "needs_reconciliation"):
                 continue
-            a = self.spec.actions[action]
+            a = self._spec(run_id).actions[action]
             problem = self._problems.get(run_id)
             act = next((x for x in problem.actions if x.name == action), None) if problem else None
             needed = requirement(problem, act, self._skipped.get(run_id, frozenset())) if act else a.requires
             if not formula_holds(needed, st.facts):
                 continue
-            cap = self.spec.providers[provider].capacity
+            cap = self._spec(run_id).providers[provider].capacity
             if cap is not None and running_on.get(provider, 0) >= cap:
                 continue
             req = self._request(st, action, provider, context)
@@ -642,12 +742,20 @@ class Executor:
             return []
         out = []
         for step in plan.steps:
-            a = self.spec.actions[step.action]
+            a = self._spec(run_id).actions[step.action]
             if not a.external or step.action in st.completed:
                 continue
             current = st.steps.get(step.action)
             if current is not None and current.status == "running":
-                if current.provider == step.provider and current.switch_at is not None and not current.switched:
+                if current.provider != step.provider or current.switched:
+                    continue
+                if any(m["kind"] == "migrated" and m["at"] >= current.since for m in st.migrations):
+                    # The run moved to another policy set while it waited: the route around the
+                    # step is measured again under it (the `planned` event moves the timer).
+                    sw = self._switch_time(st, step.action, step.provider, context, now, current.due, inputs)
+                    if sw is not None:
+                        out.append({"action": step.action, "provider": step.provider} | sw)
+                elif current.switch_at is not None:
                     out.append({"action": step.action, "provider": step.provider, "switch_at": current.switch_at, "switch_to": [list(x) for x in current.switch_to]})
                 continue
             act = next((x for x in problem.actions if x.name == step.action), None)
@@ -669,7 +777,7 @@ class Executor:
         step's own timeout. ``inputs``: the state it is measured from (default: now's)."""
         if st.deadline_at is None:
             return None
-        fallback = route_around(self.spec, st.intent, context, inputs if inputs is not None else self._inputs(st, now), action, provider, self.backend, self.time_limit_s)
+        fallback = route_around(self._spec(st.run), st.intent, context, inputs if inputs is not None else self._inputs(st, now), action, provider, self.backend, self.time_limit_s)
         if fallback is None:
             return None
         at = switch_moment(st.deadline_at, fallback.latency_ms)
@@ -740,8 +848,8 @@ class Executor:
         if comp:
             base["compensation_for"] = comp
         if out.kind == "succeeded":
-            facts = sorted(set(self.spec.actions[req.action].achieves) | set(out.facts))
-            self._append(run_id, st.next_seq, "step_succeeded", now, base | {"facts": facts, "cost": format_decimal(self._cost(req.action, req.provider))})
+            facts = sorted(set(self._spec(run_id).actions[req.action].achieves) | set(out.facts))
+            self._append(run_id, st.next_seq, "step_succeeded", now, base | {"facts": facts, "cost": format_decimal(self._cost(req.action, req.provider, run_id))})
             planned = {s["action"]: s["provider"] for s in (st.plan or {}).get("steps", [])}
             return None if planned.get(req.action) == req.provider else f"`{req.action}` finished outside the current plan"
         if out.kind == "timed_out":
@@ -758,7 +866,7 @@ class Executor:
         st = self._state(run_id)
         now = self.env.now()
         for s in st.awaiting():
-            a = self.spec.actions[s.action]
+            a = self._spec(run_id).actions[s.action]
             if set(a.achieves) <= st.facts:
                 self._append(run_id, st.next_seq, "step_succeeded", now, {"action": s.action, "provider": s.provider, "attempt": s.attempt, "facts": list(a.achieves), "cost": "0", "latency_ms": now - s.since})
                 st = self._state(run_id)
@@ -799,7 +907,7 @@ class Executor:
         self._settle_awaited(run_id)
         st = self._state(run_id)
         for s in list(st.steps.values()):
-            a = self.spec.actions[s.action]
+            a = self._spec(run_id).actions[s.action]
             if a.external:
                 if s.status == "running":
                     # Still awaited: its timer is in the log; a simulation schedules the fact again.
@@ -836,8 +944,8 @@ class Executor:
                 self._append(run_id, st.next_seq, "reconciled", now, {"action": s.action, "provider": s.provider, "happened": happened})
                 st = self._state(run_id)
                 if happened:
-                    facts = sorted(self.spec.actions[s.action].achieves)
-                    self._append(run_id, st.next_seq, "step_succeeded", now, {"action": s.action, "provider": s.provider, "attempt": s.attempt, "facts": facts, "cost": format_decimal(self._cost(s.action, s.provider)), "latency_ms": 0, "reconciled": True})
+                    facts = sorted(self._spec(run_id).actions[s.action].achieves)
+                    self._append(run_id, st.next_seq, "step_succeeded", now, {"action": s.action, "provider": s.provider, "attempt": s.attempt, "facts": facts, "cost": format_decimal(self._cost(s.action, s.provider, run_id)), "latency_ms": 0, "reconciled": True})
                 elif giving_up:
                     self._append(run_id, st.next_seq, "step_failed", now, {"action": s.action, "provider": s.provider, "attempt": s.attempt, "retryable": False,
                                  "error": "in flight at a crash; it did not take effect, and is not sent again: the run is giving up"})
@@ -859,7 +967,7 @@ class Executor:
             # A cancellation is a decision too (a person's): it goes in the audit log, committed
             # with its event through the outbox like a plan.
             cancelled = dict(outcome["cancelled"], plan=f"{run_id}/plan-{st.plans}" if st.plans else None)
-            draft = self.audit.draft_cancel(self.spec, st.intent, self._context(run_id, st), {"facts": sorted(st.facts)}, run=run_id,
+            draft = self.audit.draft_cancel(self._spec(run_id), st.intent, self._context(run_id, st), {"facts": sorted(st.facts)}, run=run_id,
                                             decision=f"{run_id}/cancel", cancelled=cancelled)
         self._append(run_id, st.next_seq, "giving_up", self.env.now(), outcome, status="giving_up", outbox=(f"{run_id}/cancel", draft) if draft else None)
         if draft is not None:
@@ -871,11 +979,11 @@ class Executor:
         main loop does, so a compensating run holds no thread either."""
         st = self._state(run_id)
         for action in reversed(st.completed):
-            undo = self.spec.actions[action].undo
+            undo = self._spec(run_id).actions[action].undo
             if undo is None or action in st.compensations and st.compensations[action].status == "succeeded":
                 continue
             done = st.steps[action]
-            ua = self.spec.actions[undo]
+            ua = self._spec(run_id).actions[undo]
             opt = ua.option(done.provider) or next((o for o in ua.options if st.provider_status(o.provider, self.env.now()) != "down"), None)
             if opt is None:
                 self._append(run_id, st.next_seq, "compensation_failed", self.env.now(), {"action": undo, "for": action, "error": "no usable option"})
@@ -921,6 +1029,29 @@ class Executor:
         st = self._state(run_id)
         waiting = [f"`{s.action}`" for s in st.steps.values() if s.status == "running"]
         self._give_up(run_id, st, {"reason": "nothing more can happen: " + (", ".join(waiting) + " will never answer" if waiting else "no step can start"), "conflict": [], "summary": None})
+
+
+def _policy_text(spec: Spec, name: str) -> str:
+    p = spec.policies[name]
+    return p.span.source.text[p.span.start : p.span.end]
+
+
+def remaining_plan(spec: Spec, intent: str, context: dict, inputs: dict, backend: Backend = "cpsat", time_limit_s: float = 10.0):
+    """The (problem, plan) of a run's remaining work from a decision's ``inputs``
+    (`Executor._inputs`): completed steps are fixed history, steps still running are kept when a
+    plan can keep them. Sets ``inputs["unforced"]``. What every re-plan, a migration's trial and
+    `intento policy impact` solve, so their figures agree."""
+    state, force, done = inputs["state"], inputs["force"], inputs["done"]
+    excluded = {(a, p): why for a, p, why in inputs["excluded"]}
+    budget_left = None if inputs["budget"] is None else Decimal(inputs["budget"])
+    problem = prepare(spec, intent, context, state, deadline_ms=inputs["deadline_ms"], budget=budget_left, excluded=excluded, done=done, learned=inputs.get("learned"))
+    plan = plan_problem(problem, backend=backend, time_limit_s=time_limit_s, force=force or None, hint=inputs["hint"] or None)
+    inputs["unforced"] = False
+    if not plan.feasible and force:
+        # The steps still running may be what makes it infeasible: try without keeping them.
+        plan = plan_problem(problem, backend=backend, time_limit_s=time_limit_s)
+        inputs["unforced"] = True
+    return problem, plan
 
 
 def _why(plan) -> list[str]:

@@ -36,6 +36,8 @@ EVENT_TYPES = (
     "succeeded",
     "failed",
     "cancelled",
+    "policy_migrated",
+    "policy_kept",
 )
 
 
@@ -94,6 +96,13 @@ class RunState:
     cooldown_holds: int = 0
     #: The run's clock: `wall` (ms since the epoch) or `virtual` (a simulation's).
     clock: str = "wall"
+    #: The version (project fingerprint) that judges the run's decisions, its policy set's hash
+    #: and label; the last rollout the run has taken into account; its migrations, in order.
+    version: str | None = None
+    policy_set: str | None = None
+    version_label: str | None = None
+    rollout_seen: int = 0
+    migrations: list[dict] = field(default_factory=list)
 
     @property
     def hold_until(self) -> int | None:
@@ -149,6 +158,8 @@ def apply(st: RunState, ev: dict) -> None:
     if t == "run_started":
         st.run, st.intent, st.context = d["run"], d["intent"], d["context"]
         st.clock = d.get("clock", "wall")
+        st.version, st.policy_set, st.version_label = d.get("version") or d.get("project"), d.get("policy_set"), d.get("label")
+        st.rollout_seen = d.get("rollout", 0)
         st.started_at = at
         st.deadline_at = at + d["deadline_ms"] if d.get("deadline_ms") is not None else None
         st.budget = Decimal(d["budget"]) if d.get("budget") is not None else None
@@ -160,6 +171,12 @@ def apply(st: RunState, ev: dict) -> None:
         st.plans += 1
         st.last_reason = d.get("reason")
         st.holding = None
+        for w in d.get("switches", ()):
+            # A plan's switch time for a step already awaited (the same one, unless the run
+            # migrated to another policy set since: then measured again).
+            s = st.steps.get(w["action"])
+            if s is not None and s.status == "running" and s.provider == w["provider"] and not s.switched:
+                s.switch_at, s.switch_to = w["switch_at"], tuple(tuple(x) for x in w["switch_to"])
     elif t == "holding":
         st.holding = d
         st.cooldown_holds += 1 if d.get("until") is not None else 0
@@ -225,3 +242,10 @@ def apply(st: RunState, ev: dict) -> None:
     elif t == "cancelled":
         st.status = "cancelled"
         st.outcome = d
+    elif t == "policy_migrated":
+        st.version, st.policy_set, st.version_label = d["to"], d.get("policy_set"), d.get("to_label")
+        st.rollout_seen = max(st.rollout_seen, d.get("rollout", 0))
+        st.migrations.append(dict(d, at=at, kind="migrated"))
+    elif t == "policy_kept":
+        st.rollout_seen = max(st.rollout_seen, d.get("rollout", 0))
+        st.migrations.append(dict(d, at=at, kind="kept"))

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from intento.errors import OperationalError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 MIGRATIONS = {
     1: [
@@ -133,6 +133,30 @@ MIGRATIONS = {
             run TEXT NOT NULL
         )""",
         "CREATE INDEX IF NOT EXISTS step_samples_option ON step_samples(provider, action)",
+    ],
+    7: [
+        # Every version runs were judged by: the project's fingerprint, its policy set's hash, a
+        # label, and the texts themselves (JSON [{name, text}]), so any past decision can be
+        # replayed against the exact sources that made it. Written once, never changed.
+        """CREATE TABLE IF NOT EXISTS versions (
+            id TEXT PRIMARY KEY,
+            policy_set TEXT NOT NULL,
+            label TEXT,
+            sources TEXT NOT NULL,
+            at INTEGER NOT NULL
+        )""",
+        # Policy rollouts, in order: the policy set (JSON [{name, text}]) new runs use from then
+        # on, the mode unfinished runs migrate by, and what `intento policy impact` said then.
+        """CREATE TABLE IF NOT EXISTS rollouts (
+            seq INTEGER PRIMARY KEY,
+            at INTEGER NOT NULL,
+            mode TEXT NOT NULL,
+            label TEXT,
+            policy_set TEXT NOT NULL,
+            policies TEXT NOT NULL,
+            by TEXT,
+            report TEXT NOT NULL
+        )""",
     ],
 }
 
@@ -534,6 +558,67 @@ class Store:
                 return False
             finally:
                 self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+
+    # -- policy versions and rollouts --
+    def keep_version(self, version: str, policy_set: str, label: str | None, sources: list[dict], at: int) -> None:
+        """Keep a version's texts (once: a version already kept is left as it is)."""
+        body = json.dumps(sources, separators=(",", ":"))
+        with self._lock:
+            try:
+                self.db.execute("INSERT OR IGNORE INTO versions (id, policy_set, label, sources, at) VALUES (?, ?, ?, ?, ?)", (version, policy_set, label, body, at))
+            except sqlite3.Error as e:
+                raise self._fail(f"keep version {version[:12]}", e) from None
+
+    def version(self, version: str) -> dict | None:
+        """A kept version: ``{"version", "policy_set", "label", "sources", "at"}``, or None."""
+        rows = self._read("read its versions", "SELECT id, policy_set, label, sources, at FROM versions WHERE id = ?", (version,))
+        if not rows:
+            return None
+        v, ps, label, body, at = rows[0]
+        try:
+            return {"version": v, "policy_set": ps, "label": label, "sources": json.loads(body), "at": at}
+        except ValueError:
+            raise StoreError(f"store `{self.path}`: the texts of version {v[:12]} are not JSON: the file was edited or is corrupted") from None
+
+    def versions(self) -> list[dict]:
+        """Every kept version, without its texts, oldest first."""
+        rows = self._read("read its versions", "SELECT id, policy_set, label, at FROM versions ORDER BY at, id")
+        return [{"version": v, "policy_set": ps, "label": label, "at": at} for v, ps, label, at in rows]
+
+    def add_rollout(self, at: int, mode: str, label: str | None, policy_set: str, policies: list[dict], by: str | None, report: dict) -> int:
+        """Record a rollout (one transaction: it is there or not) and return its number."""
+        with self._lock:
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                seq = self.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM rollouts").fetchone()[0]
+                self.db.execute("INSERT INTO rollouts (seq, at, mode, label, policy_set, policies, by, report) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                (seq, at, mode, label, policy_set, json.dumps(policies, separators=(",", ":")), by, json.dumps(report, sort_keys=True, default=str)))
+                self._crash.before_commit()
+                self.db.execute("COMMIT")
+            except BaseException as e:
+                raise self._fail("record a policy rollout", e) from None
+            self._crash.after_commit()
+            return seq
+
+    def last_rollout_seq(self) -> int:
+        return self._read("read its rollouts", "SELECT COALESCE(MAX(seq), 0) FROM rollouts")[0][0]
+
+    def rollouts(self, with_policies: bool = False) -> list[dict]:
+        """Every rollout, oldest first (``policies``, the texts, only ``with_policies``)."""
+        rows = self._read("read its rollouts", "SELECT seq, at, mode, label, policy_set, policies, by, report FROM rollouts ORDER BY seq")
+        out = []
+        for seq, at, mode, label, ps, pol, by, report in rows:
+            try:
+                r = {"seq": seq, "at": at, "mode": mode, "label": label, "policy_set": ps, "by": by, "report": json.loads(report)}
+                if with_policies:
+                    r["policies"] = json.loads(pol)
+            except ValueError:
+                raise StoreError(f"store `{self.path}`: rollout {seq} is not JSON: the file was edited or is corrupted") from None
+            out.append(r)
+        return out
+
+    def rollout(self, seq: int) -> dict | None:
+        return next((r for r in self.rollouts(with_policies=True) if r["seq"] == seq), None)
 
     def virtual_now(self) -> int:
         """The store's virtual clock: the latest time any simulated run has reached."""
