@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from intento.versions import short
 from intento.execute.state import RunState, fold
 from intento.execute.store import driver_alive
 from intento.render import _dur
@@ -87,6 +88,10 @@ def run_view(run: dict, events: list[dict], now: int | None = None, driver: Any 
         "stall_point": None if st.terminal else _stall_point(st),
         "holding": st.hold_until is not None or bool(st.holding and st.status == "running"),
         "waits_on": None,
+        # The version that judges the run's decisions (docs/executor.md, "Policy versions") and its migrations.
+        "version": {"version": st.version, "policy_set": st.policy_set, "label": st.version_label},
+        "migrations": [{k: m.get(k) for k in ("kind", "rollout", "mode", "from", "to", "to_label", "version", "reason", "added", "removed", "changed")} | {"at_ms": rel(m["at"])}
+                       for m in st.migrations],
     }
     if st.deadline_at is not None:
         left = st.deadline_at - now
@@ -168,6 +173,14 @@ def status_text(run: dict, events: list[dict], spec=None, now: int | None = None
             left = dl["left_ms"]
             out.append(head + (f"{_dur(left)} left" if left >= 0 else f"passed {_dur(-left)} ago") + (" (AT RISK)" if view["at_risk"] else ""))
     out.append(f"  spent: {st.spent}   facts: {', '.join(sorted(st.facts)) or '-'}")
+    out.append(f"  policy version: {short(st.version, st.version_label)}" + (f", policy set {st.policy_set[:12]}" if st.policy_set else ""))
+    for m in st.migrations:
+        at = _dur(m["at"] - st.started_at)
+        if m["kind"] == "migrated":
+            what = "; ".join(f"{k} {', '.join(m[k])}" for k in ("added", "removed", "changed") if m.get(k))
+            out.append(f"    at {at}: migrated by rollout {m.get('rollout')} ({m.get('mode')}) from {short(m.get('from'), m.get('from_label'))} to {short(m.get('to'), m.get('to_label'))}" + (f": {what}" if what else ""))
+        else:
+            out.append(f"    at {at}: rollout {m.get('rollout')} ({m.get('mode')}) left it on its version: {m.get('reason')}")
     out += step_table(st, spec)
     plans = [e for e in events if e["type"] == "planned"]
     if plans:
