@@ -9,6 +9,7 @@ in one line (set ``INTENTO_DEBUG=1`` to see the traceback).
 from __future__ import annotations
 
 import difflib
+import contextlib
 import json
 import os
 import sys
@@ -1577,28 +1578,14 @@ def _load_cases(path: Path) -> list[dict]:
     return cases
 
 
-@policy_app.command("diff")
-def policy_diff(
-    old: Path = typer.Argument(..., help="The current policy set: a file or folder of `.intent` policies."),
-    new: Path = typer.Argument(..., help="The proposed policy set."),
-    cases: Path = typer.Option(..., "--cases", help="Requests to compare: a JSON list of {intent, given, state}, or an audit log (.jsonl)."),
-    with_: List[Path] = typer.Option(..., "--with", help="The rest of the project (providers, actions, intents); repeatable."),
-    fail_on_change: bool = typer.Option(False, "--fail-on-change", help="Exit 1 when any plan changes, any case cannot be planned, or there is no case (for CI gates)."),
-) -> None:
-    """Which plans change between two policy sets, and how (status, providers, cost, latency)."""
+def _compare_cases(old_spec, new_spec, items: list[dict]) -> tuple[int, int, int, int]:
+    """Plan every case under both Specs and print a line per case: unchanged, or how it changes
+    (status, providers, cost, latency, why the new set finds no plan). Returns (changed, failed, planned, no longer feasible)."""
     from decimal import Decimal
 
     from intento.audit import given_for_replay
     from intento.diagnostics import IntentoError
     from intento.solve import plan as make_plan
-
-    old_spec = _load_spec([*with_, old])
-    new_spec = _load_spec([*with_, new])
-    try:
-        items = _load_cases(cases)
-    except (OSError, ValueError, RecursionError) as e:
-        print(f"intento: cannot read the cases `{cases}`: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
-        raise typer.Exit(1)
 
     def given_for(spec, case) -> tuple[dict | None, str | None]:
         """A logged secret keeps only its keyed hash: a placeholder of its type plans the same,
@@ -1608,7 +1595,7 @@ def policy_diff(
             return given, None
         return given_for_replay(spec, case["intent"], given)
 
-    changed = failed = planned = 0
+    changed = failed = planned = lost = 0
     for case in items:
         label = case["label"]
         if "note" in case:
@@ -1629,6 +1616,7 @@ def policy_diff(
             print(f"{label}: cannot plan: {problem}")
             continue
         planned += 1
+        lost += a.feasible and not b.feasible
         diffs = []
         if a.status != b.status:
             diffs.append(f"{a.status} -> {b.status}")
@@ -1651,6 +1639,27 @@ def policy_diff(
             print(f"{label} ({case['intent']}): " + "; ".join(diffs))
         else:
             print(f"{label} ({case['intent']}): unchanged")
+    return changed, failed, planned, lost
+
+
+@policy_app.command("diff")
+def policy_diff(
+    old: Path = typer.Argument(..., help="The current policy set: a file or folder of `.intent` policies."),
+    new: Path = typer.Argument(..., help="The proposed policy set."),
+    cases: Path = typer.Option(..., "--cases", help="Requests to compare: a JSON list of {intent, given, state}, or an audit log (.jsonl)."),
+    with_: List[Path] = typer.Option(..., "--with", help="The rest of the project (providers, actions, intents); repeatable."),
+    fail_on_change: bool = typer.Option(False, "--fail-on-change", help="Exit 1 when any plan changes, any case cannot be planned, or there is no case (for CI gates)."),
+) -> None:
+    """Which plans change between two policy sets, and how (status, providers, cost, latency)."""
+    old_spec = _load_spec([*with_, old])
+    new_spec = _load_spec([*with_, new])
+    try:
+        items = _load_cases(cases)
+    except (OSError, ValueError, RecursionError) as e:
+        print(f"intento: cannot read the cases `{cases}`: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
+        raise typer.Exit(1)
+
+    changed, failed, planned, _ = _compare_cases(old_spec, new_spec, items)
     total = planned + failed
     print(f"\n{changed} of {planned} plans change" + (f"; {failed} of {total} cases cannot be planned" if failed else ""))
     if total == 0:
@@ -1675,6 +1684,7 @@ def policy_impact(
     store: Path = typer.Option(Path("intento.db"), "--store", help="The SQLite store whose unfinished runs are judged."),
     format: ReadFormat = typer.Option(ReadFormat.text, "--format", "-f", help="text, or json (the whole report)."),
     time_limit: float = typer.Option(10.0, "--time-limit", help="Seconds per solve.", min=0.01),
+    cases: Optional[Path] = typer.Option(None, "--cases", help="Also judge new runs: requests (a JSON list of {intent, given, state}, or an audit log such as STORE.audit.jsonl) planned under the project of the store's latest version with its policies and with the new set, as `intento policy diff` does."),
 ) -> None:
     """What the policy set would do to every unfinished run: its remaining plan under its own version and under the new
     set (unchanged, changed with the cost and latency deltas and the steps that move, or infeasible with the minimal
@@ -1688,6 +1698,9 @@ def policy_impact(
     finally:
         st.close()
     if format is ReadFormat.json:
+        if cases is not None:
+            with contextlib.redirect_stdout(sys.stderr):  # each case's line, beside the JSON
+                report["cases"] = _impact_on_cases(store, policies, cases)
         print(json.dumps(report, indent=2, default=str))
     else:
         for row in report["runs"]:
@@ -1695,7 +1708,42 @@ def policy_impact(
         c = report["counts"]
         print(f"\n{len(report['runs'])} unfinished runs: {c['unchanged']} unchanged, {c['changed']} changed, {c['infeasible']} no longer feasible"
               + (f", {c['unknown']} cannot be judged" if c["unknown"] else ""))
-    raise typer.Exit(1 if report["breaks"] else 0)
+        if cases is not None:
+            report["cases"] = _impact_on_cases(store, policies, cases)
+    broken = (report.get("cases") or {}).get("breaks", 0)
+    raise typer.Exit(1 if report["breaks"] or broken else 0)
+
+
+def _impact_on_cases(store: Path, policies: list[dict], cases: Path) -> dict:
+    """`policy impact --cases`, for new runs: each case under the project of the store's latest
+    version with its own policies and with the new set (printed a line per case, as `policy diff`).
+    ``breaks``: cases that cannot be planned or would be feasible no longer."""
+    from intento.diagnostics import IntentoError
+    from intento.versions import spec_from_kept, with_policy_set
+
+    st = _open_store(store)
+    try:
+        latest = st.versions()
+        kept = st.version(latest[-1]["version"]) if latest else None
+    finally:
+        st.close()
+    if kept is None:
+        print(f"intento: `{store}` keeps no version to judge new runs by (no run has started on it)", file=sys.stderr)
+        return {"error": "no version kept", "breaks": 1}
+    try:
+        old_spec = spec_from_kept(kept["sources"])
+        new_spec = with_policy_set(old_spec, policies)
+        items = _load_cases(cases)
+    except IntentoError as e:
+        print_diagnostics(e.diagnostics)
+        return {"error": "; ".join(d.message for d in e.diagnostics[:3]), "breaks": 1}
+    except (OSError, ValueError, RecursionError) as e:
+        print(f"intento: cannot read the cases `{cases}`: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
+        return {"error": f"cannot read the cases: {getattr(e, 'strerror', None) or e}", "breaks": 1}
+    print(f"\nnew runs (cases from {cases}, on the project of version {kept['version'][:12]}):")
+    changed, failed, planned, lost = _compare_cases(old_spec, new_spec, items)
+    print(f"\n{changed} of {planned} plans change" + (f", {lost} no longer feasible" if lost else "") + (f"; {failed} cases cannot be planned" if failed else ""))
+    return {"version": kept["version"], "planned": planned, "changed": changed, "no_longer_feasible": lost, "cannot_plan": failed, "breaks": lost + failed}
 
 
 class RolloutMode(str, Enum):

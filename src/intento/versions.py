@@ -61,16 +61,26 @@ def spec_from_kept(sources: list[dict]) -> Spec:
 def load_policy_set(path: str | Path) -> list[dict]:
     """The `.intent` files of a policy set (a file or a folder), as ``[{"name", "text"}]``.
     Raises `IntentoError` (located) when a file cannot be read, or holds anything but policies
-    and tests: a policy set replaces a project's policies, not its providers, actions or intents."""
+    and tests (`policy_set_of`)."""
     from intento.check._load import load_sources
-    from intento.syntax import parse
-    from intento.syntax.ast import decl_kind
 
     sources, diags = load_sources([path])
     if diags:
         raise IntentoError(diags)
     if not sources:
         raise IntentoError([Diagnostic("E130", Severity.error, f"`{path}` holds no `.intent` file", None, help="give a policy file, or a folder of them")])
+    return policy_set_of(sources)
+
+
+def policy_set_of(sources: list[Source]) -> list[dict]:
+    """Sources as a policy set; raises `IntentoError` (located: E130, or the parse errors) when one
+    holds anything but policies and tests: a policy set replaces a project's policies, not its
+    providers, actions or intents."""
+    from intento.syntax import parse
+    from intento.syntax.ast import decl_kind
+
+    if not sources:
+        raise IntentoError([Diagnostic("E130", Severity.error, "the policy set holds no file", None, help="give at least one `.intent` file of policies")])
     errors = []
     for s in sources:
         tree, pdiags = parse(s)

@@ -154,8 +154,8 @@ class Executor:
         self.capacity_blocked: set[str] = set()
         #: Called with (plan status, seconds) after every (re-)plan (metrics).
         self.plan_observer: Callable[[str, float], None] | None = None
-        #: The label new runs record with this executor's version (`--version-label`).
-        self.version_label = version_label
+        #: The label new runs record with this executor's version (default: `INTENTO_VERSION_LABEL`).
+        self.version_label = version_label if version_label is not None else (os.environ.get("INTENTO_VERSION_LABEL") or None)
         #: Versions' Specs by fingerprint, each run's, and the last rollout's (`_new_run_spec`).
         self._versions: dict[str, Spec] = {spec.fingerprint: spec}
         self._run_specs: dict[str, Spec] = {}

@@ -15,7 +15,7 @@ import threading
 import time
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Literal, Any
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -200,6 +200,18 @@ def _offline_docs(app: FastAPI) -> None:
     def docs() -> Any:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="intento API", swagger_js_url="/docs/assets/swagger-ui-bundle.js",
                                    swagger_css_url="/docs/assets/swagger-ui.css", swagger_favicon_url="/docs/assets/favicon-32x32.png")
+
+
+class PolicySetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    policies: dict[str, str] = Field(description="the policy set: file name -> `.intent` text holding only policies (and their tests)", min_length=1, max_length=200)
+    time_limit_s: float = Field(10.0, gt=0, le=60, description="seconds per solve")
+
+
+class RolloutRequest(PolicySetRequest):
+    mode: Literal["new-runs", "migrate", "migrate-if-feasible"] = Field(description="docs/executor.md, \"Policy versions\"")
+    label: str | None = Field(None, max_length=200, description="a name for the version")
+    by: str | None = Field(None, max_length=200, description="who rolls it out (default: `api` and the client's address)")
 
 
 class CancelRequest(BaseModel):
@@ -557,6 +569,49 @@ def create_app(
             return {"ok": True, "records": 0, "message": "no records yet"}
         v = verify(audit_path)
         return {"ok": v.ok, "records": v.records, "problem": v.problem, "first_bad_seq": v.first_bad_seq, "message": v.message}
+
+    def _policy_set(req: PolicySetRequest) -> list[dict]:
+        from intento.diagnostics import Source
+        from intento.versions import policy_set_of
+
+        return policy_set_of([Source(name, text) for name, text in req.policies.items()])  # IntentoError: a 422 with its diagnostics
+
+    @app.post("/v1/policy/impact")
+    def policy_impact(req: PolicySetRequest) -> dict:
+        """What a policy set would do to every unfinished run (`intento policy impact --format json`):
+        `runs` (each `unchanged`, `changed`, `infeasible` or `unknown`), `counts` and `breaks`."""
+        from intento.execute.rollout import impact
+
+        policies = _policy_set(req)
+        store = Store(store_path)
+        try:
+            return impact(store, policies, time_limit_s=req.time_limit_s)
+        finally:
+            store.close()
+
+    @app.post("/v1/policy/rollout")
+    def policy_rollout(req: RolloutRequest, request: Request) -> dict:
+        """Roll a policy set out on the store (`intento policy rollout`): new runs start on it, unfinished
+        runs migrate as `mode` says at their next decision point; the answer says what each will do."""
+        from intento.execute.rollout import rollout
+
+        policies = _policy_set(req)
+        store = Store(store_path)
+        try:
+            who = req.by or ("api" + (f" ({request.client.host})" if request.client else ""))
+            seq, report = rollout(store, policies, req.mode, req.label, who, req.time_limit_s)
+        finally:
+            store.close()
+        return {"rollout": seq, "mode": req.mode, "label": req.label} | report
+
+    @app.get("/v1/policy/rollouts")
+    def policy_rollouts() -> dict:
+        """Every rollout of the store, oldest first, and every version runs were judged by."""
+        store = Store(store_path)
+        try:
+            return {"rollouts": store.rollouts(), "versions": store.versions()}
+        finally:
+            store.close()
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def prometheus() -> Any:
