@@ -47,14 +47,27 @@ def kept_sources(spec: Spec) -> list[dict]:
     return [{"name": s.name, "text": s.text} for s in spec.sources]
 
 
+#: Specs checked again from kept texts, by a hash of those texts (an engine adopts many runs of
+#: the same few versions; each is checked once per process). Specs are immutable.
+_KEPT: dict[str, Spec] = {}
+_KEPT_MAX = 64
+
+
 def spec_from_kept(sources: list[dict]) -> Spec:
     """Check a kept version's texts again (raises `IntentoError` if they no longer check: the
     language changed under them)."""
     from intento.check import check_sources
 
+    key = hashlib.sha256("\0".join(f"{s['name']}\0{s['text']}" for s in sources).encode()).hexdigest()
+    spec = _KEPT.get(key)
+    if spec is not None:
+        return spec
     result = check_sources([Source(s["name"], s["text"]) for s in sources])
     if result.spec is None:
         raise IntentoError(result.errors or result.diagnostics)
+    if len(_KEPT) >= _KEPT_MAX:
+        _KEPT.pop(next(iter(_KEPT)))
+    _KEPT[key] = result.spec
     return result.spec
 
 

@@ -11,27 +11,17 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from intento.execute import Store
-from tests.executor.test_policy_versions import BREAKS, CHANGED, GIVEN
+from tests.executor.test_policy_versions import BREAKS, CHANGED, GIVEN, _until
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "rollout-test-token"
 PROJECT = ["examples/settlement", "policies/common"]
 
-
-def _until(check, what: str, seconds: float = 90.0):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _intento(*args: str) -> subprocess.CompletedProcess:

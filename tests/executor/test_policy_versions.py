@@ -5,7 +5,6 @@ them as its mode says; a completed step is never judged again."""
 from __future__ import annotations
 
 import threading
-import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from intento.execute.world import World
 from intento.solve import plan_problem, prepare
 from intento.versions import load_policy_set, spec_from_kept, with_policy_set
 from tests.console.settlement_handlers import registry
+from tests.executor.test_engine import _until
 
 ROOT = Path(__file__).resolve().parents[2]
 GIVEN = {"customer.region": "eu", "settlement.date": "2026-11-24", "settlement.expected_total": "1200 USD"}
@@ -40,15 +40,6 @@ policy ledger_data_in_eu "Ledger data is processed only in the EU" {
 }
 '''
 
-
-def _until(check, what: str, seconds: float = 60.0):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _set(tmp_path: Path, name: str, text: str) -> list[dict]:

@@ -161,6 +161,7 @@ class Executor:
         self._run_specs: dict[str, Spec] = {}
         self._rolled: dict = {}
         self._rollout_checked: dict[str, int] = {}
+        self._kept: set[str] = set()
 
     # ---- starting -------------------------------------------------------------------------
     def start(self, intent: str, given: dict[str, Any] | None, state: dict | None = None, key: str | None = None) -> str:
@@ -199,7 +200,9 @@ class Executor:
             "clock": clock,
         } | version
         # The version's texts are kept before the run that names them exists (once per version).
-        self.store.keep_version(version["version"], version["policy_set"], version["label"], kept_sources(spec), now)
+        if version["version"] not in self._kept:
+            self.store.keep_version(version["version"], version["policy_set"], version["label"], kept_sources(spec), now)
+            self._kept.add(version["version"])
         if not self.store.create_run(run_id, key, intent, spec.fingerprint, now, secrets, first, clock=clock, request=asked):
             existing = self.store.run_by_key(key)
             if existing.get("request") not in (None, asked):
