@@ -49,7 +49,7 @@ from intento.semantics import requirement
 from intento.solve import Backend, plan_problem, prepare
 from intento.spec import Spec
 from intento.values import Duration, format_decimal, to_json
-from intento.versions import short, spec_from_kept, version_of, with_policy_set, kept_sources
+from intento.versions import kept_sources, policy_set_hash, short, spec_from_kept, version_of, with_policy_set
 
 #: How many plans one run may make before it escalates (a guard against flapping).
 MAX_PLANS = 200
@@ -224,6 +224,9 @@ class Executor:
             spec = with_policy_set(self.spec, r["policies"])
             self._rolled = {"seq": seq, "spec": spec, "version": version_of(spec, r["label"]) | {"rollout": seq}}
             self._versions[spec.fingerprint] = spec
+            if policy_set_hash(spec) != policy_set_hash(self.spec):
+                logging.getLogger("intento.run").warning("new runs start on the policy set of rollout %s (%s), not on this engine's policy files; "
+                            "roll those out with `intento policy rollout` to use them", seq, r["label"] or r["policy_set"][:12])
         return self._rolled["spec"], dict(self._rolled["version"])
 
     def _spec(self, run_id: str) -> Spec:

@@ -16,6 +16,7 @@ from intento.diagnostics import IntentoError
 from intento.execute.executor import Executor, remaining_plan
 from intento.execute.state import fold
 from intento.execute.store import Store, wall_ms
+from intento.render import _dur
 from intento.versions import short, spec_from_kept, version_of, with_policy_set
 
 MODES = ("new-runs", "migrate", "migrate-if-feasible")
@@ -107,7 +108,8 @@ def describe(row: dict) -> str:
         d = row.get("delta") or {}
         bits = list(row.get("moves") or [])
         if d:
-            bits.append(f"cost {'+' if not str(d['cost']).startswith('-') else ''}{d['cost']}, latency {'+' if d['latency_ms'] >= 0 else ''}{d['latency_ms']}ms")
+            lat = d["latency_ms"]
+            bits.append(f"cost {'+' if not str(d['cost']).startswith('-') else ''}{d['cost']}, latency {'+' if lat >= 0 else '-'}{_dur(abs(lat))}")
         return head + ": " + "; ".join(bits)
     if row.get("why"):
         return head + ": " + row["why"]
