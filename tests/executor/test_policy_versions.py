@@ -108,6 +108,7 @@ def test_impact_numbers_match_what_the_runs_do_after_a_migrating_rollout(world):
         assert mig["to_label"] == "retire-etl-eu" and "no_etl_eu" in mig["added"] and "ledger_data_in_eu" in mig["removed"]
         after = [e["data"] for e in evs if e["type"] == "planned"][-1]
         assert after["version"] == mig["to"] and after["reason"].startswith("policy migrated")
+        assert "(rollout 1, migrate): added no_etl_eu" in after["reason"]  # also the audit record's reason
         assert {s["action"]: s["provider"] for s in after["steps"]} == rows[rid]["new"]["steps"]
         assert after["cost"] == rows[rid]["new"]["cost"]
     post(store, ids[0], {"fact": "settlement.received", "source": "test"})

@@ -622,7 +622,8 @@ class Executor:
         self._run_specs[run_id] = new
         self._versions[new.fingerprint] = new
         self._problems.pop(run_id, None)
-        return f"policy migrated from {short(st.version, st.version_label)} to {short(target['version'], target['label'])} (rollout {seq})"
+        what = "; ".join(f"{k} {', '.join(data[k])}" for k in ("added", "removed", "changed") if data[k])
+        return f"policy migrated from {short(st.version, st.version_label)} to {short(target['version'], target['label'])} (rollout {seq}, {r['mode']})" + (f": {what}" if what else "")
 
     def _deadline_outcome(self, st: RunState, now: int) -> dict:
         """Why a run gives up at its deadline, with the deadline as the conflict (as the planner
