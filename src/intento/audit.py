@@ -35,6 +35,7 @@ from intento.errors import OperationalError
 from intento.plan import Plan
 from intento.spec import Spec
 from intento.values import to_json
+from intento.versions import policy_set_hash
 
 GENESIS = "0" * 64
 
@@ -92,11 +93,7 @@ def record_hash(body: dict[str, Any]) -> str:
 
 def sources_of(spec: Spec, applied: list[str]) -> Sources:
     files = {s.name: hashlib.sha256(s.text.encode()).hexdigest() for s in sorted(spec.sources, key=lambda s: s.name)}
-    h = hashlib.sha256()
-    for name in sorted(applied):
-        p = spec.policies[name]
-        h.update(name.encode() + b"\0" + p.span.source.text[p.span.start : p.span.end].encode() + b"\0")
-    return Sources(project=spec.fingerprint, policy_set=h.hexdigest(), policies=sorted(applied), files=files)
+    return Sources(project=spec.fingerprint, policy_set=policy_set_hash(spec, applied), policies=sorted(applied), files=files)
 
 
 def secret_key(log: Path) -> bytes:

@@ -1585,6 +1585,7 @@ def _compare_cases(old_spec, new_spec, items: list[dict]) -> tuple[int, int, int
 
     from intento.audit import given_for_replay
     from intento.diagnostics import IntentoError
+    from intento.execute.executor import step_moves
     from intento.solve import plan as make_plan
 
     def given_for(spec, case) -> tuple[dict | None, str | None]:
@@ -1620,10 +1621,7 @@ def _compare_cases(old_spec, new_spec, items: list[dict]) -> tuple[int, int, int
         diffs = []
         if a.status != b.status:
             diffs.append(f"{a.status} -> {b.status}")
-        sa, sb = {s.action: s.provider for s in a.steps}, {s.action: s.provider for s in b.steps}
-        for action in sorted(set(sa) | set(sb)):
-            if sa.get(action) != sb.get(action):
-                diffs.append(f"{action}: {sa.get(action, '-')} -> {sb.get(action, '-')}")
+        diffs += step_moves({s.action: s.provider for s in a.steps}, {s.action: s.provider for s in b.steps})
         if a.feasible and b.feasible:
             dc = Decimal(b.cost) - Decimal(a.cost)
             dl = b.latency_ms - a.latency_ms

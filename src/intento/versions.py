@@ -14,18 +14,30 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from intento.diagnostics import Diagnostic, IntentoError, Severity, Source
 from intento.spec import Spec
 
 
-def policy_set_hash(spec: Spec) -> str:
-    """SHA-256 over every policy's name and text, in name order: the same policies give the same
-    hash however their files are laid out."""
+def policy_text(spec: Spec, name: str) -> str:
+    """A policy's declaration as written."""
+    p = spec.policies[name]
+    return p.span.source.text[p.span.start : p.span.end]
+
+
+def policy_set_hash(spec: Spec, names: Iterable[str] | None = None) -> str:
+    """SHA-256 over the name and text of every policy (or of ``names``: those that applied to a
+    decision), in name order: the same policies give the same hash however their files are laid
+    out."""
+    return texts_hash({"name": n, "text": policy_text(spec, n)} for n in (spec.policies if names is None else names))
+
+
+def texts_hash(texts: Iterable[dict]) -> str:
+    """SHA-256 over ``[{"name", "text"}]`` in name order: a policy set's files, a kept version's."""
     h = hashlib.sha256()
-    for name in sorted(spec.policies):
-        p = spec.policies[name]
-        h.update(name.encode() + b"\0" + p.span.source.text[p.span.start : p.span.end].encode() + b"\0")
+    for t in sorted(texts, key=lambda t: t["name"]):
+        h.update(t["name"].encode() + b"\0" + t["text"].encode() + b"\0")
     return h.hexdigest()
 
 
@@ -58,7 +70,7 @@ def spec_from_kept(sources: list[dict]) -> Spec:
     language changed under them)."""
     from intento.check import check_sources
 
-    key = hashlib.sha256("\0".join(f"{s['name']}\0{s['text']}" for s in sources).encode()).hexdigest()
+    key = texts_hash(sources)
     spec = _KEPT.get(key)
     if spec is not None:
         return spec

@@ -14,7 +14,7 @@ from intento.execute import Store
 from intento.execute.world import World
 from intento.service import create_app
 from tests.console.settlement_handlers import registry
-from tests.executor.test_policy_versions import BREAKS, CHANGED, GIVEN, _until
+from tests.executor.test_policy_versions import BREAKS, CHANGED, _start
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "policy-api-token"
@@ -32,11 +32,7 @@ def waiting(tmp_path):
     engine = w.engine(Store(db))
     thread = threading.Thread(target=engine.run, daemon=True)
     thread.start()
-    ex = w.executor(store)
-    ids = [ex.create("settle_daily", GIVEN, key=f"api-{i}")[0] for i in range(2)]
-    for rid in ids:
-        engine.notify_new(rid)
-        _until(lambda rid=rid: any(e["type"] == "step_dispatched" for e in store.events(rid)), f"{rid} to wait")
+    ids = _start(w, store, engine, 2, "api")
     engine.stop()
     thread.join(30)
     w.close()

@@ -49,7 +49,7 @@ from intento.semantics import requirement
 from intento.solve import Backend, plan_problem, prepare
 from intento.spec import Spec
 from intento.values import Duration, format_decimal, to_json
-from intento.versions import kept_sources, policy_set_hash, short, spec_from_kept, version_of, with_policy_set
+from intento.versions import kept_sources, policy_set_hash, policy_text, short, spec_from_kept, version_of, with_policy_set
 
 #: How many plans one run may make before it escalates (a guard against flapping).
 MAX_PLANS = 200
@@ -527,7 +527,7 @@ class Executor:
         self._skipped[run_id] = frozenset(o.id for o, _, _ in problem.befores if not hasattr(o, "kind") and o.text in broken)
         old = {s["action"]: s["provider"] for s in (st.plan or {}).get("steps", [])}
         new = {s.action: s.provider for s in plan.steps}
-        changes = [f"{a}: {old.get(a, '-')} -> {new.get(a, '-')}" for a in sorted(set(old) | set(new)) if old.get(a) != new.get(a) and a not in st.completed]
+        changes = step_moves(old, new, skip=st.completed)
         data = {
             "reason": reason,
             "status": plan.status,
@@ -616,7 +616,7 @@ class Executor:
         data = {"rollout": seq, "mode": r["mode"], "from": st.version, "from_label": st.version_label, "to": target["version"],
                 "to_label": target["label"], "policy_set": target["policy_set"],
                 "added": sorted(set(new.policies) - set(old.policies)), "removed": sorted(set(old.policies) - set(new.policies)),
-                "changed": sorted(n for n in set(new.policies) & set(old.policies) if _policy_text(new, n) != _policy_text(old, n))}
+                "changed": sorted(n for n in set(new.policies) & set(old.policies) if policy_text(new, n) != policy_text(old, n))}
         if not self._append(run_id, st.next_seq, "policy_migrated", now, data):
             return None
         self._run_specs[run_id] = new
@@ -1038,9 +1038,10 @@ class Executor:
         self._give_up(run_id, st, {"reason": "nothing more can happen: " + (", ".join(waiting) + " will never answer" if waiting else "no step can start"), "conflict": [], "summary": None})
 
 
-def _policy_text(spec: Spec, name: str) -> str:
-    p = spec.policies[name]
-    return p.span.source.text[p.span.start : p.span.end]
+def step_moves(old: dict[str, str], new: dict[str, str], skip=()) -> list[str]:
+    """``ACTION: OLD -> NEW`` (``-``: not in that plan) for each action whose provider differs
+    between two plans' steps (action -> provider), in action order; ``skip``: actions left out."""
+    return [f"{a}: {old.get(a, '-')} -> {new.get(a, '-')}" for a in sorted(set(old) | set(new)) if old.get(a) != new.get(a) and a not in skip]
 
 
 def remaining_plan(spec: Spec, intent: str, context: dict, inputs: dict, backend: Backend = "cpsat", time_limit_s: float = 10.0):

@@ -9,15 +9,14 @@ migrate at their next decision point as the mode says (`Executor._migrate_due`).
 
 from __future__ import annotations
 
-import hashlib
 from decimal import Decimal
 
 from intento.diagnostics import IntentoError
-from intento.execute.executor import Executor, remaining_plan
+from intento.execute.executor import Executor, remaining_plan, step_moves
 from intento.execute.state import fold
 from intento.execute.store import Store, wall_ms
 from intento.render import _dur
-from intento.versions import short, spec_from_kept, version_of, with_policy_set
+from intento.versions import short, spec_from_kept, texts_hash, version_of, with_policy_set
 
 MODES = ("new-runs", "migrate", "migrate-if-feasible")
 
@@ -33,7 +32,6 @@ def impact(store: Store, policies: list[dict], label: str | None = None, time_li
     or ``unknown`` (its version's texts are not in the store, or the set does not fit its
     project). ``breaks``: how many runs would become infeasible or cannot be judged."""
     rows = []
-    specs: dict[str, object] = {}
     for run_id in store.unfinished_runs():
         st = fold(store.events(run_id))
         row = {"run": run_id, "intent": st.intent, "status": st.status, "version": st.version, "version_label": st.version_label}
@@ -42,8 +40,7 @@ def impact(store: Store, policies: list[dict], label: str | None = None, time_li
             rows.append(row | {"impact": "unknown", "why": "its version's texts are not in the store (started before versions were kept)"})
             continue
         try:
-            cur = specs.get(st.version) or spec_from_kept(kept["sources"])
-            specs[st.version] = cur
+            cur = spec_from_kept(kept["sources"])  # checked once per version (a cache)
             new = with_policy_set(cur, policies)
         except IntentoError as e:
             rows.append(row | {"impact": "unknown", "why": "the policy set does not check with its project: " + "; ".join(d.message for d in e.diagnostics[:3])})
@@ -66,8 +63,7 @@ def impact(store: Store, policies: list[dict], label: str | None = None, time_li
             row |= {"impact": "infeasible", "why": b.explanation.summary or f"no plan ({b.status})",
                     "conflict": [c.model_dump() for c in (b.explanation.conflict or [])]}
         else:
-            moves = [f"{x}: {a_s.get(x, '-')} -> {b_s.get(x, '-')}" for a_s, b_s in [(row["current"]["steps"], row["new"]["steps"])]
-                     for x in sorted(set(a_s) | set(b_s)) if a_s.get(x) != b_s.get(x)]
+            moves = step_moves(row["current"]["steps"], row["new"]["steps"])
             deltas = {}
             if a.feasible:
                 deltas = {"cost": format(Decimal(b.cost) - Decimal(a.cost), "f"), "latency_ms": b.latency_ms - a.latency_ms}
@@ -94,10 +90,7 @@ def rollout(store: Store, policies: list[dict], mode: str, label: str | None = N
             r["outcome"] = "escalates" if mode == "migrate" else "stays"
         else:
             r["outcome"] = "migrates"
-    h = hashlib.sha256()  # the set's hash: of its files' names and texts
-    for p in sorted(policies, key=lambda p: p["name"]):
-        h.update(p["name"].encode() + b"\0" + p["text"].encode() + b"\0")
-    seq = store.add_rollout(wall_ms(), mode, label, h.hexdigest(), policies, by, report)
+    seq = store.add_rollout(wall_ms(), mode, label, texts_hash(policies), policies, by, report)
     return seq, report
 
 

@@ -603,22 +603,27 @@ class Store:
     def last_rollout_seq(self) -> int:
         return self._read("read its rollouts", "SELECT COALESCE(MAX(seq), 0) FROM rollouts")[0][0]
 
+    _ROLLOUT_COLUMNS = "seq, at, mode, label, policy_set, policies, by, report"
+
     def rollouts(self, with_policies: bool = False) -> list[dict]:
         """Every rollout, oldest first (``policies``, the texts, only ``with_policies``)."""
-        rows = self._read("read its rollouts", "SELECT seq, at, mode, label, policy_set, policies, by, report FROM rollouts ORDER BY seq")
-        out = []
-        for seq, at, mode, label, ps, pol, by, report in rows:
-            try:
-                r = {"seq": seq, "at": at, "mode": mode, "label": label, "policy_set": ps, "by": by, "report": json.loads(report)}
-                if with_policies:
-                    r["policies"] = json.loads(pol)
-            except ValueError:
-                raise StoreError(f"store `{self.path}`: rollout {seq} is not JSON: the file was edited or is corrupted") from None
-            out.append(r)
-        return out
+        rows = self._read("read its rollouts", f"SELECT {self._ROLLOUT_COLUMNS} FROM rollouts ORDER BY seq")
+        return [self._rollout_row(r, with_policies) for r in rows]
 
     def rollout(self, seq: int) -> dict | None:
-        return next((r for r in self.rollouts(with_policies=True) if r["seq"] == seq), None)
+        """Rollout ``seq``, with its policies' texts, or None."""
+        rows = self._read("read its rollouts", f"SELECT {self._ROLLOUT_COLUMNS} FROM rollouts WHERE seq = ?", (seq,))
+        return self._rollout_row(rows[0], True) if rows else None
+
+    def _rollout_row(self, row: tuple, with_policies: bool) -> dict:
+        seq, at, mode, label, ps, pol, by, report = row
+        try:
+            r = {"seq": seq, "at": at, "mode": mode, "label": label, "policy_set": ps, "by": by, "report": json.loads(report)}
+            if with_policies:
+                r["policies"] = json.loads(pol)
+        except ValueError:
+            raise StoreError(f"store `{self.path}`: rollout {seq} is not JSON: the file was edited or is corrupted") from None
+        return r
 
     def virtual_now(self) -> int:
         """The store's virtual clock: the latest time any simulated run has reached."""
