@@ -39,7 +39,7 @@ from intento.errors import OperationalError
 from intento.evaluate import formula_facts, formula_holds
 from intento.execute.environment import Environment, Outcome, RealEnvironment, SimEnvironment, StepRequest
 from intento.execute.handlers import Registry
-from intento.execute.state import COOL_DOWN_MS, RunState, fold
+from intento.execute.state import COOL_DOWN_MS, RunState, fold, fold_on
 from intento.execute.store import HEARTBEAT_MS, Store, mark_taken, take, wall_ms
 from intento.plan import LearnedFigure, SwitchTime
 from intento.learn import Learning, figures as learned_figures, used as learned_used
@@ -162,6 +162,8 @@ class Executor:
         self._rolled: dict = {}
         self._rollout_checked: dict[str, int] = {}
         self._kept: set[str] = set()
+        #: Per run: its state as of the last event folded (`_state`).
+        self._folds: dict[str, RunState] = {}
 
     # ---- starting -------------------------------------------------------------------------
     def start(self, intent: str, given: dict[str, Any] | None, state: dict | None = None, key: str | None = None) -> str:
@@ -199,15 +201,17 @@ class Executor:
             "project": spec.fingerprint,
             "clock": clock,
         } | version
-        # The version's texts are kept before the run that names them exists (once per version).
+        # The version's texts are kept with the run that first names them (in its transaction:
+        # one durable commit; once per version and executor).
+        kept = None
         if version["version"] not in self._kept:
-            self.store.keep_version(version["version"], version["policy_set"], version["label"], kept_sources(spec), now)
-            self._kept.add(version["version"])
-        if not self.store.create_run(run_id, key, intent, spec.fingerprint, now, secrets, first, clock=clock, request=asked):
+            kept = (version["version"], version["policy_set"], version["label"], json.dumps(kept_sources(spec), separators=(",", ":")), now)
+        if not self.store.create_run(run_id, key, intent, spec.fingerprint, now, secrets, first, clock=clock, request=asked, version=kept):
             existing = self.store.run_by_key(key)
             if existing.get("request") not in (None, asked):
                 raise KeyReused(key, existing["id"])
             return existing["id"], False
+        self._kept.add(version["version"])
         if self.progress:
             self.progress("run_started", self._state(run_id), first)
         return run_id, True
@@ -304,6 +308,8 @@ class Executor:
             return None
         self._tokens[run_id] = token
         self._driving.add(run_id)
+        if self._driving == {run_id}:
+            self._last_beat = time.monotonic()  # the claim has just beaten the only run driven
         return self._drive(run_id, st)
 
     def release(self, run_id: str) -> None:
@@ -311,6 +317,7 @@ class Executor:
         self._driving.discard(run_id)
         self.capacity_blocked.discard(run_id)
         self._tokens.pop(run_id, None)
+        self._folds.pop(run_id, None)
         self.store.release(run_id, self.owner)
 
     def current(self, run_id: str) -> RunState:
@@ -407,7 +414,19 @@ class Executor:
         return [problem.intent.goal] + [r[1] for _, r in problem.rules if r[0] == "require"]
 
     def _state(self, run_id: str) -> RunState:
-        return fold(self.store.events(run_id))
+        """The run's state as of its last event. Folded once, then advanced only by the events
+        after the last one folded (`state.fold_on`): this executor's own appends come folded
+        from the store (`Store.folded`, which folds each event it writes for the projection),
+        and whatever another writer appended meanwhile is read with `events_after`, so a step
+        costs the same however long the log is. Each state handed out is a snapshot: it never
+        changes once returned."""
+        st = self._folds.get(run_id)
+        shared = self.store.folded(run_id) if hasattr(self.store, "folded") else None
+        if shared is not None and (st is None or shared.st.next_seq > st.next_seq):
+            st = shared.st  # the store's fold of this executor's last append (the same snapshot rules)
+        st = fold(self.store.events(run_id)) if st is None else fold_on(st, self.store.events_after(run_id, st.next_seq - 1))
+        self._folds[run_id] = st
+        return st
 
     def _context(self, run_id: str, st: RunState) -> dict:
         """The run's given values as JSON (`values.to_json`), secret ones read back from the store."""

@@ -9,10 +9,11 @@ never against the run's last event, and a run whose driving process is gone says
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from intento.versions import short
-from intento.execute.state import RunState, fold
+from intento.execute.state import RunState, fold, fold_on
 from intento.execute.store import driver_alive
 from intento.render import _dur
 
@@ -55,27 +56,81 @@ def run_view(run: dict, events: list[dict], now: int | None = None, driver: Any 
     event, for a log read on its own). ``driver`` is the store's driver row (None: nobody drives
     it; `UNKNOWN`: not looked up, so not judged); ``wall_now`` is the clock driver rows are
     judged by."""
-    st = fold(events)
-    last = events[-1]["at"] if events else st.started_at
-    now = last if now is None else max(now, last)
+    return view_at(Folded.of(run, events).base(), now, driver, wall_now)
+
+
+class Folded:
+    """A run's state as of its last event (`fold`), with what its view needs beyond the state:
+    its row (id, clock, creation time), the time of its last plan and its latest event time.
+    `advanced` gives a new one for the events that follow (this one is left as it was)."""
+
+    __slots__ = ("run", "st", "plan_at", "max_at")
+
+    def __init__(self, run: dict, st: RunState, plan_at: int | None, max_at: int):
+        self.run, self.st, self.plan_at, self.max_at = run, st, plan_at, max_at
+
+    @classmethod
+    def of(cls, run: dict, events: list[dict]) -> "Folded":
+        return cls(run, RunState(), None, 0).advanced(events)
+
+    @property
+    def seq(self) -> int:
+        return self.st.next_seq - 1
+
+    def advanced(self, events: list[dict]) -> "Folded":
+        if not events:
+            return self
+        plan_at, max_at = self.plan_at, self.max_at
+        for e in events:
+            if e["type"] == "planned":
+                plan_at = e["at"]
+            max_at = max(max_at, e["at"])
+        return Folded(self.run, fold_on(self.st, events), plan_at, max_at)
+
+    def base(self) -> dict[str, Any]:
+        return base_view(self.run, self.st, self.plan_at)
+
+    def index_row(self) -> tuple:
+        """The run's `run_index` row (`store.INDEX_COLUMNS`): its view (`body`) only once it has
+        finished (it no longer changes then); an unfinished run's is folded when listed."""
+        st = self.st
+        expected_end, holding, waits, stall_point = _index_facts(st, self.plan_at)
+        body = json.dumps(self.base(), separators=(",", ":"), default=str) if st.terminal else None
+        return (self.run.get("id") or st.run, self.seq, st.status, st.intent, self.run.get("clock") or "wall", self.run.get("created_at") or st.started_at, st.last_at,
+                self.max_at, st.deadline_at, expected_end, int(holding), waits, stall_point, body)
+
+
+def _index_facts(st: RunState, plan_at: int | None) -> tuple[int | None, bool, str | None, str | None]:
+    """What listing judges a run by beyond its status: (the expected end of its plan, when that
+    counts; holding; where it waits when driven; its stall point)."""
+    expected_end = None
+    if not st.terminal and st.plan and plan_at is not None and st.plan.get("latency_ms") is not None and st.plan.get("status") in ("optimal", "feasible"):
+        expected_end = plan_at + st.plan["latency_ms"]
+    holding = st.hold_until is not None or bool(st.holding and st.status == "running")
+    return expected_end, holding, None if st.terminal else _waits_on(st, True), None if st.terminal else _stall_point(st)
+
+
+def base_view(run: dict, st: RunState, plan_at: int | None) -> dict[str, Any]:
+    """The part of a run's view that only its events decide, read at its last event and not
+    judged by a driver, with what `view_at` needs to read it at any time (``_at``): the view as
+    `run_view` gives it is ``view_at(base_view(...), now, driver, wall_now)``."""
+    last = st.last_at
     rel = lambda t: None if t is None else t - st.started_at  # noqa: E731 - ms since the run's start
-    known = driver is not UNKNOWN
-    driver = driver if known else None
-    driven = st.terminal or not known or driver_alive(driver, wall_now)
+    expected_end, holding, waits, stall_point = _index_facts(st, plan_at)
     view: dict[str, Any] = {
         "run": run.get("id") or st.run,
         "intent": st.intent,
         "status": st.status,
         "clock": run.get("clock") or "wall",
         "started_at": st.started_at,
-        "now_ms": rel(now),
+        "now_ms": rel(last),
         "last_event_ms": rel(last),
-        "idle_ms": now - last,
+        "idle_ms": 0,
         "spent": str(st.spent),
         "facts": sorted(st.facts),
         "plans": st.plans,
-        "driven": driven,
-        "driver": _driver_view(driver),
+        "driven": True,
+        "driver": None,
         "steps": {a: {"provider": s.provider, "status": s.status, "attempt": s.attempt, "since_ms": rel(s.since), "external": s.external, "due_ms": rel(s.due),
                        "switch_at_ms": rel(s.switch_at), "switched": s.switched} for a, s in st.steps.items()},
         "outcome": st.outcome,
@@ -85,32 +140,47 @@ def run_view(run: dict, events: list[dict], now: int | None = None, driver: Any 
         "waiting_for": _waits(st),
         "stalled": False,
         "stalled_since_ms": None,
-        "stall_point": None if st.terminal else _stall_point(st),
-        "holding": st.hold_until is not None or bool(st.holding and st.status == "running"),
+        "stall_point": stall_point,
+        "holding": holding,
         "waits_on": None,
         # The version that judges the run's decisions (docs/executor.md, "Policy versions") and its migrations.
         "version": {"version": st.version, "policy_set": st.policy_set, "label": st.version_label},
         "migrations": [{k: m.get(k) for k in ("kind", "rollout", "mode", "from", "to", "to_label", "version", "reason", "added", "removed", "changed")} | {"at_ms": rel(m["at"])}
                        for m in st.migrations],
+        "_at": {"started": st.started_at, "last": last, "deadline": st.deadline_at, "terminal": st.terminal, "expected_end": expected_end, "waits": waits},
     }
-    if st.deadline_at is not None:
-        left = st.deadline_at - now
-        view["deadline"] = {"at_ms": rel(st.deadline_at), "left_ms": left if not st.terminal else None, "passed": not st.terminal and left < 0}
-    plan_at = next((e["at"] for e in reversed(events) if e["type"] == "planned"), None)
-    if not st.terminal and st.plan and plan_at is not None and st.plan.get("latency_ms") is not None and st.plan.get("status") in ("optimal", "feasible"):
-        expected_end = plan_at + st.plan["latency_ms"]
-        if now > expected_end:
-            view["behind_plan_ms"] = now - expected_end
-        if st.deadline_at is not None and (expected_end > st.deadline_at or now >= st.deadline_at):
-            view["at_risk"] = True
-    elif not st.terminal and st.deadline_at is not None and now >= st.deadline_at:
-        view["at_risk"] = True
-    if not st.terminal:
+    return view
+
+
+def _risk(terminal: bool, deadline: int | None, expected_end: int | None, now: int) -> tuple[int | None, bool]:
+    """(how far behind its plan, at risk) of a run read at ``now``."""
+    if terminal:
+        return None, False
+    if expected_end is not None:
+        return (now - expected_end if now > expected_end else None), deadline is not None and (expected_end > deadline or now >= deadline)
+    return None, deadline is not None and now >= deadline
+
+
+def view_at(base: dict[str, Any], now: int | None = None, driver: Any = UNKNOWN, wall_now: int | None = None) -> dict[str, Any]:
+    """A run's `base_view` read at ``now`` with its driver row (as `run_view` takes them)."""
+    view = dict(base)
+    at = view.pop("_at")
+    started, last, deadline, terminal = at["started"], at["last"], at["deadline"], at["terminal"]
+    now = last if now is None else max(now, last)
+    known = driver is not UNKNOWN
+    driver = driver if known else None
+    driven = terminal or not known or driver_alive(driver, wall_now)
+    view["now_ms"], view["idle_ms"], view["driven"], view["driver"] = now - started, now - last, driven, _driver_view(driver)
+    if deadline is not None:
+        left = deadline - now
+        view["deadline"] = {"at_ms": deadline - started, "left_ms": left if not terminal else None, "passed": not terminal and left < 0}
+    view["behind_plan_ms"], view["at_risk"] = _risk(terminal, deadline, at["expected_end"], now)
+    if not terminal:
         if not driven:
-            view["stalled"], view["stalled_since_ms"] = True, rel(last)
+            view["stalled"], view["stalled_since_ms"] = True, last - started
         elif view["behind_plan_ms"]:
-            view["stalled"], view["stalled_since_ms"] = True, rel(now - view["behind_plan_ms"])
-        view["waits_on"] = _waits_on(st, driven)
+            view["stalled"], view["stalled_since_ms"] = True, now - view["behind_plan_ms"] - started
+        view["waits_on"] = at["waits"] if driven else "not driven"
     return view
 
 
@@ -259,7 +329,17 @@ _RANK = {"escalated": 0, "failed": 0, "giving_up": 1, "running": 3, "succeeded":
 
 def run_views(store) -> list[dict]:
     """Every run of a store, as `run_view`, ordered as an operator reads them: escalated and
-    giving up first, then not driven or stalled, then at risk, then the rest; oldest first."""
+    giving up first, then not driven or stalled, then at risk, then the rest; oldest first.
+    Read from the store's projection (`Store.run_index`); a store without one is folded."""
+    if not hasattr(store, "run_index"):
+        return folded_run_views(store)
+    entries, wall = _index_entries(store)
+    return _views(store, entries, wall)
+
+
+def folded_run_views(store) -> list[dict]:
+    """`run_views` by folding every unfinished run's events (and keeping finished runs' views in
+    `finished_views`): what listing did before the projection, kept to check it against."""
     from intento.execute.store import TERMINAL, wall_ms
 
     wall = wall_ms()
@@ -315,8 +395,30 @@ def list_runs(store, status: str | None = None, intent: str | None = None, stall
     ``limit`` from ``offset``, and the count of unfinished runs grouped by where they are
     (`waits_on`), over every run the filters keep, most common first. ``search`` (a substring of
     the run id or intent, any case) and ``waits_on`` (one group) narrow the page but not the
-    groups, so a list narrowed to one group still shows the others."""
-    views = run_views(store)
+    groups, so a list narrowed to one group still shows the others.
+
+    Filtered, ordered and grouped from the store's projection (`Store.run_index`: a row of
+    indexed columns per run, current with its last event) judged at now with the drivers' rows;
+    only the page's views are read. A store without the projection is folded."""
+    if not hasattr(store, "run_index"):
+        return _list_views(folded_run_views(store), status, intent, stalled, limit, offset, search, waits_on)
+    entries, wall = _index_entries(store)
+    keep = [e for e in entries if _kept(e, status, intent, stalled)]
+    groups: dict[str, list[str]] = {}
+    for e in keep:
+        if e.waits_on:
+            groups.setdefault(e.waits_on, []).append(e.run)
+    waits = [{"waits_on": k, "count": len(ids), "runs": ids[:20]} for k, ids in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+    needle = (search or "").strip().lower()
+    if needle or waits_on:
+        keep = [e for e in keep if (not needle or needle in e.run.lower() or needle in (e.intent or "").lower()) and (not waits_on or e.waits_on == waits_on)]
+    page = keep[offset : offset + limit]
+    more = offset + limit < len(keep)
+    return {"total": len(keep), "runs": _views(store, page, wall), "waits": waits, "next_offset": offset + limit if more else None}
+
+
+def _list_views(views: list[dict], status, intent, stalled, limit, offset, search, waits_on) -> dict:
+    """`list_runs` over views already made (`folded_run_views`)."""
     keep = []
     for v in views:
         if intent is not None and v["intent"] != intent:
@@ -344,6 +446,73 @@ def list_runs(store, status: str | None = None, intent: str | None = None, stall
     page = keep[offset : offset + limit]
     more = offset + limit < len(keep)
     return {"total": len(keep), "runs": page, "waits": waits, "next_offset": offset + limit if more else None}
+
+
+
+
+class _Entry:
+    """One run of a listing, judged at now from its `run_index` columns (as `view_at` judges)."""
+
+    __slots__ = ("run", "created_at", "status", "intent", "holding", "stalled", "waits_on", "rank", "now", "driver")
+
+    def __init__(self, row: tuple, now: int, driver: dict | None, wall: int):
+        run, seq, status, intent, clock, created_at, last_at, max_at, deadline_at, expected_end, holding, waits, stall_point = row
+        self.run, self.created_at, self.status, self.intent, self.holding, self.driver = run, created_at, status, intent, bool(holding), driver
+        self.now = now
+        terminal = status in _TERMINAL
+        now = max(now, last_at)
+        driven = terminal or driver_alive(driver, wall)
+        behind, at_risk = _risk(terminal, deadline_at, expected_end, now)
+        self.stalled = not terminal and (not driven or bool(behind))
+        self.waits_on = None if terminal else (waits if driven else "not driven")
+        rank = _RANK.get(status, 4)
+        if status == "running":
+            rank = 1.5 if self.stalled else 2 if at_risk else rank
+        self.rank = rank
+
+
+_TERMINAL = ("succeeded", "escalated", "failed", "cancelled")
+
+
+def _kept(e: _Entry, status: str | None, intent: str | None, stalled: bool | None) -> bool:
+    if intent is not None and e.intent != intent:
+        return False
+    if status is not None:
+        if status == "holding":
+            if not (e.status == "running" and e.holding):
+                return False
+        elif status == "running":
+            if e.status != "running" or e.holding:
+                return False
+        elif e.status != status:
+            return False
+    return stalled is None or e.stalled == stalled
+
+
+def _index_entries(store) -> tuple[list[_Entry], int]:
+    """Every run of the store from its projection, judged at now and ordered as `run_views`
+    orders them; and the wall clock they were judged by. Finished runs' views are also kept in
+    `finished_views` (as listing always kept them) when they are not there yet."""
+    from intento.execute.store import wall_ms
+
+    wall = wall_ms()
+    virtual = store.virtual_now()
+    rows, drivers = store.run_index(), store.drivers()
+    entries = [_Entry(r, virtual if r[4] == "virtual" else wall, drivers.get(r[0]), wall) for r in rows]
+    entries.sort(key=lambda e: (e.rank, e.created_at, e.run))
+    kept = store.finished_view_seqs() if hasattr(store, "finished_view_seqs") else None
+    if kept is not None:
+        missing = {r[0]: r[1] for r in rows if r[2] in _TERMINAL and kept.get(r[0]) != r[1]}
+        if missing:
+            bodies = store.index_bodies(list(missing))
+            store.keep_finished_views([(run, missing[run], view_at(body, None, drivers.get(run), wall)) for run, body in bodies.items()])
+    return entries, wall
+
+
+def _views(store, entries: list[_Entry], wall: int) -> list[dict]:
+    """The views of listed runs, in their order, read from the projection at their now."""
+    bodies = store.index_bodies([e.run for e in entries])
+    return [view_at(bodies[e.run], e.now, e.driver, wall) for e in entries]
 
 
 def runs_table(store, views: list[dict] | None = None) -> list[str]:

@@ -151,6 +151,42 @@ def fold(events: list[dict]) -> RunState:
     return st
 
 
+def fold_on(st: RunState, events: list[dict]) -> RunState:
+    """``st`` (the fold of a log's first events) advanced by the events that follow them, as a
+    new state: ``fold_on(fold(a), b) == fold(a + b)``, and ``st`` itself is left as it was (a
+    state once handed out never changes under its holder). ``st`` when there is nothing new."""
+    if not events:
+        return st
+    new = snapshot(st)
+    for ev in events:
+        apply(new, ev)
+    return new
+
+
+def _copy(obj):
+    """A shallow copy of a dataclass instance (its fields' values shared)."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    return new
+
+
+def snapshot(st: RunState) -> RunState:
+    """A copy of ``st`` that `apply` can advance without touching ``st``: every container and
+    step `apply` changes in place is copied; what it only ever replaces (the plan, the outcome,
+    an observation, the context) is shared."""
+    new = _copy(st)
+    new.facts = set(st.facts)
+    new.steps = {a: _copy(s) for a, s in st.steps.items()}
+    new.compensations = {a: _copy(s) for a, s in st.compensations.items()}
+    new.completed = list(st.completed)
+    new.failures = {p: list(ts) for p, ts in st.failures.items()}
+    new.observed = dict(st.observed)
+    new.excluded = dict(st.excluded)
+    new.attempts = dict(st.attempts)
+    new.migrations = list(st.migrations)
+    return new
+
+
 def apply(st: RunState, ev: dict) -> None:
     t, at, d = ev["type"], ev["at"], ev["data"]
     st.next_seq = ev["seq"] + 1

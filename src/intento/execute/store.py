@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from intento.errors import OperationalError
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 MIGRATIONS = {
     1: [
@@ -158,7 +158,43 @@ MIGRATIONS = {
             report TEXT NOT NULL
         )""",
     ],
+    8: [
+        # A projection for listing and for the clock, kept current on append: one row per run,
+        # written in the transaction of each of its events (and of its creation), as of its last
+        # event `seq`: where the run is (status, intent, stall point, deadline, what it waits on
+        # when driven, the expected end of its plan), its latest event time (`max_at`: the store's
+        # virtual clock is their maximum) and its supervision view read at its last event
+        # (`body`, `report.base_view`: a finished run's; an unfinished run's view is folded when it is
+        # listed, on a page). Derived from the event log, so it is rebuilt for any run
+        # whose row is missing or not of its last event (`Store.run_index`); existing stores are
+        # filled in by this migration.
+        """CREATE TABLE IF NOT EXISTS run_index (
+            run TEXT PRIMARY KEY REFERENCES runs(id),
+            seq INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            intent TEXT NOT NULL,
+            clock TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            last_at INTEGER NOT NULL,
+            max_at INTEGER NOT NULL,
+            deadline_at INTEGER,
+            expected_end INTEGER,
+            holding INTEGER NOT NULL,
+            waits_on TEXT,
+            stall_point TEXT,
+            body TEXT
+        )""",
+        "CREATE INDEX IF NOT EXISTS run_index_status ON run_index(status, created_at, run)",
+        "CREATE INDEX IF NOT EXISTS run_index_intent ON run_index(intent, created_at, run)",
+        "CREATE INDEX IF NOT EXISTS run_index_clock ON run_index(clock, max_at)",
+    ],
 }
+
+#: The columns of `run_index`, in order (`report.index_row` gives a row's values).
+INDEX_COLUMNS = ("run", "seq", "status", "intent", "clock", "created_at", "last_at", "max_at", "deadline_at", "expected_end", "holding", "waits_on", "stall_point", "body")
+#: How many runs' folded states a store keeps to write their `run_index` rows (unfinished runs:
+#: a finished run's state is dropped with its outcome).
+INDEX_CACHE = 4096
 
 #: How often a driver beats its runs' rows, and after how long without a beat a run counts as
 #: not driven (wall-clock ms; a driver on this host whose process is gone counts at once).
@@ -247,6 +283,11 @@ class Store:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._crash = _Crash()
+        #: Per run: its folded state as of its last event (`report.Folded`), to write its
+        #: `run_index` row with each append without reading its log again.
+        self._folds: dict[str, Any] = {}
+        #: `run_index` rows this store rebuilt but could not write (a busy or read-only store).
+        self._unsaved: dict[str, tuple] = {}
         try:
             if not self.path.exists():
                 # Owner-only from the first byte: the store holds secret given values.
@@ -290,6 +331,9 @@ class Store:
                 for v in range(current + 1, SCHEMA_VERSION + 1):
                     for stmt in MIGRATIONS[v]:
                         self.db.execute(stmt)
+                if current and current < 8:
+                    # The projection of an existing store's runs, folded once from their logs.
+                    self._index_runs([r[0] for r in self.db.execute("SELECT id FROM runs")])
                 if row is None:
                     self.db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
                 else:
@@ -302,11 +346,13 @@ class Store:
         self.db.close()
 
     # -- runs --
-    def create_run(self, run_id: str, key: str, intent: str, project: str, at: int, secrets: dict[str, Any], first: dict[str, Any], clock: str = "wall", request: str | None = None) -> bool:
+    def create_run(self, run_id: str, key: str, intent: str, project: str, at: int, secrets: dict[str, Any], first: dict[str, Any], clock: str = "wall", request: str | None = None,
+                   version: tuple | None = None) -> bool:
         """Create a run with its first event (``run_started``) in one transaction, so a crash
         leaves either both or neither; False (and nothing written) if the key exists.
         ``request``: a hash of what the run was asked with (to refuse a key used again with a
-        different request)."""
+        different request). ``version``: the texts of the version it starts on, kept with it
+        (`keep_version`'s arguments, in order, with its sources as JSON), once per version."""
         body = json.dumps(first, sort_keys=True, separators=(",", ":"), default=str)
         with self._lock:
             try:
@@ -321,10 +367,15 @@ class Store:
                 self.db.execute("INSERT INTO events (run, seq, type, at, data) VALUES (?, 1, 'run_started', ?, ?)", (run_id, at, body))
                 for name, value in secrets.items():
                     self.db.execute("INSERT INTO run_secrets VALUES (?, ?, ?)", (run_id, name, encode_secret(value)))
+                if version is not None:
+                    self.db.execute("INSERT OR IGNORE INTO versions (id, policy_set, label, sources, at) VALUES (?, ?, ?, ?, ?)", version)
+                folded = self._advance_index(run_id, 0, {"seq": 1, "type": "run_started", "at": at, "data": json.loads(body)},
+                                             {"id": run_id, "created_at": at, "clock": clock})
                 self._crash.before_commit()
                 self.db.execute("COMMIT")
             except BaseException as e:
                 raise self._fail("record a new run", e) from None
+            self._remember(run_id, folded)
             self._crash.after_commit()
             return True
 
@@ -401,6 +452,9 @@ class Store:
                     self.db.execute("DELETE FROM slots WHERE run = ? AND action = ?", (run_id, data.get("action")))
                 if status in TERMINAL:
                     self.db.execute("DELETE FROM slots WHERE run = ?", (run_id,))
+                    if driver is not None:
+                        # Its driver's lease ends with the outcome, in the same commit.
+                        self.db.execute("DELETE FROM drivers WHERE run = ? AND owner = ?", (run_id, driver))
                 self.db.execute("INSERT INTO events (run, seq, type, at, data, driver) VALUES (?, ?, ?, ?, ?, ?)", (run_id, seq, type_, at, body, driver))
                 if type_ in _SAMPLED and not data.get("compensation_for") and data.get("provider") and data.get("action") and not data.get("reconciled"):
                     latency = data.get("latency_ms") if type_ == "step_succeeded" else None
@@ -412,6 +466,7 @@ class Store:
                     self.db.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (at, run_id))
                 if outbox is not None:
                     self.db.execute("INSERT OR REPLACE INTO outbox VALUES (?, ?, ?)", (outbox[0], run_id, json.dumps(outbox[1], sort_keys=True, default=str)))
+                folded = self._advance_index(run_id, last, {"seq": seq, "type": type_, "at": at, "data": json.loads(body)})
                 self._crash.before_commit()
                 self.db.execute("COMMIT")
             except BaseException as e:
@@ -419,8 +474,139 @@ class Store:
                     self._fail("", e)
                     raise
                 raise self._fail(f"record event {seq} ({type_}) of run {run_id}", e) from None
+            self._remember(run_id, folded)
             self._crash.after_commit()
             return True
+
+    # -- the projection (`run_index`) --
+    _INDEX_INSERT = f"INSERT OR REPLACE INTO run_index ({', '.join(INDEX_COLUMNS)}) VALUES ({', '.join('?' * len(INDEX_COLUMNS))})"
+
+    def _advance_index(self, run_id: str, last: int, event: dict, row: dict | None = None):
+        """Inside an append's transaction: write the run's `run_index` row as of ``event`` (which
+        follows event ``last``) and return its fold then. The fold of event ``last`` is this
+        store's own (kept from its last append to the run) when it is of that event, advanced by
+        what another writer appended meanwhile, else folded from the log."""
+        from intento.execute.report import Folded
+
+        # The event itself is already inserted: what is read from the log stops before it.
+        folded = self._folds.get(run_id)
+        try:
+            if folded is None or folded.seq > last:
+                if row is None:
+                    r = self.db.execute("SELECT id, created_at, clock FROM runs WHERE id = ?", (run_id,)).fetchone()
+                    row = {"id": r[0], "created_at": r[1], "clock": r[2]} if r else {"id": run_id}
+                folded = Folded.of(row, [e for e in self.events(run_id) if e["seq"] <= last] if last else [])
+            elif folded.seq < last:
+                folded = folded.advanced([e for e in self.events_after(run_id, folded.seq) if e["seq"] <= last])
+            folded = folded.advanced([event])
+            index_row = folded.index_row()
+        except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError):
+            # An event the fold cannot read (written by hand, or by a tool of its own) never
+            # stops the append: the projection is derived, so the run's row is dropped and
+            # listing folds the run from its log as it always could.
+            self.db.execute("DELETE FROM run_index WHERE run = ?", (run_id,))
+            return None
+        self.db.execute(self._INDEX_INSERT, index_row)
+        return folded
+
+    def folded(self, run_id: str) -> Any:
+        """This store's fold of the run as of the last event it appended to it (`report.Folded`;
+        None if it has not, or the run has finished). Events other writers appended since are
+        not in it: read them with `events_after`."""
+        return self._folds.get(run_id)
+
+    def _remember(self, run_id: str, folded) -> None:
+        """Keep a run's fold after its append committed (never a finished run's: it is done)."""
+        self._unsaved.pop(run_id, None)
+        if folded is None or folded.st.terminal:
+            self._folds.pop(run_id, None)
+            return
+        if len(self._folds) >= INDEX_CACHE and run_id not in self._folds:
+            self._folds.pop(next(iter(self._folds)))
+        self._folds[run_id] = folded
+
+    def _index_runs(self, runs: list[str]) -> list[tuple]:
+        """Fold these runs from their logs and write their `run_index` rows (in the transaction
+        open, if one is); the rows."""
+        from intento.execute.report import Folded
+
+        rows = []
+        for run in runs:
+            r = self.run(run)
+            if r is None:
+                continue
+            rows.append(Folded.of(r, self.events(run)).index_row())
+        if rows:
+            self.db.executemany(self._INDEX_INSERT, rows)
+        return rows
+
+    def run_index(self) -> list[tuple]:
+        """Every run's `run_index` row but its body (`INDEX_COLUMNS[:-1]`), oldest first. A run
+        whose row is missing or not of its last event (written by an older intento, or by hand)
+        is folded from its log and its row written again (when the store is busy or read-only,
+        only remembered); rows of runs the store no longer has are left out."""
+        stale = [r[0] for r in self._read("read its runs' projection", """
+            SELECT r.id FROM runs r LEFT JOIN run_index i ON i.run = r.id
+            WHERE i.seq IS NOT (SELECT MAX(e.seq) FROM events e WHERE e.run = r.id)""")]
+        if stale:
+            with self._lock:
+                try:
+                    self.db.execute("PRAGMA busy_timeout = 250")  # a cache write never holds a page up for long
+                    self.db.execute("BEGIN IMMEDIATE")
+                    self._index_runs(stale)
+                    self.db.execute("DELETE FROM run_index WHERE run NOT IN (SELECT id FROM runs)")
+                    self.db.execute("COMMIT")
+                    for run in stale:
+                        self._unsaved.pop(run, None)
+                except sqlite3.Error as e:
+                    self._fail("keep its runs' projection", e)  # rolls back; not raised: the rows are derived
+                    for row in self._index_runs_in_memory(stale):
+                        self._unsaved[row[0]] = row
+                finally:
+                    self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+        cols = ", ".join("i." + c for c in INDEX_COLUMNS[:-1])
+        rows = self._read("read its runs' projection", f"SELECT {cols} FROM run_index i JOIN runs r ON r.id = i.run ORDER BY i.created_at, i.run")
+        if self._unsaved:
+            fresh = {r[0]: r[:-1] for r in self._unsaved.values()}
+            rows = [fresh.pop(r[0], r) for r in rows] + list(fresh.values())
+        return rows
+
+    def _index_runs_in_memory(self, runs: list[str]) -> list[tuple]:
+        from intento.execute.report import Folded
+
+        out = []
+        for run in runs:
+            r = self.run(run)
+            if r is not None:
+                out.append(Folded.of(r, self.events(run)).index_row())
+        return out
+
+    def index_bodies(self, runs: list[str]) -> dict[str, dict]:
+        """The views of these runs read at their last event (`report.base_view`), by run: a
+        finished run's from the projection, any other's folded from its log."""
+        stored: dict[str, str | None] = {}
+        for i in range(0, len(runs), 500):
+            chunk = runs[i : i + 500]
+            stored.update(self._read("read its runs' projection", f"SELECT run, body FROM run_index WHERE run IN ({','.join('?' * len(chunk))})", tuple(chunk)))
+        out: dict[str, dict] = {}
+        for run in runs:
+            body = self._unsaved[run][-1] if run in self._unsaved else stored.get(run)
+            try:
+                if body is not None:
+                    out[run] = json.loads(body)
+                    continue
+            except ValueError:
+                pass  # unreadable (edited by hand): folded again
+            r = self.run(run)
+            if r is not None:
+                from intento.execute.report import Folded
+
+                out[run] = Folded.of(r, self.events(run)).base()
+        return out
+
+    def finished_view_seqs(self) -> dict[str, int]:
+        """The last event number each stored finished run's view is of (`finished_views`)."""
+        return dict(self._read("read its finished runs' views", "SELECT run, seq FROM finished_views"))
 
     def events(self, run_id: str) -> list[dict]:
         rows = self._read("read a run's events", "SELECT seq, type, at, data FROM events WHERE run = ? ORDER BY seq", (run_id,))
@@ -626,7 +812,13 @@ class Store:
         return r
 
     def virtual_now(self) -> int:
-        """The store's virtual clock: the latest time any simulated run has reached."""
+        """The store's virtual clock: the latest time any simulated run has reached (from the
+        projection's index, `run_index(clock, max_at)`: one look-up, whatever the store's size;
+        from the events themselves when some run has no projection row)."""
+        (indexed, runs, now), = self._read("read its clock", """SELECT (SELECT COUNT(*) FROM run_index), (SELECT COUNT(*) FROM runs),
+            (SELECT COALESCE(MAX(max_at), 0) FROM run_index WHERE clock = 'virtual')""")
+        if indexed == runs:
+            return now
         return self._read("read its clock", "SELECT COALESCE(MAX(e.at), 0) FROM events e JOIN runs r ON r.id = e.run WHERE r.clock = 'virtual'")[0][0]
 
     def now(self, clock: str) -> int:
