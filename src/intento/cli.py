@@ -268,6 +268,10 @@ def plan(
     verify: bool = typer.Option(False, "--verify", help="Also solve with the other back-end and fail (exit 5) if the optima differ."),
     timings: bool = typer.Option(False, "--timings", help="Include wall-clock and search counters in the output (makes it vary between runs)."),
     audit: Optional[Path] = typer.Option(None, "--audit", help="Append this decision to a hash-chained audit log (JSON Lines)."),
+    work_limit: Optional[float] = typer.Option(
+        None, "--work-limit", min=0.001,
+        help="A budget of solver work for the whole request, in CP-SAT's deterministic time units (about a second of search each): an answer cut by it is the same on a busy machine as on an idle one. Besides --time-limit.",
+    ),
 ) -> None:
     """Plan an intent: the optimal steps, providers and schedule. Exit 0 with a plan, 3 when infeasible, 4 when no plan was found in time, 1 on bad input."""
     from intento.solve import plan_problem
@@ -275,7 +279,7 @@ def plan(
     spec = _load_spec(paths)
     with _bad_input_exits():
         problem, _, _ = _request(spec, intent, given, state)
-        result = plan_problem(problem, backend=backend.value, time_limit_s=time_limit, num_workers=workers, explain=explain.value, include_timings=timings)
+        result = plan_problem(problem, backend=backend.value, time_limit_s=time_limit, num_workers=workers, explain=explain.value, include_timings=timings, work_limit=work_limit)
         other = None
         if verify:
             other_backend = "constraint" if backend is BackendName.cpsat else "cpsat"
@@ -354,6 +358,10 @@ def explain(
     format: ExplainFormat = typer.Option(ExplainFormat.text, "--format", "-f", help="text, json (the Explanation model) or markdown (a report a reviewer can file)."),
     level: ExplainName = typer.Option(ExplainName.full, "--level", help="basic or full (counterfactuals and policy prices)."),
     time_limit: float = typer.Option(10.0, "--time-limit", help="Seconds per solve.", min=0.001),
+    work_limit: Optional[float] = typer.Option(
+        None, "--work-limit", min=0.001,
+        help="A budget of solver work for the whole request, in CP-SAT's deterministic time units (about a second of search each): an answer cut by it is the same on a busy machine as on an idle one. Besides --time-limit.",
+    ),
     why_not: Optional[List[str]] = typer.Option(
         None,
         "--why-not",
@@ -372,7 +380,7 @@ def explain(
     with _bad_input_exits():
         problem, given_data, state_data = _request(spec, intent, given, state)
         questions = _why_not_questions(problem, why_not)
-        result = plan_problem(problem, time_limit_s=time_limit, explain=level.value)
+        result = plan_problem(problem, time_limit_s=time_limit, explain=level.value, work_limit=work_limit)
     if questions is not None:
         _explain_why_not(problem, result, questions, format, spec, given_data, state_data, time_limit)
     if format is ExplainFormat.json:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from ortools.sat.python import cp_model
 
 from intento.evaluate import COMPARE, FLIP
-from intento.problem import Member, Problem, risk_int
+from intento.problem import Act, Member, Problem, risk_int
 from intento.syntax import ast
 
 
@@ -89,11 +89,7 @@ def compile_problem(
         return [c.literals[member.id]]
 
     allowed: dict[str, list] = {}
-    needed = relevant_actions(problem, force)
     for a in problem.actions:
-        if needed is not None and a.name not in needed:
-            allowed[a.name] = []
-            continue
         opts = []
         for o in a.options:
             blockers = [b for b in o.forbidden_by if active(b)]
@@ -103,6 +99,17 @@ def compile_problem(
                 continue
             opts.append((o, blockers))
         allowed[a.name] = opts
+    # Forward, then backward: only actions whose requirement can ever hold (from the observed
+    # facts, through actions with an option left), and among those only the ones an optimal plan
+    # can need. Both only drop actions no plan (resp. no optimal plan) of this model can use.
+    reach = None
+    if FORWARD_PRUNING:
+        waits = [] if literals else [(f, t) for owner, f, t in problem.befores if isinstance(owner, Member) and active(owner)]
+        reach = reachable_actions(problem, allowed, waits, force)
+    needed = relevant_actions(problem, force, within=reach)
+    for a in problem.actions:
+        if (reach is not None and a.name not in reach) or (needed is not None and a.name not in needed):
+            allowed[a.name] = []
     if not literals:
         _drop_dominated(problem, allowed, force)
     if horizon is None:
@@ -115,8 +122,16 @@ def compile_problem(
     c = Compiled(m, problem, horizon)
 
     capacity_binding = _binding_capacities(problem, allowed) if shared_capacity is None else shared_capacity
+    zero = None
     for a in problem.actions:
         opts = allowed[a.name]
+        if not opts and not (a.name in force or a.done):
+            # Never used (pruned, or no option left): one shared constant stands for its use,
+            # start and end, so a large project's unusable actions cost the model nothing.
+            if zero is None:
+                zero = m.NewConstant(0)
+            c.use[a.name] = c.start[a.name] = c.end[a.name] = zero
+            continue
         use = m.NewBoolVar(f"{prefix}use[{a.name}]")
         c.use[a.name] = use
         xs = []
@@ -262,6 +277,12 @@ def compile_problem(
             m.AddImplication(fits, o.Not())
 
     # -- when each used step starts: its `requires` and every `require F before` it honours --
+    befores_of: dict[str, list] = {}
+    for owner, formula, target in problem.befores:
+        befores_of.setdefault(target, []).append((owner, formula))
+    xs_of: dict[str, list] = {}
+    for (an, pv), xv in c.x.items():
+        xs_of.setdefault(an, []).append((pv, xv))
     for a in problem.actions:
         if not allowed[a.name]:
             continue
@@ -274,9 +295,7 @@ def compile_problem(
             else:
                 m.Add(use <= h)
         parts = [t_formula(a.requires)] if a.requires is not None else []
-        for owner, formula, target in problem.befores:
-            if target != a.name:
-                continue
+        for owner, formula in befores_of.get(a.name, ()):
             if isinstance(owner, Member):
                 if not active(owner):
                     continue
@@ -306,8 +325,8 @@ def compile_problem(
             # Only a step on a provider whose capacity binds ever waits (moving any other one to
             # its ready time keeps every capacity and ends nothing later), and none waits when no
             # capacity is exceeded at all: the contract's schedule is then the earliest one.
-            for (an, pv), xv in c.x.items():
-                if an == a.name and pv not in capacity_binding:
+            for pv, xv in xs_of.get(a.name, ()):
+                if pv not in capacity_binding:
                     m.Add(start == t).OnlyEnforceIf(xv)
             if fits is not None:
                 m.Add(start == t).OnlyEnforceIf([use, fits])
@@ -316,8 +335,9 @@ def compile_problem(
 
     # -- makespan and metrics --
     c.makespan = m.NewIntVar(0, horizon, f"{prefix}makespan")
-    if problem.actions:
-        m.AddMaxEquality(c.makespan, [c.end[a.name] for a in problem.actions])
+    ends = [c.end[a.name] for a in problem.actions if c.end[a.name] is not zero]
+    if ends:
+        m.AddMaxEquality(c.makespan, ends)
     else:
         m.Add(c.makespan == 0)
     c.cost = sum(problem.money_int(o.cost) * xv for (an, p), xv in c.x.items() for o in [problem.option(an, p)])
@@ -464,7 +484,7 @@ def _all_rules(problem: Problem) -> tuple[list[tuple], bool]:
     return rules, any(_rewards_more_steps(r) for r in rules)
 
 
-def relevant_actions(problem: Problem, force: dict[str, str] | None = None) -> set[str] | None:
+def relevant_actions(problem: Problem, force: dict[str, str] | None = None, within: set[str] | None = None) -> set[str] | None:
     """The actions an optimal plan can contain, or None when every action may be.
 
     An action that achieves nothing the goal, a `require`, a `before` or the requirement of
@@ -472,7 +492,11 @@ def relevant_actions(problem: Problem, force: dict[str, str] | None = None) -> s
     optimal plan (tie-break: fewer steps) holds it - unless a rule rewards more steps (a floor on
     a count, cost or latency, a ceiling on reliability), a weight is negative, or an option costs
     less than nothing. Leaving such actions out of the model is exact and shrinks large estates
-    by about half (benchmarks/plan_latency.py)."""
+    by about half (benchmarks/plan_latency.py).
+
+    ``within``: the actions any plan can use at all (`reachable_actions`), None for all; an
+    action outside it neither is kept nor makes what it requires relevant. Linear in the size of
+    the problem: one pass over each needed fact's achievers."""
     from intento.evaluate import formula_facts
 
     rules, rewarding = _all_rules(problem)
@@ -490,18 +514,79 @@ def relevant_actions(problem: Problem, force: dict[str, str] | None = None) -> s
     for _, formula, _ in problem.befores:
         facts |= formula_facts(formula)
     keep = {a.name for a in problem.actions if a.done or a.name in (force or {})}
+    achievers: dict[str, list[Act]] = {}
     for a in problem.actions:
         if a.name in keep:
             facts |= formula_facts(a.requires)
-    changed = True
-    while changed:
-        changed = False
-        for a in problem.actions:
-            if a.name not in keep and facts & set(a.achieves):
+        elif within is None or a.name in within:
+            for f in a.achieves:
+                achievers.setdefault(f, []).append(a)
+    todo = list(facts)
+    while todo:
+        for a in achievers.get(todo.pop(), ()):
+            if a.name not in keep:
                 keep.add(a.name)
-                facts |= formula_facts(a.requires)
-                changed = True
+                more = formula_facts(a.requires) - facts
+                facts |= more
+                todo.extend(more)
     return keep
+
+
+#: Forward reachability pruning in `compile_problem` (tests switch it off to compare plans).
+FORWARD_PRUNING = True
+
+
+def reachable_actions(problem: Problem, allowed: dict[str, list], waits: list[tuple[ast.Expr, str]] = (), force: dict[str, str] | None = None) -> set[str]:
+    """The actions whose requirement can ever hold: from the observed facts (and the facts of
+    completed steps), the least fixed point of "an action with an option left whose `requires`
+    and every hard `require F before` it in ``waits`` (formula, action) hold on the facts
+    reachable so far achieves its facts". Any other action can be in no plan of the model: its
+    requirement never holds, whatever is chosen (a cycle of actions that each need another's
+    fact cannot start, since every latency is at least 1 ms). Forced actions (``force``) stay in
+    the model, reachable or not, so forcing one that is not makes the model infeasible as
+    before; they make nothing reachable.
+
+    The requirement read here never includes what a relaxable rule adds: callers pass only the
+    hard `before`s enforced outright, none when members are behind literals. A worklist over a
+    fact -> waiting actions index: each action's requirement is read again only when one of its
+    facts first becomes reachable, so this is linear in the size of the problem."""
+    from intento.evaluate import formula_facts, formula_holds
+
+    extra: dict[str, list[ast.Expr]] = {}
+    for formula, target in waits:
+        extra.setdefault(target, []).append(formula)
+    facts: set[str] = set(problem.state.facts)
+    keep: set[str] = set()
+    todo: list[str] = []
+
+    def ready(a: Act) -> bool:
+        return formula_holds(a.requires, facts) and all(formula_holds(f, facts) for f in extra.get(a.name, ()))
+
+    def reach(a: Act) -> None:
+        keep.add(a.name)
+        for f in a.achieves:
+            if f not in facts:
+                facts.add(f)
+                todo.append(f)
+
+    watchers: dict[str, list[Act]] = {}
+    for a in problem.actions:
+        if a.done:
+            reach(a)  # history: what it achieved holds, whatever it required
+        elif allowed[a.name]:
+            needs = formula_facts(a.requires)
+            for f in extra.get(a.name, ()):
+                needs = needs | formula_facts(f)
+            for f in needs:
+                watchers.setdefault(f, []).append(a)
+    for a in problem.actions:
+        if not a.done and allowed[a.name] and a.name not in keep and ready(a):
+            reach(a)
+    while todo:
+        for a in watchers.get(todo.pop(), ()):
+            if a.name not in keep and ready(a):
+                reach(a)
+    return keep | set(force or ())
 
 
 def _drop_dominated(problem: Problem, allowed: dict[str, list], force: dict[str, str]) -> None:

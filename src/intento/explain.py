@@ -7,11 +7,14 @@ policy statements, budget, deadline, providers observed down, options too slow f
 action's `timeout`) that admits no plan.
 
 Minimality is established, not assumed: every member is behind an enforcement literal
-(compile.py, ``literals=True``), the model is solved for feasibility only (no objective), and a
-deletion pass drops each member in turn, keeping it only if the rest become feasible without it.
+(compile.py, ``literals=True``), the one model is solved for feasibility only (no objective)
+under assumptions, CP-SAT's core of the first solve is the starting set, and a divide-and-conquer
+search or a core-guided deletion pass keeps a member only if the rest become feasible without it.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 from ortools.sat.python import cp_model
 
@@ -22,10 +25,6 @@ from decimal import Decimal
 
 from intento.plan import Alternative, Explanation, PolicyPrice, PolicyRef, StepExplanation, UnusedAction
 from intento.problem import Member, Problem, statement_text
-
-#: Above this many members, the deletion pass starts from CP-SAT's own core instead of all members.
-DELETION_FROM_ALL = 40
-
 
 def ref(m: Member) -> PolicyRef:
     return PolicyRef(policy=m.name, statement=m.text, kind=m.kind, location=m.span.location if m.span else None)
@@ -77,81 +76,165 @@ def basic(problem: Problem, choice: dict[str, str] | None) -> Explanation:
     )
 
 
-def _feasible(c, lits: list, end: float) -> bool | None:
-    """Is the model feasible under these assumptions? None when unknown, or when the request's
-    time is already spent (``end``, on `cpsat.clock()`)."""
-    left = end - cpsat.clock()
-    if left <= 0:
+def _assumption_solver(left: float) -> cp_model.CpSolver:
+    """A solver for feasibility under assumptions: one worker, no presolve, no probing, no LP.
+
+    Presolve cannot use what is behind an enforcement literal, so on these models it only costs
+    (it made each solve 2-3x slower); probing, run before the assumptions are taken, costs most
+    of an infeasible solve at 200 actions (about 120 ms where the conflict then takes 8 ms,
+    benchmarks/conflicts.py); the LP relaxation helps optimise, and these solves have no
+    objective. All of this changes only the search, never a status."""
+    solver = new_solver(left)
+    solver.parameters.cp_model_presolve = False
+    solver.parameters.cp_model_probing_level = 0
+    solver.parameters.linearization_level = 0
+    solver.parameters.symmetry_level = 0
+    return solver
+
+
+class _Oracle:
+    """Feasibility of the one literal model under a set of members' assumptions, within the
+    request's budget (``end``, on `cpsat.clock()`). Each answer is cached by the set; an
+    infeasible answer also gives CP-SAT's core, the members it needed (a subset of the set)."""
+
+    def __init__(self, c, lits: dict[str, object], end: float):
+        self.c, self.lits, self.end = c, lits, end
+        self.by_index = {lit.Index(): mid for mid, lit in lits.items()}
+        self.solves = 0
+        self._seen: dict[frozenset[str], tuple[bool | None, frozenset[str]]] = {}
+
+    def __call__(self, ids: frozenset[str]) -> tuple[bool | None, frozenset[str]]:
+        """(feasible?, core): None when the budget ran out or the solver could not tell."""
+        if ids in self._seen:
+            return self._seen[ids]
+        left = self.end - cpsat.clock()
+        if cpsat.out_of_time(self.end):
+            return None, ids
+        m = self.c.model
+        m.ClearAssumptions()
+        m.AddAssumptions([self.lits[i] for i in sorted(ids)])
+        solver = _assumption_solver(left)
+        status = solver.Solve(m)
+        self.solves += 1
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            out = (True, ids)
+        elif status == cp_model.INFEASIBLE:
+            core = frozenset(self.by_index[i] for i in solver.SufficientAssumptionsForInfeasibility() if i in self.by_index) & ids
+            out = (False, core or ids)
+        else:
+            return None, ids
+        self._seen[ids] = out
+        return out
+
+
+def _shrink(oracle: Callable[[frozenset[str]], tuple[bool | None, frozenset[str]]], conflict: frozenset[str], last: frozenset[str] = frozenset()) -> frozenset[str] | None:
+    """A deletion pass over an infeasible set, guided by cores: each member is tried once; when
+    the rest is still infeasible, the set becomes that solve's core (a subset of the rest), which
+    drops every member the solver did not need at once. A member kept was needed: without it the
+    set was feasible, and so is every subset of that set, so the result is minimal.
+
+    Members in ``last`` are tried last and never dropped by a core (only by their own trial), so
+    a conflict keeps them whenever the members tried before them allow it."""
+    needed: set[str] = set()
+    while True:
+        untried = sorted(conflict - needed - last) + sorted((conflict & last) - needed)
+        if not untried:
+            return conflict
+        m = untried[0]
+        rest = conflict - {m}
+        ok, core = oracle(rest)
+        if ok is None:
+            return None
+        if ok:
+            needed.add(m)
+        else:
+            conflict = core | (rest & last)
+
+
+def _quickxplain(oracle: _Oracle, members: list[str]) -> frozenset[str] | None:
+    """A minimal infeasible subset by divide and conquer (Junker's QuickXplain): with a
+    conflict of k among n members it needs about 2k log(n/k) solves, where a deletion pass
+    needs n. Used when CP-SAT's core leaves many members."""
+    def qx(background: frozenset[str], added: bool, rest: list[str]) -> frozenset[str] | None:
+        if added:
+            ok, _ = oracle(background)
+            if ok is None:
+                raise _Spent
+            if not ok:
+                return frozenset()
+        if len(rest) == 1:
+            return frozenset(rest)
+        half = len(rest) // 2
+        first, second = rest[:half], rest[half:]
+        d2 = qx(background | frozenset(first), True, second)
+        d1 = qx(background | d2, bool(d2), first)
+        return d1 | d2
+
+    try:
+        return qx(frozenset(), False, members)
+    except _Spent:
         return None
-    m = c.model
-    m.ClearAssumptions()
-    m.AddAssumptions(lits)
-    status = new_solver(left).Solve(m)
-    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return True
-    if status == cp_model.INFEASIBLE:
-        return False
-    return None
 
 
-def minimal_conflict(problem: Problem, time_limit_s: float = 10.0, force: dict[str, str] | None = None, deadline: float | None = None) -> list[Member] | None:
+class _Spent(Exception):
+    """The request's budget ran out inside a divide-and-conquer search."""
+
+
+#: Above this many members left by CP-SAT's core, the divide-and-conquer search runs first.
+QUICKXPLAIN_FROM = 8
+
+
+def minimal_conflict(
+    problem: Problem, time_limit_s: float = 10.0, force: dict[str, str] | None = None, deadline: float | None = None, keep: frozenset[str] = frozenset()
+) -> list[Member] | None:
     """A minimal infeasible subset of the members, or None if it could not be established.
     With ``force`` (action -> provider) the conflict is the one that forbids that choice.
-    Every feasibility solve shares one budget: ``time_limit_s`` from now, and never past
+    ``keep``: member ids the conflict should hold where one can (a why-not question's demands,
+    whose base request may be infeasible on its own): the search starts from every member and
+    tries them last.
+
+    One model, every member behind an enforcement literal, is solved under assumptions: the
+    first solve's core (CP-SAT's own) is the starting set; a divide-and-conquer search
+    (`_quickxplain`) cuts it when it is large, and a core-guided deletion pass (`_shrink`) proves
+    it minimal. Every solve shares one budget: ``time_limit_s`` from now, and never past
     ``deadline`` (the request's, on `cpsat.clock()`); None once it is spent."""
     end = cpsat.ends_at(SolveOptions(time_limit_s=time_limit_s, deadline=deadline))
     if latency_floor(problem, frozenset()):
-        return _conflict_by_solving(problem, end, force)
+        return _conflict_by_solving(problem, end, force, keep)
     c = compile_problem(problem, literals=True, force=force)
     members = [m for m in problem.members if m.id in c.literals]
-    lits = {m.id: c.literals[m.id] for m in members}
-    if _feasible(c, list(lits.values()), end) is not False:
+    oracle = _Oracle(c, {m.id: c.literals[m.id] for m in members}, end)
+    ok, core = oracle(frozenset(oracle.lits))
+    if ok is not False:
         return None
-    current = members
-    if len(members) > DELETION_FROM_ALL:
-        left = end - cpsat.clock()
-        if left <= 0:
-            return None
-        solver = new_solver(left)
-        c.model.ClearAssumptions()
-        c.model.AddAssumptions(list(lits.values()))
-        solver.Solve(c.model)
-        core = set(solver.SufficientAssumptionsForInfeasibility())
-        current = [m for m in members if lits[m.id].Index() in core] or members
-    for m in list(current):
-        trial = [x for x in current if x is not m]
-        r = _feasible(c, [lits[x.id] for x in trial], end)
-        if r is None:
-            return None
-        if r is False:
-            current = trial
-    return current
+    if keep & frozenset(oracle.lits):
+        conflict = _shrink(oracle, frozenset(oracle.lits), keep)
+    elif len(core) > QUICKXPLAIN_FROM:
+        # Minimal by construction: each member it keeps was needed by a set it proved feasible.
+        conflict = _quickxplain(oracle, [m.id for m in members if m.id in core])
+    else:
+        conflict = _shrink(oracle, core)
+    if conflict is None:
+        return None
+    return [m for m in members if m.id in conflict]
 
 
-def _conflict_by_solving(problem: Problem, end: float, force: dict[str, str] | None) -> list[Member] | None:
+def _conflict_by_solving(problem: Problem, end: float, force: dict[str, str] | None, keep: frozenset[str] = frozenset()) -> list[Member] | None:
     """The deletion pass with a full solve as the feasibility test. Used where a latency floor
     meets a capacity: only the checked solve (`cpsat.solve`) judges such a schedule exactly."""
     every = frozenset(m.id for m in problem.members)
 
-    def feasible(keep: list[Member]) -> bool | None:
-        relax = every - {m.id for m in keep}
+    def feasible(ids: frozenset[str]) -> tuple[bool | None, frozenset[str]]:
         left = end - cpsat.clock()
-        if left <= 0:
-            return None
-        status = cpsat.solve(problem, SolveOptions(time_limit_s=left, deadline=end), force=force, relax=relax, tiebreak=False).status
-        return None if status == "unknown" else status != "infeasible"
+        if cpsat.out_of_time(end):
+            return None, ids
+        status = cpsat.solve(problem, SolveOptions(time_limit_s=left, deadline=end), force=force, relax=every - ids, tiebreak=False).status
+        return (None if status == "unknown" else status != "infeasible"), ids
 
-    current = list(problem.members)
-    if feasible(current) is not False:
+    if feasible(every)[0] is not False:
         return None
-    for m in list(current):
-        trial = [x for x in current if x is not m]
-        r = feasible(trial)
-        if r is None:
-            return None
-        if r is False:
-            current = trial
-    return current
+    conflict = _shrink(feasible, every, keep)
+    return None if conflict is None else [m for m in problem.members if m.id in conflict]
 
 
 def _join(items: list[str]) -> str:
@@ -336,14 +419,14 @@ def full(problem: Problem, choice: dict[str, str], starts: dict[str, int], expl:
     expl.level = "full"
 
     def spent() -> bool:
-        if cpsat.clock() >= end:
+        if cpsat.out_of_time(end):
             truncate(expl)
             return True
         return False
 
     def cut_short(sol) -> bool:
         # Out of time: a counterfactual that is not optimal would report a wrong delta.
-        return sol.status == "unknown" or (sol.status == "feasible" and cpsat.clock() >= end)
+        return sol.status == "unknown" or (sol.status == "feasible" and cpsat.out_of_time(end))
 
     base = objective_terms(problem, evaluate_choice(problem, choice, {a: float(t) for a, t in starts.items()}))
     for step in expl.steps:

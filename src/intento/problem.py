@@ -120,12 +120,26 @@ class Problem:
     #: Requests with equal shapes compile to the same model (only given values that decide no
     #: guard differ); set by `solve.prepare`, None when unknown.
     shape: tuple | None = field(default=None, compare=False)
+    #: (action, provider) -> option and action -> Act, built on first use (`option`, `act`): a
+    #: lookup per option keeps model building linear in the project's size.
+    _index: tuple[dict, dict] | None = field(default=None, init=False, compare=False, repr=False)
+
+    def _indexes(self) -> tuple[dict, dict]:
+        # INVARIANT: `actions` and their options are not changed after the problem is built
+        # (copies made by `solve.prepare` share them, and so may share the index).
+        if self._index is None:
+            self._index = (
+                {(a.name, o.provider): o for a in self.actions for o in a.options},
+                {a.name: a for a in self.actions},
+            )
+        return self._index
 
     def option(self, action: str, provider: str) -> Option | None:
-        for a in self.actions:
-            if a.name == action:
-                return next((o for o in a.options if o.provider == provider), None)
-        return None
+        return self._indexes()[0].get((action, provider))
+
+    def act(self, action: str) -> Act | None:
+        """The plannable action of that name (None for an unknown or compensating one)."""
+        return self._indexes()[1].get(action)
 
     def money_int(self, d: Decimal) -> int:
         v = d * self.money_scale
@@ -331,8 +345,8 @@ def magnitudes(problem: Problem) -> list[tuple[str, int, Span | None]]:
     def where(o: Option | None) -> Span | None:
         if o is None:
             return intent.span
-        spec = next((a.spec for a in p.actions if a.name == o.action), None)
-        opt = spec.option(o.provider) if spec is not None else None
+        act = p.act(o.action)
+        opt = act.spec.option(o.provider) if act is not None else None
         return getattr(opt, "span", None) or intent.span
 
     cost = sum(abs(p.money_int(o.cost)) for a in p.actions for o in a.options)

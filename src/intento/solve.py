@@ -123,11 +123,12 @@ def plan(
     given_source: Source | None = None,
     state_source: Source | None = None,
     hint: Plan | dict[str, str] | None = None,
+    work_limit: float | None = None,
 ) -> Plan:
     problem = prepare(spec, intent, given, state, given_source=given_source, state_source=state_source)
     if isinstance(hint, Plan):
         hint = {s.action: s.provider for s in hint.steps}
-    return plan_problem(problem, backend=backend, time_limit_s=time_limit_s, num_workers=num_workers, seed=seed, explain=explain, include_timings=include_timings, hint=hint)
+    return plan_problem(problem, backend=backend, time_limit_s=time_limit_s, num_workers=num_workers, seed=seed, explain=explain, include_timings=include_timings, hint=hint, work_limit=work_limit)
 
 
 def solve_problem(problem: Problem, backend: Backend, options: SolveOptions, force: dict[str, str] | None = None, hint: dict[str, str] | None = None) -> Solution:
@@ -151,17 +152,21 @@ def plan_problem(
     include_timings: bool = False,
     force: dict[str, str] | None = None,
     hint: dict[str, str] | None = None,
+    work_limit: float | None = None,
 ) -> Plan:
     """Plan a prepared problem. ``force`` (action -> provider) keeps steps that are already
     running in the plan (the executor's re-plans); ``hint`` (action -> provider, e.g. the previous
-    plan) is a starting point for the search only: it never changes the answer."""
+    plan) is a starting point for the search only: it never changes the answer. ``work_limit``:
+    a budget of CP-SAT deterministic time for the whole request, besides ``time_limit_s`` (wall
+    clock); an answer cut by it is the same on an idle and a loaded machine."""
     # One budget per request: the solve, the conflict search and every counterfactual end by it.
     options = SolveOptions(time_limit_s=time_limit_s, num_workers=num_workers, seed=seed, deadline=_cpsat.clock() + time_limit_s)
-    try:
-        sol = solve_problem(problem, backend, options, force, hint)
-    except ModelTooLarge as e:
-        raise IntentoError([Diagnostic("E110", Severity.error, str(e), None, help="use the default `cpsat` back-end for models this size")]) from None
-    return to_plan(problem, sol, options, explain=explain, include_timings=include_timings)
+    with _cpsat.work_limit(work_limit):
+        try:
+            sol = solve_problem(problem, backend, options, force, hint)
+        except ModelTooLarge as e:
+            raise IntentoError([Diagnostic("E110", Severity.error, str(e), None, help="use the default `cpsat` back-end for models this size")]) from None
+        return to_plan(problem, sol, options, explain=explain, include_timings=include_timings)
 
 
 def to_plan(problem: Problem, sol: Solution, options: SolveOptions, *, explain: ExplainLevel = "basic", include_timings: bool = False) -> Plan:
@@ -189,7 +194,7 @@ def to_plan(problem: Problem, sol: Solution, options: SolveOptions, *, explain: 
             if conflict is not None:
                 expl.conflict = [ref(m) for m in conflict]
                 expl.summary = conflict_sentence(problem, conflict)
-            elif options.deadline is not None and _cpsat.clock() >= options.deadline:
+            elif options.deadline is not None and _cpsat.out_of_time(options.deadline):
                 truncate(expl)
         return Plan(status=sol.status, intent=problem.intent.name, currency=currency, solver=solver, explanation=expl)
     ev = evaluate_choice(problem, sol.choice, {a: float(s) for a, s in sol.starts.items()})

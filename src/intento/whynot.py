@@ -224,7 +224,7 @@ def answer(
     from intento.solve import plan_problem
 
     end = cpsat.clock() + time_limit_s
-    demanded, _ = with_demand(problem, questions)
+    demanded, added = with_demand(problem, questions)
     texts = [q.text for q in questions]
     result = plan_problem(demanded, backend=backend, time_limit_s=time_limit_s, explain="none")
     if result.feasible:
@@ -242,7 +242,7 @@ def answer(
     out = WhyNot(question=texts, base=base, status=result.status, feasible=False, complete=False)
     if result.status == "infeasible":
         left = end - cpsat.clock()
-        conflict = minimal_conflict(demanded, max(left, 0.001), deadline=end) if left > 0 else None
+        conflict = minimal_conflict(demanded, max(left, 0.001), deadline=end, keep=frozenset(m.id for m in added)) if left > 0 else None
         if conflict is not None:
             out.conflict = [ref(m) for m in conflict]
             out.summary = conflict_sentence(demanded, conflict)

@@ -17,7 +17,9 @@ change the answer when the search completes.
 
 from __future__ import annotations
 
+import contextvars
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 
 from ortools.sat.python import cp_model
@@ -36,6 +38,55 @@ PRESOLVE_MIN_OPTIONS = 120
 clock = time.monotonic
 
 
+class WorkBudget:
+    """A request's budget of solver work, in CP-SAT's deterministic time (its own measure of
+    work done, about a second of one core's search per unit, and the same on a busy machine as
+    on an idle one). Every solve of the request draws on it; see `work_limit`."""
+
+    def __init__(self, limit: float):
+        self.limit = limit
+        self.used = 0.0
+
+    @property
+    def left(self) -> float:
+        return self.limit - self.used
+
+
+_WORK: contextvars.ContextVar[WorkBudget | None] = contextvars.ContextVar("intento_work_budget", default=None)
+
+
+@contextmanager
+def work_limit(limit: float | None):
+    """Within this block every CP-SAT solve (planning, conflict search, counterfactuals) shares
+    one budget of ``limit`` units of deterministic time, on top of the wall-clock limit; None:
+    the wall-clock limit alone. A request cut by this budget gets the same answer on any load."""
+    if limit is None:
+        yield None
+        return
+    token = _WORK.set(WorkBudget(limit))
+    try:
+        yield _WORK.get()
+    finally:
+        _WORK.reset(token)
+
+
+def out_of_time(end: float) -> bool:
+    """Is the request's budget spent: its wall-clock end (on `clock()`) or its work budget?"""
+    budget = _WORK.get()
+    return clock() >= end or (budget is not None and budget.left <= 0)
+
+
+class _Solver(cp_model.CpSolver):
+    """A CpSolver that charges each solve's deterministic time to the request's `WorkBudget`."""
+
+    def solve(self, model, solution_callback=None):
+        status = super().solve(model, solution_callback)
+        budget = _WORK.get()
+        if budget is not None:
+            budget.used += self.response_proto.deterministic_time
+        return status
+
+
 def ends_at(options: SolveOptions) -> float:
     """When a solve with these options must be over: its own limit, within the request's."""
     end = clock() + options.time_limit_s
@@ -43,10 +94,14 @@ def ends_at(options: SolveOptions) -> float:
 
 
 def new_solver(time_limit_s: float, num_workers: int = 1, seed: int = 0, options: int | None = None) -> cp_model.CpSolver:
-    """A CP-SAT solver with intento's settings: time limit, workers, fixed seed, and presolve
-    only for models of at least `PRESOLVE_MIN_OPTIONS` options (when ``options`` is given)."""
-    solver = cp_model.CpSolver()
+    """A CP-SAT solver with intento's settings: time limit (and what is left of the request's
+    work budget, `work_limit`), workers, fixed seed, and presolve only for models of at least
+    `PRESOLVE_MIN_OPTIONS` options (when ``options`` is given)."""
+    solver = _Solver()
     solver.parameters.max_time_in_seconds = max(0.001, time_limit_s)
+    budget = _WORK.get()
+    if budget is not None:
+        solver.parameters.max_deterministic_time = max(1e-6, budget.left)
     solver.parameters.num_workers = num_workers
     solver.parameters.random_seed = seed
     if options is not None:
@@ -82,8 +137,14 @@ class _Stager:
         self.value: int | None = None
         self.stats = {"stages": 0, "branches": 0, "conflicts": 0, "wall_s": 0.0}
 
-    def minimize(self, expr, name: str) -> str:
-        """Minimise ``expr``, then fix it; returns the solver status of this stage."""
+    def minimize(self, expr, name: str, work: float | None = None) -> str:
+        """Minimise ``expr``, then fix it; returns the solver status of this stage.
+
+        ``work``: a tentative stage (a packed one, see `minimize_stages`), given at most that much
+        of CP-SAT's *deterministic* time, so whether it is cut is the same on every run. Cut, it
+        proves nothing and is not counted: what it found is kept as the next stage's hint and its
+        value as a bound (``expr <= value``, which the optimum meets), and the caller solves the
+        stages it packed one by one."""
         c, m = self.c, self.c.model
         left = self.deadline - clock()
         if left <= 0:
@@ -99,8 +160,11 @@ class _Stager:
             hint.values.extend(self.last.values())
         m.Minimize(expr)
         solver = new_solver(left, self.options.num_workers, self.options.seed, len(c.x))
+        if work is not None:
+            solver.parameters.max_deterministic_time = work
         status = solver.Solve(m)
-        self.stats["stages"] += 1
+        tentative = work is not None and status != cp_model.OPTIMAL and status != cp_model.INFEASIBLE
+        self.stats["stages"] += 0 if tentative else 1
         self.stats["branches"] += solver.NumBranches()
         self.stats["conflicts"] += solver.NumConflicts()
         self.stats["wall_s"] += solver.WallTime()
@@ -117,11 +181,54 @@ class _Stager:
             if result == "optimal":
                 m.Add(expr == value)
             else:
-                self.proven = False
+                self.proven = self.proven and tentative
                 m.Add(expr <= value)
         elif result == "unknown":
-            self.proven = False
+            self.proven = self.proven and tentative
         return result
+
+
+#: Most deterministic time (CP-SAT's reproducible measure of work, about a second of search on
+#: a typical core) a packed stage may take before its stages are solved one by one instead
+#: (`minimize_stages`); also the most the tie-break's uniqueness check may take before the
+#: action-by-action rule settles the choice without it. Both fallbacks give the same answer.
+TENTATIVE_WORK = 2.0
+
+
+def minimize_stages(st: _Stager, stages: list[tuple[str, object, int | None]], prefix: str = "") -> tuple[str, list[int], int]:
+    """Minimise each (name, expression, upper bound) in turn, the first two `pack`ed into one
+    solve where their ranges allow. A packed solve is tentative (`TENTATIVE_WORK`): when it
+    cannot prove its optimum within that work, as a sum with large coefficients may not, the
+    stages it packed are solved one by one from what it found, so packing never costs more than
+    that and never loses a plan found. Returns (status, the stages' values, how many stages found
+    a solution): status ``optimal`` when every stage was solved (cut by the time limit after a
+    solution, a stage counts as solved, not proven), else the status of the first stage that
+    found nothing (``infeasible``, ``unknown`` or ``timeout``)."""
+    values: list[int] = []
+    solved = 0
+    k = 0
+    for name, expr, radices in pack(stages):
+        group = stages[k : k + 1 + len(radices)]
+        k += len(group)
+        found = 0  # whether a cut packed solve found a plan: it stays the answer if nothing follows
+        if radices:
+            r = st.minimize(expr, prefix + name, work=TENTATIVE_WORK)
+            if r == "optimal":
+                values.extend(unpack(st.value, radices))
+                solved += len(group)
+                continue
+            if r in ("infeasible", "timeout"):
+                return r, values, solved
+            found = int(r == "feasible")
+        for n, e, _ in group if radices else [(name, expr, None)]:
+            r = st.minimize(e, prefix + n)
+            if r not in ("optimal", "feasible"):
+                st.proven = False
+                return r, values, solved + found
+            values.append(st.value)
+            solved += 1
+            found = 0
+    return "optimal", values, solved
 
 
 def objective_stages(c: Compiled) -> list[tuple[str, object]]:
@@ -237,15 +344,11 @@ def _solve_once(problem, options, force, relax, tiebreak, hint, excluded) -> tup
     status = "optimal"
     schedule = None
     objective = objective_stages(c)
-    values: list[int] = []
-    for i, (name, expr, radices) in enumerate(pack([(n, e, stage_bound(c, n)) for n, e in objective])):
-        r = st.minimize(expr, name)
-        if i == 0 and r in ("infeasible", "unknown", "timeout"):
-            return Solution("infeasible" if r == "infeasible" else "unknown", stats=_stats(c, st, build_s)), None
-        if r in ("unknown", "timeout"):
-            break
-        values.extend(unpack(st.value, radices))
-    else:
+    r, values, solved = minimize_stages(st, [(n, e, stage_bound(c, n)) for n, e in objective])
+    if solved == 0:
+        # INVARIANT: only a stage that found a solution moves on, so nothing was found at all.
+        return Solution("infeasible" if r == "infeasible" else "unknown", stats=_stats(c, st, build_s)), None
+    if r == "optimal":
         if tiebreak:
             _canonical_choice(c, st)
             schedule = _canonical_schedule(c, st)
@@ -337,7 +440,8 @@ def unpack(value: int, radices: list[int]) -> list[int]:
 
 def _rank(c: Compiled, action: str):
     """0 when the action is unused, else 1 + the chosen option's declaration index."""
-    return sum((o.index + 1) * c.x[(action, o.provider)] for a in c.problem.actions if a.name == action for o in a.options if (action, o.provider) in c.x)
+    a = c.problem.act(action)
+    return sum((o.index + 1) * c.x[(action, o.provider)] for o in (a.options if a is not None else ()) if (action, o.provider) in c.x)
 
 
 def rank_weights(c: Compiled) -> dict[tuple[str, str], int]:
@@ -356,9 +460,10 @@ def _canonical_choice(c: Compiled, st: _Stager) -> None:
         return
     weights = rank_weights(c)
     weighted = sum(w * c.x[k] for k, w in weights.items())
-    for name, expr, _ in pack([("steps", sum(c.use.values()), len(c.use)), ("rank", weighted, sum(weights.values()))]):
-        if st.minimize(expr, f"tie-break {name}") in ("unknown", "timeout"):
-            return
+    steps = [c.use[a.name] for a in actions]
+    r, _, _ = minimize_stages(st, [("steps", sum(steps), len(steps)), ("rank", weighted, sum(weights.values()))], "tie-break ")
+    if r != "optimal":
+        return
     if _unique(c, st):
         return
     for a in actions:
@@ -388,6 +493,9 @@ def _unique(c: Compiled, st: _Stager) -> bool:
         st.proven = False
         return False
     solver = new_solver(left, st.options.num_workers, st.options.seed, len(c.x))
+    # Only a shortcut: when it cannot tell within this work (a search over equal-rank subsets
+    # can be long), the action-by-action rule settles the same choice.
+    solver.parameters.max_deterministic_time = TENTATIVE_WORK
     status = solver.Solve(m)
     st.stats["stages"] += 1
     st.stats["wall_s"] += solver.WallTime()
@@ -409,7 +517,7 @@ def _canonical_schedule(c: Compiled, st: _Stager) -> dict[str, int] | None:
     if all(t != float("inf") for t in earliest.values()) and capacity_respected(c.problem, chosen, earliest):
         return {a: int(t) for a, t in earliest.items()}
     for a in c.problem.actions:
-        if a.name in c.waiting and st.last and any(st.last[c.x[k].Index()] for k in c.x if k[0] == a.name):
+        if a.name in c.waiting and st.last and any(st.last[c.x[(a.name, o.provider)].Index()] for o in a.options if (a.name, o.provider) in c.x):
             if st.minimize(c.start[a.name], f"start {a.name}") in ("unknown", "timeout"):
                 return None
     return None
