@@ -17,26 +17,48 @@ whose status is ``infeasible`` and whose explanation names a minimal conflicting
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from intento.diagnostics import Diagnostic, IntentoError, ProjectError, RequestError
-from intento.plan import Plan
-from intento.request import State
-from intento.spec import Spec
+if TYPE_CHECKING:
+    from intento.diagnostics import Diagnostic, IntentoError, ProjectError, RequestError
+    from intento.plan import Plan
+    from intento.request import State
+    from intento.spec import Spec
 
 __version__ = "0.1.0"
 
 _HANDLER_API = ("handler", "reconciler", "on_escalation", "Registry", "StepContext", "RetryableError", "PermanentError")
 
+#: Names of the public API loaded on first use (PEP 562), so that `import intento` (and every
+#: command line that does not need them: ``intento check``, ``status``, ``runs``) stays light:
+#: no pydantic models, no solver. Temporal's workflow sandbox imports this package too.
+_LAZY = {
+    "Diagnostic": "intento.diagnostics",
+    "IntentoError": "intento.diagnostics",
+    "ProjectError": "intento.diagnostics",
+    "RequestError": "intento.diagnostics",
+    "Plan": "intento.plan",
+    "State": "intento.request",
+    "Spec": "intento.spec",
+}
+
 
 def __getattr__(name: str):
-    # The handler API is loaded on first use, so `import intento` stays light (Temporal's
-    # workflow sandbox imports this package, and must not pull in the solver).
     if name in _HANDLER_API:
         from intento.execute import handlers
 
         return getattr(handlers, name)
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'intento' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_HANDLER_API))
 
 
 __all__ = [
@@ -67,7 +89,7 @@ class Project:
     planner is deterministic, so a cached plan is exactly the plan a new solve would return
     (requests asking for timings are never cached)."""
 
-    def __init__(self, spec: Spec, cache_size: int = 256):
+    def __init__(self, spec: "Spec", cache_size: int = 256):
         import threading
         from collections import OrderedDict
 
@@ -86,13 +108,16 @@ class Project:
     def warnings(self) -> list[Diagnostic]:
         return list(self.spec.warnings)
 
-    def plan(self, intent: str, given: dict[str, Any] | None = None, state: dict | State | None = None, **options: Any) -> Plan:
+    def plan(self, intent: str, given: dict[str, Any] | None = None, state: "dict | State | None" = None, **options: Any) -> "Plan":
         """Plan one request. Options: ``backend`` ("cpsat" | "constraint"), ``time_limit_s``,
         ``num_workers``, ``seed``, ``explain`` ("none" | "basic" | "full"), ``include_timings``,
-        ``hint`` (a previous Plan: a starting point for the search, never a change of answer).
+        ``hint`` (a previous Plan: a starting point for the search, never a change of answer),
+        ``work_limit`` (a budget of CP-SAT deterministic time for the whole request, on top of
+        ``time_limit_s``: an answer cut by it is the same on any load).
         Raises `RequestError` on bad input."""
         import json
 
+        from intento.request import State
         from intento.solve import plan
 
         cacheable = not options.get("include_timings") and self._cache_size > 0
@@ -131,6 +156,7 @@ class Project:
 def load(*paths: str | Path) -> Project:
     """Read and check a project (files, or folders read recursively); raises `IntentoError`."""
     from intento.check import check_paths
+    from intento.diagnostics import ProjectError
 
     result = check_paths(paths)
     if result.spec is None:

@@ -13,10 +13,6 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from functools import lru_cache
-from importlib import resources
-
-from lark import Lark, Token, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from intento._gc import paused_gc
 from intento.diagnostics import MAX_DIAGNOSTICS, Diagnostic, DiagnosticList, Severity, Source, Span
@@ -49,35 +45,26 @@ _TERMINAL_WORDS = {
 }
 
 
-class _Meta:
-    """lark's `Meta` (a tree node's position) with slots: about 120 bytes, not a 400-byte dict,
-    for each node of the tree (a hostile file may hold one node per two characters)."""
-
-    __slots__ = (
-        "empty", "line", "column", "start_pos", "end_line", "end_column", "end_pos",
-        "container_line", "container_column", "container_start_pos",
-        "container_end_line", "container_end_column", "container_end_pos",
-        "orig_expansion", "match_tree",
-    )  # fmt: skip
-
-    def __init__(self) -> None:
-        self.empty = True
+# lark is imported on the first parse that needs it (`_load_lark`), not with this module: a
+# project found in the cache is never parsed (intento._cache).
+Token = Tree = UnexpectedCharacters = UnexpectedInput = UnexpectedToken = None
+_lalr = None
 
 
-class _Tree(Tree):
-    """lark's tree, with the slotted `_Meta` (lark reads and sets a meta only through `meta`)."""
+def _load_lark():
+    global Token, Tree, UnexpectedCharacters, UnexpectedInput, UnexpectedToken, _lalr
+    if _lalr is None:
+        from intento.syntax import _lalr as mod
 
-    @property
-    def meta(self) -> _Meta:
-        if self._meta is None:
-            self._meta = _Meta()
-        return self._meta
+        Token, Tree = mod.Token, mod.Tree
+        UnexpectedCharacters, UnexpectedInput, UnexpectedToken = mod.UnexpectedCharacters, mod.UnexpectedInput, mod.UnexpectedToken
+        _lalr = mod
+    return _lalr
 
 
-@lru_cache(maxsize=1)
-def _lark() -> Lark:
-    grammar = resources.files("intento.syntax").joinpath("intento.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=False, tree_class=_Tree)
+def _lark():
+    """The analysed grammar (lark's `Lark`)."""
+    return _load_lark().lark_parser()
 
 
 @lru_cache(maxsize=None)
@@ -140,9 +127,20 @@ class _Located(Exception):
 
 
 def parse(source: Source) -> tuple[ast.File | None, list[Diagnostic]]:
-    """Parse one source; on failure the file is None and the diagnostics say why and where."""
+    """Parse one source; on failure the file is None and the diagnostics say why and where.
+
+    A successful parse is kept in the project cache (intento._cache), keyed by the text's hash:
+    the same text is not parsed again, in this process or the next, whatever file it is in."""
+    from intento import _cache
+
     with paused_gc():  # a parse allocates a tree and frees nothing: see intento._gc
-        return _parse(source)
+        cached = _cache.load(source) if len(source.text) <= MAX_FILE_CHARS else None
+        if cached is not None:
+            return cached, []
+        result = _parse(source)
+        if result[0] is not None:
+            _cache.store(source, result[0])
+        return result
 
 
 def _parse(source: Source) -> tuple[ast.File | None, list[Diagnostic]]:
@@ -156,8 +154,25 @@ def _parse(source: Source) -> tuple[ast.File | None, list[Diagnostic]]:
                 help="split the project into several files",
             )
         ]
+    lalr = _load_lark()
+    builder = _Builder(source)
     try:
-        tree = _lark().parse(source.text)
+        # The AST built as the parser reduces (no lark tree). A file with a syntax error or
+        # nested too deeply takes the reference path below, which reports it as it always has.
+        decls = lalr.parse_direct(source.text, builder, _EXPR_RULES, MAX_NESTING)
+    except lalr.Fallback:  # a syntax error, or nesting too deep
+        pass
+    else:
+        if builder.error_count:
+            return None, builder.reported_errors()
+        return ast.File(decls, comments=scan_comments(source.text), span=Span.whole_text(source)), []
+    return _parse_via_tree(source)
+
+
+def _parse_via_tree(source: Source) -> tuple[ast.File | None, list[Diagnostic]]:
+    """The reference path: lark's tree (positions propagated), its depth checked, then the AST."""
+    try:
+        tree = _load_lark().parse_tree(source.text)
     except UnexpectedInput as e:
         return None, [_syntax_diagnostic(source, e)]
     deep = _too_deep(tree, source)
