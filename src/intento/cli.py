@@ -24,9 +24,39 @@ import typer
 from rich.console import Console
 
 from intento import __version__
-from intento.check import check_paths, load_sources
-from intento.diagnostics import Diagnostic, Severity, did_you_mean, sorted_capped
-from intento.syntax import format_file, parse
+
+# The checker, the diagnostics' models and the parser are imported by the commands that use them
+# (below, through these names), not here: `intento status` and `runs` never need them.
+
+
+def check_paths(*a, **k):
+    from intento.check import check_paths as f
+
+    return f(*a, **k)
+
+
+def load_sources(*a, **k):
+    from intento.check import load_sources as f
+
+    return f(*a, **k)
+
+
+def did_you_mean(*a, **k):
+    from intento.diagnostics import did_you_mean as f
+
+    return f(*a, **k)
+
+
+def sorted_capped(*a, **k):
+    from intento.diagnostics import sorted_capped as f
+
+    return f(*a, **k)
+
+
+def _diagnostic(*a, **k):
+    from intento.diagnostics import Diagnostic, Severity
+
+    return Diagnostic(a[0], Severity.error, *a[1:], **k)
 
 app = typer.Typer(
     name="intento",
@@ -140,6 +170,7 @@ def fmt(
 ) -> None:
     """Rewrite `.intent` files in the canonical layout, keeping comments."""
     from intento.diagnostics import DiagnosticList
+    from intento.syntax import format_file, parse
 
     sources, load_diags = load_sources(paths)
     diags = DiagnosticList(load_diags)
@@ -202,14 +233,14 @@ def _json_input(value: str | None, what: str):
         path = Path(value)
         if not path.is_file():
             # The value is not echoed: it may be a mistyped request holding a secret.
-            raise _BadInput([Diagnostic("E101", Severity.error, f"`--{what}` is neither inline JSON nor a readable file ({len(value)} characters given; inline JSON starts with `{{`)", None, help='pass a JSON object like \'{"a": 1}\' or a path to one')])
+            raise _BadInput([_diagnostic("E101", f"`--{what}` is neither inline JSON nor a readable file ({len(value)} characters given; inline JSON starts with `{{`)", None, help='pass a JSON object like \'{"a": 1}\' or a path to one')])
         raw = path.read_bytes()
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             good = raw[: e.start].decode("utf-8", errors="replace")
             line, col = good.count("\n") + 1, len(good) - (good.rfind("\n") + 1) + 1
-            raise _BadInput([Diagnostic("E101", Severity.error, f"`--{what}` file `{path}` is not valid UTF-8 (line {line}, column {col}, byte {e.start})", None, help="save the file as UTF-8")])
+            raise _BadInput([_diagnostic("E101", f"`--{what}` file `{path}` is not valid UTF-8 (line {line}, column {col}, byte {e.start})", None, help="save the file as UTF-8")])
         data, src, diags = load_json(text, str(path))
     if diags:
         raise _BadInput(diags)

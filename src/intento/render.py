@@ -6,22 +6,7 @@ Input: a `Plan`. Output: text. Pure functions; the CLI prints them.
 from __future__ import annotations
 
 from intento.plan import Plan
-from intento.values import format_ms
-
-
-def _dur(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    if ms < 1000:
-        return f"{ms}ms"
-    parts, rest = [], ms
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if rest >= size:
-            parts.append(f"{rest // size}{unit}")
-            rest %= size
-    if rest:
-        parts.append(f"{rest}ms")
-    return " ".join(parts)
+from intento.values import duration_text as _dur, format_ms
 
 
 def plan_text(p: Plan) -> str:

@@ -198,3 +198,19 @@ def to_json(v: object) -> object:
         case list() | tuple():
             return [to_json(x) for x in v]
     return v
+
+
+def duration_text(ms: int | None) -> str:
+    """A duration for people: `1h 5m`, `800ms`, `-` for none."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms}ms"
+    parts, rest = [], ms
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    if rest:
+        parts.append(f"{rest}ms")
+    return " ".join(parts)

@@ -16,8 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from typing import TYPE_CHECKING
+
 from intento.diagnostics import Diagnostic, IntentoError, Severity, Source
-from intento.spec import Spec
+
+if TYPE_CHECKING:
+    from intento.spec import Spec
 
 
 def policy_text(spec: Spec, name: str) -> str:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from intento.versions import short
 from intento.execute.state import RunState, fold, fold_on
 from intento.execute.store import driver_alive
-from intento.render import _dur
+from intento.values import duration_text as _dur
 
 
 def step_table(st: RunState, spec=None) -> list[str]:
@@ -49,6 +48,13 @@ def step_table(st: RunState, spec=None) -> list[str]:
 
 
 UNKNOWN: Any = ...
+
+
+def short(version: str | None, label: str | None = None) -> str:
+    """`versions.short`, imported when a status is printed (the versions module reads projects)."""
+    from intento.versions import short as f
+
+    return f(version, label)
 
 
 def run_view(run: dict, events: list[dict], now: int | None = None, driver: Any = UNKNOWN, wall_now: int | None = None) -> dict[str, Any]:
