@@ -190,6 +190,8 @@ MIGRATIONS = {
     ],
 }
 
+#: What folding an event the fold cannot read raises (a hand-written event missing a key, say).
+_FOLD_ERRORS = (KeyError, TypeError, ValueError, ArithmeticError, AttributeError)
 #: The columns of `run_index`, in order (`report.index_row` gives a row's values).
 INDEX_COLUMNS = ("run", "seq", "status", "intent", "clock", "created_at", "last_at", "max_at", "deadline_at", "expected_end", "holding", "waits_on", "stall_point", "body")
 #: How many runs' folded states a store keeps to write their `run_index` rows (unfinished runs:
@@ -500,7 +502,7 @@ class Store:
                 folded = folded.advanced([e for e in self.events_after(run_id, folded.seq) if e["seq"] <= last])
             folded = folded.advanced([event])
             index_row = folded.index_row()
-        except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError):
+        except _FOLD_ERRORS:
             # An event the fold cannot read (written by hand, or by a tool of its own) never
             # stops the append: the projection is derived, so the run's row is dropped and
             # listing folds the run from its log as it always could.
@@ -525,9 +527,10 @@ class Store:
             self._folds.pop(next(iter(self._folds)))
         self._folds[run_id] = folded
 
-    def _index_runs(self, runs: list[str]) -> list[tuple]:
-        """Fold these runs from their logs and write their `run_index` rows (in the transaction
-        open, if one is); the rows."""
+    def _fold_rows(self, runs: list[str]) -> list[tuple]:
+        """The `run_index` rows of these runs, folded from their logs. A run whose log the fold
+        cannot read (an event written by hand or by another tool) gets no row: it is left out of
+        listings (and folded again each time), never a reason for listing or opening to fail."""
         from intento.execute.report import Folded
 
         rows = []
@@ -535,7 +538,16 @@ class Store:
             r = self.run(run)
             if r is None:
                 continue
-            rows.append(Folded.of(r, self.events(run)).index_row())
+            try:
+                rows.append(Folded.of(r, self.events(run)).index_row())
+            except _FOLD_ERRORS:
+                continue
+        return rows
+
+    def _index_runs(self, runs: list[str]) -> list[tuple]:
+        """Fold these runs from their logs and write their `run_index` rows (in the transaction
+        open, if one is); the rows."""
+        rows = self._fold_rows(runs)
         if rows:
             self.db.executemany(self._INDEX_INSERT, rows)
         return rows
@@ -560,8 +572,11 @@ class Store:
                         self._unsaved.pop(run, None)
                 except sqlite3.Error as e:
                     self._fail("keep its runs' projection", e)  # rolls back; not raised: the rows are derived
-                    for row in self._index_runs_in_memory(stale):
+                    for row in self._fold_rows(stale):
                         self._unsaved[row[0]] = row
+                except BaseException as e:
+                    self._fail("", e)  # rolls back: no transaction is ever left open
+                    raise
                 finally:
                     self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
         cols = ", ".join("i." + c for c in INDEX_COLUMNS[:-1])
@@ -570,16 +585,6 @@ class Store:
             fresh = {r[0]: r[:-1] for r in self._unsaved.values()}
             rows = [fresh.pop(r[0], r) for r in rows] + list(fresh.values())
         return rows
-
-    def _index_runs_in_memory(self, runs: list[str]) -> list[tuple]:
-        from intento.execute.report import Folded
-
-        out = []
-        for run in runs:
-            r = self.run(run)
-            if r is not None:
-                out.append(Folded.of(r, self.events(run)).index_row())
-        return out
 
     def index_bodies(self, runs: list[str]) -> dict[str, dict]:
         """The views of these runs read at their last event (`report.base_view`), by run: a
@@ -815,8 +820,8 @@ class Store:
         """The store's virtual clock: the latest time any simulated run has reached (from the
         projection's index, `run_index(clock, max_at)`: one look-up, whatever the store's size;
         from the events themselves when some run has no projection row)."""
-        (indexed, runs, now), = self._read("read its clock", """SELECT (SELECT COUNT(*) FROM run_index), (SELECT COUNT(*) FROM runs),
-            (SELECT COALESCE(MAX(max_at), 0) FROM run_index WHERE clock = 'virtual')""")
+        (indexed, runs, now), = self._read("read its clock", """SELECT (SELECT COUNT(*) FROM run_index i JOIN runs r ON r.id = i.run), (SELECT COUNT(*) FROM runs),
+            (SELECT COALESCE(MAX(i.max_at), 0) FROM run_index i JOIN runs r ON r.id = i.run WHERE i.clock = 'virtual')""")
         if indexed == runs:
             return now
         return self._read("read its clock", "SELECT COALESCE(MAX(e.at), 0) FROM events e JOIN runs r ON r.id = e.run WHERE r.clock = 'virtual'")[0][0]
