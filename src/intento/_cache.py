@@ -136,10 +136,34 @@ def dumps(file: ast.File, source: Source) -> bytes:
     return buf.getvalue()
 
 
+#: The only globals an entry may name: what `_Pickler` writes (its two builders, the AST's
+#: dataclasses and the values they hold). Anything else is refused before it is looked up, so an
+#: entry that was not written by this cache (planted, or pickled another way) runs no code and
+#: never brings in spans of another source.
+_ALLOWED: dict[str, frozenset[str] | None] = {
+    "intento._cache": frozenset({"_span", "_node"}),
+    "intento.syntax.ast": None,  # its dataclasses
+    "intento.values": frozenset({"Money", "Duration"}),
+    "decimal": frozenset({"Decimal"}),
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        allowed = _ALLOWED.get(module, frozenset())
+        if allowed is None:
+            value = getattr(ast, name, None)
+            if isinstance(value, type) and dataclasses.is_dataclass(value):
+                return value
+        elif name in allowed:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"a cache entry may not name {module}.{name}")
+
+
 def loads(data: bytes, source: Source) -> ast.File:
     _local.source = source
     try:
-        value = pickle.loads(data)
+        value = _Unpickler(io.BytesIO(data)).load()
     finally:
         _local.source = None
     if not isinstance(value, ast.File):
