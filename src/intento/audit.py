@@ -46,6 +46,7 @@ class Sources(BaseModel):
     policy_set: str = Field(description="SHA-256 over the policies that applied, each with its full source text")
     policies: list[str] = Field(description="the policies that applied to this decision")
     files: dict[str, str] = Field(description="each source file's SHA-256")
+    label: str | None = Field(default=None, description="the human label of the run's policy version (`policy rollout --label`, `INTENTO_VERSION_LABEL`), when it has one; absent otherwise")
 
 
 class AuditRecordV1(BaseModel):
@@ -91,9 +92,9 @@ def record_hash(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical({k: v for k, v in body.items() if k != "hash"})).hexdigest()
 
 
-def sources_of(spec: Spec, applied: list[str]) -> Sources:
+def sources_of(spec: Spec, applied: list[str], label: str | None = None) -> Sources:
     files = {s.name: hashlib.sha256(s.text.encode()).hexdigest() for s in sorted(spec.sources, key=lambda s: s.name)}
-    return Sources(project=spec.fingerprint, policy_set=policy_set_hash(spec, applied), policies=sorted(applied), files=files)
+    return Sources(project=spec.fingerprint, policy_set=policy_set_hash(spec, applied), policies=sorted(applied), files=files, label=label)
 
 
 def secret_key(log: Path) -> bytes:
@@ -149,6 +150,7 @@ class AuditLog:
         now: datetime | None = None,
         inputs: dict[str, Any] | None = None,
         decision: str | None = None,
+        label: str | None = None,
     ) -> dict[str, Any]:
         """A record without its place in the chain (`seq`, `prev`, `hash`): what `write` appends.
         The executor commits the draft with the event it records (a transactional outbox), so a
@@ -163,7 +165,7 @@ class AuditLog:
             "intent": intent,
             "context": to_json(redact(spec, intent, context or {}, key)),
             "state": to_json(state or {}),
-            "sources": sources_of(spec, plan.explanation.applied_policies).model_dump(),
+            "sources": sources_of(spec, plan.explanation.applied_policies, label).model_dump(exclude_none=True),
             "plan": plan.model_dump(mode="json"),
             "intento": __version__,
         }

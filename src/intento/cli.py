@@ -1500,7 +1500,8 @@ def audit_show(
         policy_set = rec.get("sources", {}).get("policy_set", "")[:12]
         print(f"#{rec.get('seq')} {rec.get('time')} {rec.get('kind')} {rec.get('intent')}: {plan.get('status')}"
               + (f", cost {plan.get('cost')} {plan.get('currency')}, latency {plan.get('latency_ms')}ms" if plan.get("cost") is not None else "")
-              + f" [policy set {policy_set}, project {rec.get('sources', {}).get('project', '')[:12]}]")
+              + f" [policy set {policy_set}, project {rec.get('sources', {}).get('project', '')[:12]}"
+              + (f", version {rec['sources']['label']}" if isinstance(rec.get("sources"), dict) and rec["sources"].get("label") else "") + "]")
         if seq is None:
             if steps:
                 print(f"    {steps}")

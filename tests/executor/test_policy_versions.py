@@ -122,8 +122,12 @@ def test_impact_numbers_match_what_the_runs_do_after_a_migrating_rollout(world):
     kept = lambda v: spec_from_kept(store.version(v)["sources"]) if store.version(v) else None  # noqa: E731
     results = replay(w.audit.path, spec, spec_for=kept)
     assert results and all(r.same for r in results), [r.differences for r in results if not r.same]
-    versions = {r["sources"]["project"] for r in read_records(w.audit.path)[0]}
+    records = read_records(w.audit.path)[0]
+    versions = {r["sources"]["project"] for r in records}
     assert versions == {spec.fingerprint, mig["to"]}
+    # The rolled-out version's label is in the audit records it judged, and only in those.
+    labels = {r["sources"]["project"]: r["sources"].get("label") for r in records}
+    assert labels == {spec.fingerprint: None, mig["to"]: "retire-etl-eu"}
 
 
 def test_migrate_if_feasible_keeps_runs_that_would_break_and_migrate_escalates_them(world):

@@ -577,7 +577,8 @@ class Executor:
         data["decision"] = decision
         draft = None
         if self.audit is not None:
-            draft = self.audit.draft(self._spec(run_id), st.intent, context, state, plan, kind="replan" if st.plans else "plan", run=run_id, reason=reason, inputs=inputs, decision=decision)
+            draft = self.audit.draft(self._spec(run_id), st.intent, context, state, plan, kind="replan" if st.plans else "plan", run=run_id, reason=reason, inputs=inputs, decision=decision,
+                                     label=st.version_label)
         # The audit record's draft is committed with the event (an outbox), then written: a
         # crash in between leaves it in the store, and the next drive writes it (`_flush_audit`).
         self._append(run_id, st.next_seq, "planned", now, data, outbox=(decision, draft) if draft is not None else None)
