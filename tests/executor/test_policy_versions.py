@@ -13,6 +13,7 @@ import pytest
 import intento
 from intento.audit import read_records, replay
 from intento.execute import Store, post
+from intento.execute.store import wall_ms
 from intento.execute.rollout import impact, rollout
 from intento.execute.world import World
 from intento.solve import plan_problem, prepare
@@ -182,3 +183,68 @@ def test_a_completed_step_is_history_and_the_conflict_says_so():
     assert "`fraud_check` via `adyen`" in no.explanation.summary
     fresh = plan_problem(prepare(spec, "fulfil_order", given, None, done={"fraud_check": "adyen"}))
     assert fresh.feasible and "already done" not in (fresh.explanation.summary or "")
+
+
+def test_a_rollout_while_a_commanded_step_is_in_flight_migrates_when_its_outcome_arrives(tmp_path):
+    """A run whose commanded step is running when a `migrate` rollout lands migrates at once (a
+    rollout is a decision point) and keeps that step: it is neither sent again nor judged by the
+    new set, and the rest of the work follows the new version."""
+    from intento.execute import Registry
+
+    release, started = threading.Event(), threading.Event()
+    reg = Registry()
+
+    @reg.handler("verify_file")
+    def verify(ctx):
+        started.set()
+        assert release.wait(60), "the test never released the step"
+        return {"latency_ms": 5}
+
+    for name in ("fetch_file_manually", "transform_file", "post_to_ledger", "reverse_postings"):
+        reg.handler(name)(lambda ctx: {"latency_ms": 5})
+
+    spec = intento.load(ROOT / "examples/settlement", ROOT / "policies/common").spec
+    db = tmp_path / "s.db"
+    w = World(spec, db, registry=reg, workers=2)
+    store = Store(db)
+    engine = w.engine(Store(db))
+    thread = threading.Thread(target=engine.run, daemon=True)
+    thread.start()
+    try:
+        [rid] = _start(w, store, engine, 1, "inflight")
+        post(store, rid, {"fact": "settlement.received", "source": "test"})
+        assert started.wait(30), "verify_file never started"
+        seq, _ = rollout(store, _set(tmp_path, "changed", CHANGED), "migrate", label="retire-etl-eu")
+        after_rollout = wall_ms()
+        # The engine goes on driving (it beats the run's lease from its loop) while the step
+        # runs: nothing is decided about the run until the step's outcome, its next decision point.
+        _until(lambda: (store.drivers().get(rid) or {}).get("heartbeat", 0) > after_rollout + 1_000, "the engine to loop after the rollout")
+        # A rollout is a decision point of its own: the run migrates while its step still
+        # runs, and its re-plan keeps that step (it is not sent again, nor judged by the new set).
+        _until(lambda: "policy_migrated" in _types(store, rid) and _types(store, rid)[-1] != "policy_migrated", "the run to migrate and re-plan")
+        assert not any(e["type"] == "step_succeeded" and e["data"]["action"] == "verify_file" for e in store.events(rid))
+        release.set()
+        _until(lambda: store.run(rid)["status"] == "succeeded", "the run to finish")
+    finally:
+        release.set()
+        engine.stop()
+        thread.join(30)
+        w.close()
+    evs = store.events(rid)
+    types = [e["type"] for e in evs]
+    verify_done = next(i for i, e in enumerate(evs) if e["type"] == "step_succeeded" and e["data"]["action"] == "verify_file")
+    migrated = types.index("policy_migrated")
+    assert migrated < verify_done, "the run waited for the step in flight to end before migrating"
+    replan = next(e["data"] for e in evs[migrated:] if e["type"] == "planned")
+    assert {s["action"]: s["provider"] for s in replan["steps"]}.get("verify_file") == "verifier"  # the running step, kept
+    assert sum(1 for e in evs if e["type"] == "step_dispatched" and e["data"]["action"] == "verify_file") == 1  # never sent again
+    mig = evs[migrated]["data"]
+    assert mig["rollout"] == seq and mig["to_label"] == "retire-etl-eu" and "no_etl_eu" in mig["added"]
+    after = [e["data"] for e in evs[migrated:] if e["type"] == "planned"]
+    assert after and after[0]["version"] == mig["to"] and after[0]["reason"].startswith("policy migrated")
+    done = [(e["data"]["action"], e["data"]["provider"]) for e in evs if e["type"] == "step_succeeded"]
+    assert ("transform_file", "etl_burst") in done and ("transform_file", "etl_eu") not in done
+    kept = lambda v: spec_from_kept(store.version(v)["sources"]) if store.version(v) else None  # noqa: E731
+    results = replay(w.audit.path, spec, spec_for=kept)
+    assert results and all(r.same for r in results), [r.differences for r in results if not r.same]
+
