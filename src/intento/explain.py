@@ -336,6 +336,12 @@ def conflict_sentence(problem: Problem, conflict: list[Member]) -> str:
             clauses.append(f"`{m.action}` via `{m.name}` would time out: {m.detail}")
         else:
             clauses.append(f"{m.name} requires `{m.text}`")
+    if not clauses:
+        # Nothing that can be relaxed is to blame: what is already done (a completed step whose
+        # requirement no longer holds in this state) cannot be scheduled as it stands.
+        done = sorted(a.name for a in problem.actions if a.done)
+        what = f" ({', '.join(f'`{a}`' for a in done)})" if done else ""
+        return f"no plan exists even with every rule relaxed: the steps already done{what} cannot be scheduled in the observed state"
     body = clauses[0] if len(clauses) == 1 else "; ".join(clauses[:-1]) + "; and " + clauses[-1]
     return f"no plan exists: {body}. Relaxing any one of these rules or observations admits a plan" + _history_clause(problem, conflict)
 

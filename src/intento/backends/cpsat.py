@@ -160,8 +160,8 @@ class _Stager:
             hint.values.extend(self.last.values())
         m.Minimize(expr)
         solver = new_solver(left, self.options.num_workers, self.options.seed, len(c.x))
-        if work is not None:
-            solver.parameters.max_deterministic_time = work
+        if work is not None:  # never more than the request's work budget has left (`new_solver`)
+            solver.parameters.max_deterministic_time = min(work, solver.parameters.max_deterministic_time)
         status = solver.Solve(m)
         tentative = work is not None and status != cp_model.OPTIMAL and status != cp_model.INFEASIBLE
         self.stats["stages"] += 0 if tentative else 1
@@ -495,7 +495,7 @@ def _unique(c: Compiled, st: _Stager) -> bool:
     solver = new_solver(left, st.options.num_workers, st.options.seed, len(c.x))
     # Only a shortcut: when it cannot tell within this work (a search over equal-rank subsets
     # can be long), the action-by-action rule settles the same choice.
-    solver.parameters.max_deterministic_time = TENTATIVE_WORK
+    solver.parameters.max_deterministic_time = min(TENTATIVE_WORK, solver.parameters.max_deterministic_time)
     status = solver.Solve(m)
     st.stats["stages"] += 1
     st.stats["wall_s"] += solver.WallTime()
