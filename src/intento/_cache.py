@@ -206,16 +206,24 @@ def store(source: Source, file: ast.File) -> None:
     folder = cache_dir()
     if folder is None:
         return
-    tmp = None
     try:
         data = dumps(file, source)
-        if len(data) > MAX_ENTRY_BYTES:
-            return
-        path = _entry(folder, source.text)
+    except Exception:
+        return
+    if len(data) <= MAX_ENTRY_BYTES:
+        write_quietly(_entry(folder, source.text), lambda fh: fh.write(data))
+
+
+def write_quietly(path: Path, write) -> None:
+    """Write a cache file: ``write(fh)`` into a temporary file of the folder (made owner-only),
+    renamed into place, so a reader never sees half of it. Failures are silent (nothing is kept,
+    no temporary file is left): a cache is never a reason for an error."""
+    tmp = None
+    try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
         os.replace(tmp, path)
         tmp = None
     except Exception:

@@ -18,12 +18,15 @@ import time
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 from rich.console import Console
 
 from intento import __version__
+
+if TYPE_CHECKING:
+    from intento.diagnostics import Diagnostic
 
 # The checker, the diagnostics' models and the parser are imported by the commands that use them
 # (below, through these names), not here: `intento status` and `runs` never need them.

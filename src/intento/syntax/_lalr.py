@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import tempfile
 from functools import lru_cache
 from importlib import resources
 
@@ -86,22 +85,11 @@ def lark_parser() -> Lark:
             pass
     inst = Lark(grammar, tree_class=_Tree, **_OPTIONS)
     if path is not None:
-        tmp = None
-        try:
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".", suffix=".tmp")
-            with os.fdopen(fd, "wb") as fh:
-                inst.save(fh, exclude_options=("tree_class",))
-            os.replace(tmp, path)
-            tmp = None
-        except Exception:
-            pass
-        finally:
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
+        from pathlib import Path
+
+        from intento._cache import write_quietly
+
+        write_quietly(Path(path), lambda fh: inst.save(fh, exclude_options=("tree_class",)))
     return inst
 
 
