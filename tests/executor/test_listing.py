@@ -1,7 +1,10 @@
-"""Listing a store's runs (`report.list_runs`: `intento runs`, `GET /v1/runs`, the console) keeps
-each finished run's view in the store (`finished_views`) and folds only unfinished runs: the
-stored views must give exactly what folding the events gives, be ignored once they are not of a
-run's last event, and never be needed (a busy store lists without writing them)."""
+"""Listing a store's runs. `report.list_runs` (`intento runs`, `GET /v1/runs`, the console) reads
+the `run_index` projection and writes nothing to the store; tests/executor/test_projection.py
+checks it against folding. The path it replaced, `report.folded_run_views` (kept for a store
+without the projection, and as the reference), keeps each finished run's view in
+`finished_views` and folds only unfinished runs: the stored views must give exactly what folding
+the events gives, be ignored once they are not of a run's last event, and never be needed (a busy
+store lists without writing them)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import pytest
 
 import intento
 from intento.execute import Scenario, Store
-from intento.execute.report import list_runs, run_view
+from intento.execute.report import folded_run_views, list_runs, run_view
 from intento.execute.store import wall_ms
 from intento.execute.world import World
 
@@ -53,15 +56,18 @@ def test_finished_runs_views_are_kept_and_equal_what_folding_gives(store_path):
     store = Store(store_path)
     try:
         store.db.execute("DELETE FROM finished_views")
-        first = list_runs(store, limit=100)
+        listed = list_runs(store, limit=100)
+        assert _stored(store) == {}  # listing from the projection keeps nothing
+        first = folded_run_views(store)
         folded = _folded(store)
         finished = {r for r, v in folded.items() if v["status"] in ("succeeded", "escalated")}
         assert len(finished) == 4 and "escalated" in {folded[r]["status"] for r in finished}
         assert set(_stored(store)) == finished  # the unfinished run is never kept
         assert {r: s for r, s in _stored(store).items()} == {r: store.events(r)[-1]["seq"] for r in finished}
-        second = list_runs(store, limit=100)
+        second = folded_run_views(store)
         assert second == first
-        assert {v["run"]: v for v in second["runs"]} == folded  # simulated runs: the same virtual now, so exactly equal
+        assert {v["run"]: v for v in second} == folded  # simulated runs: the same virtual now, so exactly equal
+        assert {v["run"]: v for v in listed["runs"]} == folded
     finally:
         store.close()
 
@@ -69,15 +75,15 @@ def test_finished_runs_views_are_kept_and_equal_what_folding_gives(store_path):
 def test_a_view_that_is_not_of_the_last_event_is_not_used(store_path):
     store = Store(store_path)
     try:
-        list_runs(store, limit=100)
+        folded_run_views(store)
         run, seq = next(iter(_stored(store).items()))
         bogus = dict(_folded(store)[run], status="cancelled", spent="999")
         store.db.execute("UPDATE finished_views SET seq = ?, body = ? WHERE run = ?", (seq - 1, json.dumps(bogus), run))
-        view = next(v for v in list_runs(store, limit=100)["runs"] if v["run"] == run)
+        view = next(v for v in folded_run_views(store) if v["run"] == run)
         assert view == _folded(store)[run] and view["status"] != "cancelled"
         assert _stored(store)[run] == seq  # and it is stored again, of the last event
         store.db.execute("UPDATE finished_views SET body = ? WHERE run = ?", ("not json", run))
-        view = next(v for v in list_runs(store, limit=100)["runs"] if v["run"] == run)
+        view = next(v for v in folded_run_views(store) if v["run"] == run)
         assert view == _folded(store)[run]
     finally:
         store.close()
@@ -91,10 +97,11 @@ def test_a_busy_store_lists_without_keeping_views(store_path):
         other.execute("BEGIN IMMEDIATE")  # another process writing: the cache write must give way
         try:
             listed = list_runs(store, limit=100)
+            folded = folded_run_views(store)
         finally:
             other.execute("ROLLBACK")
         assert _stored(store) == {}
-        assert {v["run"]: v for v in listed["runs"]} == _folded(store)
+        assert {v["run"]: v for v in listed["runs"]} == _folded(store) == {v["run"]: v for v in folded}
         assert store.keep_finished_views([]) is True
     finally:
         other.close()

@@ -345,7 +345,9 @@ def run_views(store) -> list[dict]:
 
 def folded_run_views(store) -> list[dict]:
     """`run_views` by folding every unfinished run's events (and keeping finished runs' views in
-    `finished_views`): what listing did before the projection, kept to check it against."""
+    `finished_views`): what listing did before the projection (schema 8), kept for a store
+    without `run_index` and to check the projection against. Only this path reads or writes
+    `finished_views`."""
     from intento.execute.store import TERMINAL, wall_ms
 
     wall = wall_ms()
@@ -497,8 +499,7 @@ def _kept(e: _Entry, status: str | None, intent: str | None, stalled: bool | Non
 
 def _index_entries(store) -> tuple[list[_Entry], int]:
     """Every run of the store from its projection, judged at now and ordered as `run_views`
-    orders them; and the wall clock they were judged by. Finished runs' views are also kept in
-    `finished_views` (as listing always kept them) when they are not there yet."""
+    orders them; and the wall clock they were judged by."""
     from intento.execute.store import wall_ms
 
     wall = wall_ms()
@@ -506,12 +507,6 @@ def _index_entries(store) -> tuple[list[_Entry], int]:
     rows, drivers = store.run_index(), store.drivers()
     entries = [_Entry(r, virtual if r[4] == "virtual" else wall, drivers.get(r[0]), wall) for r in rows]
     entries.sort(key=lambda e: (e.rank, e.created_at, e.run))
-    kept = store.finished_view_seqs() if hasattr(store, "finished_view_seqs") else None
-    if kept is not None:
-        missing = {r[0]: r[1] for r in rows if r[2] in _TERMINAL and kept.get(r[0]) != r[1]}
-        if missing:
-            bodies = store.index_bodies(list(missing))
-            store.keep_finished_views([(run, missing[run], view_at(body, None, drivers.get(run), wall)) for run, body in bodies.items()])
     return entries, wall
 
 

@@ -609,10 +609,6 @@ class Store:
                 out[run] = Folded.of(r, self.events(run)).base()
         return out
 
-    def finished_view_seqs(self) -> dict[str, int]:
-        """The last event number each stored finished run's view is of (`finished_views`)."""
-        return dict(self._read("read its finished runs' views", "SELECT run, seq FROM finished_views"))
-
     def events(self, run_id: str) -> list[dict]:
         rows = self._read("read a run's events", "SELECT seq, type, at, data FROM events WHERE run = ? ORDER BY seq", (run_id,))
         try:
