@@ -101,3 +101,20 @@ def test_a_full_disk_names_the_cause_and_loses_nothing(store_with_a_run):
     after = sqlite3.connect(db)
     assert after.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert after.execute("SELECT COUNT(*) FROM events").fetchone()[0] >= before
+
+
+def test_an_event_written_by_hand_that_cannot_be_read_is_named_not_an_internal_error(store_with_a_run):
+    db = store_with_a_run
+    con = sqlite3.connect(db)
+    try:
+        run, seq = con.execute("SELECT run, MAX(seq) FROM events GROUP BY run").fetchone()
+        con.execute("INSERT INTO events (run, seq, type, at, data) VALUES (?, ?, 'step_dispatched', 0, ?)", (run, seq + 1, '{"action": "x", "provider": "y", "attempt": 1}'))
+        con.commit()
+    finally:
+        con.close()
+    for cmd in (["status", run], ["status", run, "--format", "json"]):
+        _one_line(intento(*cmd, "--store", db), f"run {run}", f"event {seq + 1} (step_dispatched) cannot be read", "no `key`")
+    # The listing leaves that run out and still answers.
+    r = intento("runs", "--store", db, "--format", "json")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert run not in r.stdout

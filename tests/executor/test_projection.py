@@ -32,7 +32,7 @@ from intento.execute import Scenario, Store, post
 from intento.execute import store as store_mod
 from intento.execute.handlers import Registry
 from intento.execute.report import Folded, LIST_STATUSES, _list_views, folded_run_views, list_runs, run_views
-from intento.execute.state import RunState, fold, fold_on
+from intento.execute.state import RunState, UnreadableEvent, fold, fold_on
 from intento.execute.store import INDEX_COLUMNS, SCHEMA_VERSION
 from intento.execute.world import World
 from tests.executor.test_engine import _until
@@ -621,8 +621,8 @@ def test_an_event_the_fold_cannot_read_is_appended_all_the_same(orders, tmp_path
             assert writer.append(bad, seq, type_, at, data) is True
             written.append({"seq": seq, "type": type_, "at": at, "data": data})
             assert store.events(bad) == written  # every event stored, as written
-        with pytest.raises(KeyError):
-            fold(written)  # really unreadable
+        with pytest.raises(UnreadableEvent, match=r"event 2 \(step_dispatched\) cannot be read \(its data has no `key`\)"):
+            fold(written)  # really unreadable, and said so
         rows = _rows(path)
         assert bad not in rows  # its row is dropped, not left stale
         assert store.folded(bad) is None and other.folded(bad) is None

@@ -7,6 +7,8 @@ always give the same state, which is what makes a run resumable after a crash.
 
 from __future__ import annotations
 
+from intento.errors import OperationalError
+
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -144,10 +146,28 @@ class RunState:
         return "up"
 
 
+class UnreadableEvent(OperationalError):
+    """An event the fold cannot read: written by hand or by another tool (a key missing, a value
+    of the wrong type). The message names the run, the event and what is wrong."""
+
+
+def _unreadable(st: RunState, ev, e: Exception) -> UnreadableEvent:
+    what = f"its data has no `{e.args[0]}`" if isinstance(e, KeyError) and e.args else f"{type(e).__name__}: {e}"
+    where = f"event {ev.get('seq')} ({ev.get('type')})" if isinstance(ev, dict) else "an event"
+    return UnreadableEvent(f"run {st.run or '?'}: {where} cannot be read ({what}); the store was written by hand or by another tool")
+
+
+#: What `apply` raises on an event it cannot read (turned into `UnreadableEvent`).
+_APPLY_ERRORS = (KeyError, TypeError, ValueError, ArithmeticError, AttributeError)
+
+
 def fold(events: list[dict]) -> RunState:
     st = RunState()
     for ev in events:
-        apply(st, ev)
+        try:
+            apply(st, ev)
+        except _APPLY_ERRORS as e:
+            raise _unreadable(st, ev, e) from None
     return st
 
 
@@ -159,7 +179,10 @@ def fold_on(st: RunState, events: list[dict]) -> RunState:
         return st
     new = snapshot(st)
     for ev in events:
-        apply(new, ev)
+        try:
+            apply(new, ev)
+        except _APPLY_ERRORS as e:
+            raise _unreadable(new, ev, e) from None
     return new
 
 

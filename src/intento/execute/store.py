@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from intento.errors import OperationalError
+from intento.execute.state import UnreadableEvent
 
 SCHEMA_VERSION = 8
 
@@ -191,7 +192,7 @@ MIGRATIONS = {
 }
 
 #: What folding an event the fold cannot read raises (a hand-written event missing a key, say).
-_FOLD_ERRORS = (KeyError, TypeError, ValueError, ArithmeticError, AttributeError)
+_FOLD_ERRORS = (KeyError, TypeError, ValueError, ArithmeticError, AttributeError, UnreadableEvent)
 #: The columns of `run_index`, in order (`report.index_row` gives a row's values).
 INDEX_COLUMNS = ("run", "seq", "status", "intent", "clock", "created_at", "last_at", "max_at", "deadline_at", "expected_end", "holding", "waits_on", "stall_point", "body")
 #: How many runs' folded states a store keeps to write their `run_index` rows (unfinished runs:
@@ -565,7 +566,9 @@ class Store:
                 try:
                     self.db.execute("PRAGMA busy_timeout = 250")  # a cache write never holds a page up for long
                     self.db.execute("BEGIN IMMEDIATE")
-                    self._index_runs(stale)
+                    written = {row[0] for row in self._index_runs(stale)}
+                    # A run whose log can no longer be read keeps no row of an older event either.
+                    self.db.executemany("DELETE FROM run_index WHERE run = ?", [(r,) for r in stale if r not in written])
                     self.db.execute("DELETE FROM run_index WHERE run NOT IN (SELECT id FROM runs)")
                     self.db.execute("COMMIT")
                     for run in stale:
