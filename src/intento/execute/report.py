@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from intento.execute.state import RunState, fold, fold_on
-from intento.execute.store import driver_alive
+from intento.execute.store import TERMINAL, driver_alive
 from intento.values import duration_text as _dur
 
 
@@ -348,7 +348,7 @@ def folded_run_views(store) -> list[dict]:
     `finished_views`): what listing did before the projection (schema 8), kept for a store
     without `run_index` and to check the projection against. Only this path reads or writes
     `finished_views`."""
-    from intento.execute.store import TERMINAL, wall_ms
+    from intento.execute.store import wall_ms
 
     wall = wall_ms()
     virtual = store.virtual_now()
@@ -467,7 +467,7 @@ class _Entry:
         run, seq, status, intent, clock, created_at, last_at, max_at, deadline_at, expected_end, holding, waits, stall_point = row
         self.run, self.created_at, self.status, self.intent, self.holding, self.driver = run, created_at, status, intent, bool(holding), driver
         self.now = now
-        terminal = status in _TERMINAL
+        terminal = status in TERMINAL
         now = max(now, last_at)
         driven = terminal or driver_alive(driver, wall)
         behind, at_risk = _risk(terminal, deadline_at, expected_end, now)
@@ -479,7 +479,6 @@ class _Entry:
         self.rank = rank
 
 
-_TERMINAL = ("succeeded", "escalated", "failed", "cancelled")
 
 
 def _kept(e: _Entry, status: str | None, intent: str | None, stalled: bool | None) -> bool:
