@@ -47,23 +47,12 @@ def plan_quality(n: int, seed: int = 0) -> dict:
 def executor_overhead(runs: int = 10) -> dict:
     """Wall time per step of the executor with the SQLite store, planner time excluded."""
     import intento
-    import intento.execute.executor as ex_mod
+    from benchmarks import planning_timed
     from intento.execute import Executor, Scenario, SimEnvironment, Store
 
     spec = intento.load(Path(__file__).resolve().parents[1] / "examples" / "order_fulfilment", Path(__file__).resolve().parents[1] / "policies").spec
-    planning = [0.0]
-    original = ex_mod.plan_problem
-
-    def timed(*a, **k):
-        t = time.perf_counter()
-        try:
-            return original(*a, **k)
-        finally:
-            planning[0] += time.perf_counter() - t
-
-    ex_mod.plan_problem = timed
     total, steps, events = 0.0, 0, 0
-    try:
+    with planning_timed() as planning:
         with tempfile.TemporaryDirectory() as d:
             for i in range(runs):
                 store = Store(Path(d) / f"o{i}.db")
@@ -74,8 +63,6 @@ def executor_overhead(runs: int = 10) -> dict:
                 total += time.perf_counter() - t0
                 steps += len(final.completed)
                 events += len(store.events(rid))
-    finally:
-        ex_mod.plan_problem = original
     return {"runs": runs, "steps": steps, "events": events, "ms_per_step_excluding_planning": (total - planning[0]) * 1000 / steps, "ms_per_event_write": (total - planning[0]) * 1000 / events}
 
 

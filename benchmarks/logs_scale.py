@@ -97,22 +97,11 @@ def audit_append(spec, runs: int, repeat: int) -> dict:
 
 # ---- 2. executor overhead per step -------------------------------------------------------------
 def executor_steps(spec, runs: int) -> dict:
-    import intento.execute.executor as ex_mod
+    from benchmarks import planning_timed
     from intento.execute import Executor, Scenario, SimEnvironment, Store
 
-    planning = [0.0]
-    original = ex_mod.plan_problem
-
-    def timed(*a, **k):
-        t = time.perf_counter()
-        try:
-            return original(*a, **k)
-        finally:
-            planning[0] += time.perf_counter() - t
-
-    ex_mod.plan_problem = timed
     total, steps, bodies = 0.0, 0, []
-    try:
+    with planning_timed() as planning:
         with tempfile.TemporaryDirectory(dir=os.environ.get("INTENTO_BENCH_DIR")) as d:
             for i in range(runs + 1):
                 store = Store(Path(d) / f"o{i}.db")
@@ -130,8 +119,6 @@ def executor_steps(spec, runs: int) -> dict:
                 bodies += [(e["type"], e["at"], json.dumps(e["data"], sort_keys=True, separators=(",", ":"))) for e in store.events(rid)]
                 store.close()
             raw = raw_commits(Path(d) / "raw.db", bodies)
-    finally:
-        ex_mod.plan_problem = original
     executor_s = total - planning[0]
     return {"runs": runs, "steps": steps, "events": len(bodies), "executor_per_step_s": executor_s / steps, "raw_per_step_s": raw / steps, "raw_per_commit_s": raw / len(bodies)}
 
