@@ -87,6 +87,43 @@ class DiagFormat(str, Enum):
     json = "json"
 
 
+class CheckFormat(str, Enum):
+    text = "text"
+    short = "short"
+    json = "json"
+    sarif = "sarif"
+
+
+_STDIN_FILENAME_HELP = "The path standard input (`-`) stands for: diagnostics name it, and the file of that path in the project is replaced by it (an editor's unsaved buffer)."
+
+
+def _sources(paths: list[Path], stdin_filename: Optional[str]):
+    """The sources of ``paths``, where `-` is standard input (named ``stdin_filename``, which it
+    replaces in the project when that file is among the paths). Bad usage exits 2."""
+    from intento.check._load import decode_source
+
+    rest = [p for p in paths if str(p) != "-"]
+    stdin = len(paths) - len(rest)
+    if stdin > 1:
+        print("error: `-` (standard input) may be given once", file=sys.stderr)
+        raise typer.Exit(2)
+    if stdin_filename is not None and not stdin:
+        print("error: `--stdin-filename` names standard input: give `-` among the paths too", file=sys.stderr)
+        raise typer.Exit(2)
+    sources, diags = load_sources(rest) if rest else ([], [])
+    if stdin:
+        name = stdin_filename or "<stdin>"
+        src, bad = decode_source(name, sys.stdin.buffer.read())
+        if bad is not None:
+            diags.append(bad)
+        else:
+            if stdin_filename is not None:
+                target = Path(stdin_filename).resolve()
+                sources = [s for s in sources if Path(s.name).resolve() != target]
+            sources.append(src)
+    return sources, diags
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"intento {__version__}")
@@ -134,13 +171,22 @@ def _summary(diags: list[Diagnostic]) -> tuple[int, int]:
 
 @app.command()
 def check(
-    paths: List[Path] = typer.Argument(..., help="`.intent` files or folders (read recursively) that form one project."),
-    format: DiagFormat = typer.Option(DiagFormat.text, "--format", "-f", help="text (with source snippets), short (one line each) or json."),
+    paths: List[Path] = typer.Argument(..., help="`.intent` files or folders (read recursively) that form one project; `-` reads one file from standard input."),
+    format: CheckFormat = typer.Option(CheckFormat.text, "--format", "-f", help="text (with source snippets), short (one line each), json, or sarif (SARIF 2.1.0, for code scanning)."),
+    stdin_filename: Optional[str] = typer.Option(None, "--stdin-filename", help=_STDIN_FILENAME_HELP),
 ) -> None:
-    """Check a project: syntax, names, types and units. Exit 0 when there are no errors (warnings allowed), 1 otherwise."""
-    result = check_paths(paths)
+    """Check a project: syntax, names, types and units; every syntax error of every file, and the declarations that
+    parse are checked even when others do not. Exit 0 when there are no errors (warnings allowed), 1 otherwise, 2 on
+    bad usage."""
+    from intento.check import check_loaded
+
+    result = check_loaded(*_sources(paths, stdin_filename))
     errors, warnings = _summary(result.diagnostics)
-    if format is DiagFormat.json:
+    if format is CheckFormat.sarif:
+        from intento.sarif import sarif_log
+
+        print(json.dumps(sarif_log(result.diagnostics, Path.cwd()), indent=2))
+    elif format is CheckFormat.json:
         body = {
             "ok": result.ok,
             "errors": errors,
@@ -151,7 +197,7 @@ def check(
             body |= {"truncated": True, "shown": len(result.diagnostics)}
         print(json.dumps(body, indent=2))
     else:
-        print_diagnostics(result.diagnostics, format)
+        print_diagnostics(result.diagnostics, DiagFormat(format.value))
         if result.spec is not None:
             s = result.spec
             n = len(s.sources)
@@ -167,16 +213,24 @@ def check(
 
 @app.command()
 def fmt(
-    paths: List[Path] = typer.Argument(..., help="`.intent` files or folders to format."),
+    paths: List[Path] = typer.Argument(..., help="`.intent` files or folders to format; `-` alone formats standard input to standard output."),
     check_only: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if any file is not formatted."),
     diff: bool = typer.Option(False, "--diff", help="Change nothing; print what would change as a unified diff."),
+    stdin_filename: Optional[str] = typer.Option(None, "--stdin-filename", help="The path standard input (`-`) stands for, in diagnostics."),
 ) -> None:
-    """Rewrite `.intent` files in the canonical layout, keeping comments."""
+    """Rewrite `.intent` files in the canonical layout, keeping comments. A file with an error is left as it is (its
+    diagnostics shown, exit 1): fmt never changes what a file says. Exit 2 on bad usage."""
     from intento.diagnostics import DiagnosticList
     from intento.syntax import format_file, parse
 
-    sources, load_diags = load_sources(paths)
+    if any(str(p) == "-" for p in paths) and len(paths) > 1:
+        print("error: `-` (standard input) is formatted alone: give no other path", file=sys.stderr)
+        raise typer.Exit(2)
+    sources, load_diags = _sources(paths, stdin_filename)
     diags = DiagnosticList(load_diags)
+    if str(paths[0]) == "-":
+        _fmt_stdin(sources, diags, check_only, diff)
+        return
     changed: list[str] = []
     for src in sources:
         f, d = parse(src)
@@ -189,12 +243,16 @@ def fmt(
         changed.append(src.name)
         if diff:
             sys.stdout.writelines(
-                difflib.unified_diff(src.text.splitlines(True), new.splitlines(True), f"a/{src.name}", f"b/{src.name}")
+                difflib.unified_diff(_diff_lines(src.text), _diff_lines(new), f"a/{src.name}", f"b/{src.name}")
             )
         elif check_only:
             print(f"would reformat {src.name}")
         else:
-            _atomic_write(Path(src.name), new)
+            path = Path(src.name)
+            with contextlib.suppress(OSError), path.open("rb") as fh:
+                if fh.read(3) == b"\xef\xbb\xbf":
+                    new = "\ufeff" + new  # the byte order mark stays
+            _atomic_write(path, new)
             print(f"formatted {src.name}")
     if diags:
         print_diagnostics(sorted_capped(diags))
@@ -205,6 +263,69 @@ def fmt(
         raise typer.Exit(1 if changed else 0)
     if not changed:
         print(f"{len(sources)} file{'s' * (len(sources) != 1)} already formatted")
+
+
+@app.command()
+def init(
+    directory: Path = typer.Argument(Path("."), help="Where to create the project (made if missing; files already there are never overwritten)."),
+    name: Optional[str] = typer.Option(None, "--name", help="The intent's name (a name like `fulfil_order`); by default one derived from the folder's name."),
+) -> None:
+    """Create a small project that passes `check`, `test` and `plan` at once: providers, an action, an intent, a
+    policy with an owner, a policy test and a request. Exit 1 (changing nothing) if any of its files exists."""
+    from intento.scaffold import ScaffoldError, init_project
+
+    try:
+        made = init_project(directory, name)
+    except ScaffoldError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(1)
+    for p in made.files:
+        print(f"created {p}")
+    print()
+    print("next:")
+    for line in made.next_steps:
+        print(f"  {line}")
+
+
+@app.command()
+def lsp() -> None:
+    """Start the language server on standard input and output (for editors: see docs/editors.md)."""
+    try:
+        from intento.lsp import serve
+    except ImportError as e:  # pygls is the `lsp` extra
+        print(f"error: the language server needs the `lsp` extra ({e.name} is not installed): pip install 'intento[lsp]'", file=sys.stderr)
+        raise typer.Exit(1)
+    serve()
+
+
+def _diff_lines(text: str) -> list[str]:
+    """Lines for a unified diff: cut after each LF only (`str.splitlines` would also cut at a form
+    feed or U+2028, which are characters within a line of a source)."""
+    lines = text.split("\n")
+    return [ln + "\n" for ln in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+
+
+def _fmt_stdin(sources, diags, check_only: bool, diff: bool) -> None:
+    """`fmt -`: the formatted text on stdout; nothing on stdout (and exit 1) when it has an error."""
+    from intento.syntax import format_file, parse
+
+    if diags:
+        print_diagnostics(sorted_capped(diags))
+        raise typer.Exit(1)
+    src = sources[0]
+    f, d = parse(src)
+    if f is None:
+        print_diagnostics(d)
+        raise typer.Exit(1)
+    new = format_file(f, src)
+    if diff:
+        sys.stdout.writelines(difflib.unified_diff(_diff_lines(src.text), _diff_lines(new), f"a/{src.name}", f"b/{src.name}"))
+    elif check_only:
+        if new != src.text:
+            print(f"would reformat {src.name}", file=sys.stderr)
+    else:
+        sys.stdout.write(new)
+    raise typer.Exit(1 if (check_only or diff) and new != src.text else 0)
 
 
 class PlanFormat(str, Enum):

@@ -38,7 +38,8 @@ HIDDEN_VALUE = "***"
 class Source:
     """A source text and the name it is known by (usually a file path).
 
-    Lines end at ``\\n`` only, as the lexer counts them (a trailing ``\\r`` is not shown). With
+    Lines end at ``\\n``, ``\\r\\n`` or a lone ``\\r``, as editors (and the Language Server
+    Protocol) count them; a form feed, U+2028 or U+2029 is a character within its line. With
     ``hide_values`` (request input: ``--given``/``--state`` JSON, which may hold `secret` values)
     a snippet never shows a value: every JSON string that is not an object key is shown as
     ``"***"``, every other value (number, literal, stray word) as ``***``."""
@@ -71,9 +72,12 @@ class Source:
         if not 0 < line <= len(starts):
             return len(self.text), len(self.text)
         begin = starts[line - 1]
-        end = starts[line] - 1 if line < len(starts) else len(self.text)
-        if end > begin and self.text[end - 1] == "\r":
-            end -= 1
+        if line < len(starts):
+            end = starts[line] - 1  # the line break's last character
+            if self.text[end] == "\n" and end > begin and self.text[end - 1] == "\r":
+                end -= 1
+        else:
+            end = len(self.text)
         return begin, end
 
     def line_text(self, line: int) -> str:
@@ -148,7 +152,8 @@ class Source:
         return tokens
 
 
-_NEWLINE = re.compile("\n")
+#: A line break, as editors count them: LF, CRLF, or a lone CR.
+_NEWLINE = re.compile("\r\n|\r|\n")
 
 # One JSON token: a string (maybe unterminated: it then ends at the line's end; unrolled and
 # possessive, so a long one costs the regex engine no memory), a structural character, white
@@ -220,6 +225,8 @@ class Span:
     def whole_text(source: Source) -> "Span":
         """All of ``source`` (one pass over the text; no line table is built)."""
         text = source.text
+        if "\r" in text:  # a lone CR ends a line too: the line table knows
+            return Span.at_offset(source, 0, len(text))
         return Span(source, 0, len(text), 1, 1, text.count("\n") + 1, len(text) - (text.rfind("\n") + 1) + 1)
 
     @property

@@ -7,6 +7,7 @@ and every diagnostic of the project, sorted by position. The work is a table of 
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +30,13 @@ from intento.check._state import MAX_DECLARATIONS, _Checker
 from intento.check._tests import check_facts, resolve_tests
 from intento.diagnostics import Diagnostic, DiagnosticList, Source, sorted_capped, tally
 from intento.spec import Spec
-from intento.syntax import ast, parse
+from intento.syntax import ast, recover
 
 __all__ = [
     "Result",
     "STAGES",
     "check_paths",
+    "check_loaded",
     "check_sources",
     "load_sources",
     "read_source",
@@ -86,6 +88,11 @@ class Result:
 
 def check_paths(paths: Iterable[str | Path]) -> Result:
     sources, load_diags = load_sources(paths)
+    return check_loaded(sources, load_diags)
+
+
+def check_loaded(sources: list[Source], load_diags: list[Diagnostic]) -> Result:
+    """`check_sources` of what `load_sources` read, its diagnostics (unreadable files) included."""
     if load_diags and not sources:
         return Result(None, sorted_capped(load_diags))
     spec, diags, timings = _check(sources)
@@ -111,14 +118,20 @@ def _check(sources: list[Source]) -> tuple[Spec | None, list[Diagnostic], dict[s
 def _check_stages(sources: list[Source]) -> tuple[Spec | None, list[Diagnostic], dict[str, float]]:
     files: list[ast.File] = []
     diags = DiagnosticList()  # a parse keeps only its first errors, and counts the rest
+    broken: dict[str, tuple[tuple[int, int], ...]] = {}
+    broken_names: set[str] = set()
+    broken_words: set[str] = set()
     t0 = time.perf_counter()
     for src in sources:
-        f, d = parse(src)
-        diags.merge(d)
-        if f is not None:
-            files.append(f)
+        r = recover(src)  # every declaration that parses, and every syntax error
+        diags.merge(r.diagnostics)
+        files.append(r.file)
+        if r.broken:
+            broken[src.name] = r.broken
+            broken_names |= r.broken_names
+            broken_words |= r.broken_words
     timings = {"parse": time.perf_counter() - t0}
-    if diags:
+    if diags and not any(f.decls for f in files):
         return None, diags, timings
     checker = _Checker(sources, files)
     for name, stage in STAGES:
@@ -130,10 +143,29 @@ def _check_stages(sources: list[Source]) -> tuple[Spec | None, list[Diagnostic],
     t = time.perf_counter()
     checker.resolve_hints()  # INVARIANT: after this, every help is a str
     timings["resolve_hints"] = time.perf_counter() - t
+    if diags:
+        # A syntax error: the declarations that parsed were checked too. What the checker says
+        # inside a broken part may only echo the break, and so may an error about a name that
+        # part declares (it looks undeclared) or a warning about one it mentions (it looks
+        # unused): those are left out until the file parses.
+        diags.merge([d for d in checker.diags if not _echo(d, broken, broken_names if d.is_error else broken_words)])
+        return None, diags, timings
     # Decided on every diagnostic, not the capped ones: an error past the cap still fails.
     if any(d.is_error for d in checker.diags):
         return None, checker.diags, timings
     return checker.build(), checker.diags, timings
+
+
+_QUOTED = re.compile(r"`([^`]+)`")
+
+
+def _echo(d: Diagnostic, broken: dict[str, tuple[tuple[int, int], ...]], names: set[str]) -> bool:
+    """Whether a checker's diagnostic may be an echo of a syntax error (see `_check_stages`)."""
+    if d.span is not None:
+        for a, b in broken.get(d.span.source.name, ()):
+            if a <= d.span.start < b:
+                return True
+    return any(q in names or q.split(".")[0] in names for q in _QUOTED.findall(d.message))
 
 
 STAGES: list[tuple[str, Callable[[_Checker], None]]] = [

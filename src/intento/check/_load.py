@@ -55,6 +55,16 @@ def read_source(path: Path) -> tuple[Source | None, Diagnostic | None]:
         data = path.read_bytes()
     except OSError as e:
         return None, _pathless("E010", f"cannot read `{name}`: {e.strerror or e}", "check the file's permissions")
+    return decode_source(name, data)
+
+
+#: The UTF-8 byte order mark some editors write first.
+BOM = "\ufeff"
+
+
+def decode_source(name: str, data: bytes) -> tuple[Source | None, Diagnostic | None]:
+    """The text of a file's bytes (a leading byte order mark dropped: every line and column is
+    then counted as editors count it), or why it is not a source (not UTF-8, a NUL byte)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -67,6 +77,8 @@ def read_source(path: Path) -> tuple[Source | None, Diagnostic | None]:
             Span.at_offset(src, len(good)),
             help="save the file as UTF-8",
         )
+    if text.startswith(BOM):
+        text = text[1:]
     if "\x00" in text:
         src = Source(name, text.replace("\x00", " "))
         return None, Diagnostic("E010", Severity.error, "file contains a NUL byte", Span.at_offset(src, text.index("\x00")), help="this is not a text file")

@@ -11,11 +11,12 @@ tests/syntax/test_parse_cost.py and ``python -m benchmarks.parse``.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 
 from intento._gc import paused_gc
-from intento.diagnostics import MAX_DIAGNOSTICS, Diagnostic, DiagnosticList, Severity, Source, Span
+from intento.diagnostics import MAX_DIAGNOSTICS, Diagnostic, DiagnosticList, Severity, Source, Span, tally
 from intento.syntax import ast
 from intento.values import MAX_NUMBER_DIGITS, parse_duration, parse_money, parse_number
 
@@ -143,6 +144,202 @@ def parse(source: Source) -> tuple[ast.File | None, list[Diagnostic]]:
         return result
 
 
+def _lone_cr(text: str) -> bool:
+    return "\r" in text and _LONE_CR.search(text) is not None
+
+
+_LONE_CR = re.compile("\r(?!\n)")
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What `parse_recovering` makes of a source: the declarations that parsed, every error found
+    (capped, all counted), and the parts of the text that did not parse, with the names they
+    declare and mention (a later stage's diagnostic about one of those may only echo the break)."""
+
+    file: ast.File
+    diagnostics: list[Diagnostic]
+    broken: tuple[tuple[int, int], ...] = ()
+    #: Names the broken parts declare (a declaration's, the facts it achieves): elsewhere they may
+    #: look undeclared.
+    broken_names: frozenset[str] = frozenset()
+    #: Every name the broken parts mention: elsewhere they may look unused.
+    broken_words: frozenset[str] = frozenset()
+
+
+def parse_recovering(source: Source) -> tuple[ast.File, list[Diagnostic]]:
+    """Parse one source, recovering from syntax errors: every declaration that parses is kept in
+    the file returned (possibly none), with every error found (up to the cap).
+
+    The editor's and the checker's view of a broken file. `parse` keeps its all-or-nothing
+    answer for the commands that must not act on half a file (`fmt`)."""
+    r = recover(source)
+    return r.file, r.diagnostics
+
+
+#: Most errors reported within one declaration: past the first, each is found by blanking the line
+#: of the one before, which a badly broken declaration could repeat for every line.
+MAX_ERRORS_PER_DECLARATION = 10
+
+#: A declaration's header: its keyword, and its name (or a test's title). A keyword that starts a
+#: line and is followed by a name starts a declaration, even where braces do not balance.
+_DECL_HEAD = re.compile(r'(?:provider|action|intent|policy)[ \t]+([A-Za-z_][A-Za-z0-9_.]*)|test[ \t]+"')
+_DECL_SCAN = re.compile(_STRING_OR_COMMENT + r'|[{}]|\b(?:provider|action|intent|policy|test)\b')
+_ACHIEVES = re.compile(r"\bachieves\s+([A-Za-z0-9_.,\s]*)")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+_ITEM_WORDS = (
+    "requires achieves undo timeout external idempotent via given goal deadline budget minimize owner when soft forbid "
+    "require limit distinct plan expect"
+)
+#: A keyword that starts an item of a declaration (`requires`, `via`, `owner`, `expect`, ...).
+_ITEM_HEAD = re.compile(r"(?:%s)\b" % "|".join(_ITEM_WORDS.split()))
+#: A line whose first word starts an item.
+_ITEM_LINE = re.compile(r"(?m)^[ \t]*(?:%s)\b" % "|".join(_ITEM_WORDS.split()))
+
+
+def _declaration_starts(text: str) -> list[int]:
+    """Offsets where a declaration starts: a declaration keyword outside braces that is followed
+    by a name or starts its line, or one that starts its line and is followed by a name (where
+    braces do not balance); strings and comments skipped. (`provider action {` is one broken
+    declaration, not two.)"""
+    starts: list[int] = []
+    depth = 0
+    for m in _DECL_SCAN.finditer(text):
+        tok = m.group()
+        if tok == "{":
+            depth += 1
+        elif tok == "}":
+            depth = max(0, depth - 1)
+        elif tok[0] not in '"/':
+            at = m.start()
+            line_start = max(text.rfind("\n", 0, at), text.rfind("\r", 0, at)) + 1
+            first_on_line = not text[line_start:at].strip()
+            head = _DECL_HEAD.match(text, at)
+            named = head is not None and (head.group(1) is None or head.group(1) not in KEYWORDS)
+            if (depth == 0 and (named or first_on_line)) or (first_on_line and named):
+                depth = 0
+                if not starts or starts[-1] != at:
+                    starts.append(at)
+    return starts
+
+
+def _blank(text: str, a: int, b: int, keep_braces: bool) -> str:
+    """``text`` with ``[a, b)`` turned to spaces (line breaks kept, and braces when asked), so
+    every offset and line stays where it was."""
+    part = text[a:b]
+    out = "".join(c if c in "\r\n" or (keep_braces and c in "{}") else " " for c in part)
+    return text[:a] + out + text[b:]
+
+
+def _parse_part(source: Source, base: int, text: str) -> tuple[tuple | None, list[Diagnostic]]:
+    """Parse ``text``, the part of ``source`` at ``base``: its declarations, or None and the first
+    syntax error; or its declarations and the errors the builder found in them (bad literals)."""
+    lalr = _load_lark()
+    builder = _Builder(source, base)
+    try:
+        decls = lalr.parse_direct(text, builder, _EXPR_RULES, MAX_NESTING)
+    except lalr.Fallback:
+        part = Source(source.name, text)
+        try:
+            tree = lalr.parse_tree(text)
+        except UnexpectedInput as e:
+            return None, [_moved(_syntax_diagnostic(part, e), source, base)]
+        deep = _too_deep(tree, part)
+        if deep:
+            return None, [_moved(deep, source, base)]
+        builder = _Builder(source, base)
+        decls = builder.build(tree)
+    return decls, builder.reported_errors() if builder.error_count else []
+
+
+def _moved(d: Diagnostic, source: Source, base: int) -> Diagnostic:
+    """A diagnostic found in a part of ``source`` that starts at ``base``, placed in ``source``."""
+    if d.span is None:
+        return d
+    from dataclasses import replace
+
+    return replace(d, span=Span.at_offset(source, base + d.span.start, base + d.span.end))
+
+
+def recover(source: Source) -> Recovered:
+    """`parse_recovering`, with the broken parts named (see `Recovered`).
+
+    A file that parses is returned whole. Otherwise it is cut at its declarations, and each is
+    parsed on its own: one that parses is kept; one that does not gives its first error, then,
+    its line blanked (braces kept), its next, up to `MAX_ERRORS_PER_DECLARATION` (an error no
+    later than the line blanked is an echo of it, and ends the search). A declaration with an
+    error is left out whole: its names go into `Recovered.broken_names`."""
+    f, diags = parse(source)
+    if f is not None or len(source.text) > MAX_FILE_CHARS:
+        empty = ast.File((), comments=scan_comments(source.text), span=Span.whole_text(source))
+        return Recovered(f or empty, diags, ((0, len(source.text)),) if f is None else ())
+    text = source.text
+    starts = _declaration_starts(text)
+    bounds = list(zip([0] + starts, starts + [len(text)]))
+    decls: list = []
+    errors: list[Diagnostic] = []
+    total = 0
+    broken: list[tuple[int, int]] = []
+    names: set[str] = set()
+    words: set[str] = set()
+    with paused_gc():
+        for a, b in bounds:
+            if a == b:
+                continue
+            part = text[a:b]
+            got, errs = _parse_part(source, a, part)
+            if not errs:
+                decls.extend(got)
+                continue
+            broken.append((a, b))
+            plain = _without_strings_and_comments(part)
+            words.update(_WORD.findall(plain))
+            head = _DECL_HEAD.match(part)
+            if head and head.group(1):
+                names.add(head.group(1))
+            for m in _ACHIEVES.finditer(plain):
+                names.update(_WORD.findall(m.group(1)))
+            found = list(errs)
+            total += tally(errs)[0]
+            if found[0].code in ("E003", "E004", "E005"):
+                got = ()  # an unclosed brace, or a limit: what follows would only echo it
+            # More errors of the same declaration: blank the line of the last one, parse again.
+            while got is None and len(found) < MAX_ERRORS_PER_DECLARATION and len(errors) + len(found) < MAX_DIAGNOSTICS:
+                last = found[-1].span
+                at = last.start - a
+                if at >= len(part) or last.end <= last.start and at >= len(part.rstrip()):
+                    break  # at the end of the declaration: nothing after it to look at
+                line_a = max(part.rfind("\n", 0, at), part.rfind("\r", 0, at)) + 1
+                ends = [i for i in (part.find("\n", at), part.find("\r", at)) if i >= 0]
+                line_b = min(ends) if ends else len(part)
+                brace = part[at : at + 1] in ("{", "}")
+                item = _ITEM_HEAD.match(part, at)
+                if item and not part[line_a:at].strip():
+                    # An item keyword that starts its line: the item before it is what is
+                    # unfinished (`requires a and` followed by `achieves b`). Blank that one.
+                    prev = [m.start() for m in _ITEM_LINE.finditer(part, 0, line_a)]
+                    if not prev:
+                        break
+                    line_b, line_a = line_a, prev[-1]
+                part = _blank(part, line_a, line_b, keep_braces=not brace)
+                got, more = _parse_part(source, a, part)
+                if got is not None or not more or more[0].span.start - a <= line_b:
+                    break
+                found.append(more[0])
+                total += 1
+            errors.extend(found)
+    decl_list = tuple(decls)
+    file = ast.File(decl_list, comments=scan_comments(text), span=Span.whole_text(source))
+    shown = DiagnosticList(sorted(errors, key=Diagnostic.sort_key)[:MAX_DIAGNOSTICS], total, 0)
+    return Recovered(file, shown, tuple(broken), frozenset(names), frozenset(words))
+
+
+def _without_strings_and_comments(text: str) -> str:
+    return _COMMENT_OR_STRING.sub(" ", text)
+
+
 def _parse(source: Source) -> tuple[ast.File | None, list[Diagnostic]]:
     if len(source.text) > MAX_FILE_CHARS:
         return None, [
@@ -155,7 +352,7 @@ def _parse(source: Source) -> tuple[ast.File | None, list[Diagnostic]]:
             )
         ]
     lalr = _load_lark()
-    builder = _Builder(source)
+    builder = _Builder(source, by_offset=_lone_cr(source.text))
     try:
         # The AST built as the parser reduces (no lark tree). A file with a syntax error or
         # nested too deeply takes the reference path below, which reports it as it always has.
@@ -178,7 +375,7 @@ def _parse_via_tree(source: Source) -> tuple[ast.File | None, list[Diagnostic]]:
     deep = _too_deep(tree, source)
     if deep:
         return None, [deep]
-    builder = _Builder(source)
+    builder = _Builder(source, by_offset=_lone_cr(source.text))
     try:
         decls = builder.build(tree)
     except _Located as e:
@@ -203,6 +400,17 @@ def _syntax_diagnostic(source: Source, e: UnexpectedInput) -> Diagnostic:
             return Diagnostic("E003", Severity.error, "unexpected end of file", span, help=_expected_text(expected) or "")
         span = Span.at_offset(source, tok.start_pos, tok.end_pos)
         text = str(tok)
+        line_start = max(source.text.rfind("\n", 0, tok.start_pos), source.text.rfind("\r", 0, tok.start_pos)) + 1
+        if text in KEYWORDS and "IDENT" in expected and not source.text[line_start : tok.start_pos].strip() and _ITEM_HEAD.fullmatch(text):
+            # `requires a and` then `achieves b` on the next line: the line before is unfinished.
+            return Diagnostic(
+                "E001",
+                Severity.error,
+                f"unexpected `{text}`: the line before it is unfinished",
+                span,
+                label="not expected here",
+                help=f"{_expected_text(expected)} before `{text}`",
+            )
         if text in KEYWORDS and "IDENT" in expected:
             return Diagnostic(
                 "E008",
@@ -282,8 +490,15 @@ class _Builder:
     """Lark tree -> AST nodes: one method per grammar rule, called with the rule's meta (its
     position) and its children already built."""
 
-    def __init__(self, source: Source):
+    def __init__(self, source: Source, base: int = 0, by_offset: bool = False):
         self.source = source
+        # The text parsed starts at ``base`` in the source (a declaration parsed on its own while
+        # recovering from a syntax error). Positions are then computed from offsets with the
+        # source's line table, as they are for a text holding a lone CR (the lexer counts lines at
+        # LF only; editors and `Source` end a line at LF, CRLF or a lone CR).
+        self.base = base
+        if base or by_offset:
+            self._span, self._tspan = self._span_at, self._tspan_at
         # At most 2 x MAX_DIAGNOSTICS kept (those first in the file), all counted: a hostile file
         # may hold a million bad escapes, and only the first are ever shown.
         self.errors: list[Diagnostic] = []
@@ -323,6 +538,14 @@ class _Builder:
 
     def _tspan(self, tok: Token) -> Span:
         return Span(self.source, tok.start_pos, tok.end_pos, tok.line, tok.column, tok.end_line, tok.end_column)
+
+    def _span_at(self, meta) -> Span:
+        if getattr(meta, "empty", True):
+            return Span.whole_file(self.source)
+        return Span.at_offset(self.source, self.base + meta.start_pos, self.base + meta.end_pos)
+
+    def _tspan_at(self, tok: Token) -> Span:
+        return Span.at_offset(self.source, self.base + tok.start_pos, self.base + tok.end_pos)
 
     def _ident(self, tok: Token) -> ast.Ident:
         return ast.Ident(str(tok), span=self._tspan(tok))
@@ -365,7 +588,7 @@ class _Builder:
             # One regex pass, no per-character objects: a string literal may be a megabyte long.
             for m in _ESCAPE.finditer(body):
                 if m.group(1) not in _ESCAPES:
-                    at = tok.start_pos + 1 + m.start()
+                    at = self.base + tok.start_pos + 1 + m.start()
                     if at > self._past:  # never shown: counted, and no diagnostic is built
                         self.error_count += 1
                         continue
