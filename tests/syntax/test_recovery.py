@@ -130,6 +130,7 @@ def test_an_unclosed_brace_is_one_error_and_what_follows_is_checked(tmp_path: Pa
     r = check_paths([tmp_path])
     codes = [(d.span.line, d.code) for d in r.diagnostics]
     assert codes[0] == (3, "E003")
+    assert r.diagnostics[0].message == "this `{` is never closed before the next declaration (line 7)"
     assert len([c for c in codes if c[1].startswith("E00")]) == 1
     # The provider after the broken action parsed, and was checked (a region is a string).
     assert any(line == 7 and not code.startswith("E00") for line, code in codes), codes

@@ -11,7 +11,7 @@ tests/syntax/test_parse_cost.py and ``python -m benchmarks.parse``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import lru_cache
 
@@ -258,8 +258,6 @@ def _moved(d: Diagnostic, source: Source, base: int) -> Diagnostic:
     """A diagnostic found in a part of ``source`` that starts at ``base``, placed in ``source``."""
     if d.span is None:
         return d
-    from dataclasses import replace
-
     return replace(d, span=Span.at_offset(source, base + d.span.start, base + d.span.end))
 
 
@@ -303,6 +301,10 @@ def recover(source: Source) -> Recovered:
                 names.update(_WORD.findall(m.group(1)))
             found = list(errs)
             total += tally(errs)[0]
+            if found[0].code == "E003" and b < len(text) and found[0].label:
+                # Not the end of the file: the end of this declaration, where the next begins.
+                line = source.line_col(b)[0]
+                found[0] = replace(found[0], message=f"this `{{` is never closed before the next declaration (line {line})")
             if found[0].code in ("E003", "E004", "E005"):
                 got = ()  # an unclosed brace, or a limit: what follows would only echo it
             # More errors of the same declaration: blank the line of the last one, parse again.
