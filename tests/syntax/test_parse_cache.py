@@ -527,3 +527,21 @@ def test_runs_and_status_import_neither_ortools_nor_pandas(tmp_path, stores, sto
     if store == "full":
         assert "fulfil_order" in out["stdout"]
     assert "ortools" not in out["modules"] and "pandas" not in out["modules"], out["modules"]
+
+
+def test_cache_new_false_reads_the_cache_but_adds_nothing(cache: Path):
+    """The language server parses a new text at every pause in typing: it adds none of them."""
+    from intento.check import check_sources
+    from intento.syntax import parse_recovering
+
+    typed = Source("typed.intent", 'provider p { region "EU" }\n')
+    assert parse(typed, cache_new=False)[0] is not None
+    parse_recovering(Source("t2.intent", 'provider q { region "EU" }\n'), cache_new=False)
+    assert check_sources([Source("t3.intent", 'provider r { region "EU" }\n')], cache_new=False).ok
+    assert entries(cache) == []
+    # An entry already there is still read.
+    saved = Source("saved.intent", 'provider s { region "EU" }\n')
+    first, _ = parse(saved)
+    assert len(entries(cache)) == 1
+    again, _ = parse(Source("saved.intent", saved.text), cache_new=False)
+    assert again == first and len(entries(cache)) == 1

@@ -240,3 +240,16 @@ def test_a_byte_order_mark_is_accepted(tmp_path: Path):
     f.write_bytes(b"\xef\xbb\xbf" + b'provider p { region "EU" }\r\naction a { achieves x; via p { cost 1 USD latency 1s } }\r\n')
     r = check_paths([f])
     assert r.ok, r.diagnostics
+
+
+def test_a_comment_ends_at_a_lone_cr():
+    """In a file whose lines end with a lone CR, a comment ends with its line, as editors show
+    it (it used to run to the next LF, hiding every declaration after it)."""
+    text = 'provider a { region "EU" }\r// a comment\rprovider b { region 1 }\raction x { achieves y; via b { cost "c" } }\r'
+    r = check_sources([Source("cr.intent", text)])
+    assert [(d.code, d.span.line, d.span.column) for d in r.diagnostics] == [("E018", 3, 21), ("E018", 4, 37)]
+
+
+def test_a_string_ends_at_a_lone_cr():
+    r = recover(Source("cr.intent", 'provider a { region "E\rU" }\r'))
+    assert [(d.code, d.span.line, d.span.column, d.message) for d in r.diagnostics] == [("E002", 1, 21, "unterminated string")]

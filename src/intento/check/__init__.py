@@ -103,19 +103,21 @@ def check_loaded(sources: list[Source], load_diags: list[Diagnostic]) -> Result:
     return Result(spec, sorted_capped(diags), timings)
 
 
-def check_sources(sources: list[Source]) -> Result:
-    spec, diags, timings = _check(sources)
+def check_sources(sources: list[Source], *, cache_new: bool = True) -> Result:
+    """The check of ``sources``; ``cache_new=False`` adds no parse to the project cache (see
+    `intento.syntax.parse`)."""
+    spec, diags, timings = _check(sources, cache_new)
     return Result(spec, sorted_capped(diags), timings)
 
 
-def _check(sources: list[Source]) -> tuple[Spec | None, list[Diagnostic], dict[str, float]]:
+def _check(sources: list[Source], cache_new: bool = True) -> tuple[Spec | None, list[Diagnostic], dict[str, float]]:
     """Every stage over ``sources``: the Spec (None when there is an error) and every diagnostic
     found, not yet capped (the cap is applied once, where the result is made)."""
     with paused_gc():  # the stages build many objects and free few: see intento._gc
-        return _check_stages(sources)
+        return _check_stages(sources, cache_new)
 
 
-def _check_stages(sources: list[Source]) -> tuple[Spec | None, list[Diagnostic], dict[str, float]]:
+def _check_stages(sources: list[Source], cache_new: bool = True) -> tuple[Spec | None, list[Diagnostic], dict[str, float]]:
     files: list[ast.File] = []
     diags = DiagnosticList()  # a parse keeps only its first errors, and counts the rest
     broken: dict[str, tuple[tuple[int, int], ...]] = {}
@@ -123,7 +125,7 @@ def _check_stages(sources: list[Source]) -> tuple[Spec | None, list[Diagnostic],
     broken_words: set[str] = set()
     t0 = time.perf_counter()
     for src in sources:
-        r = recover(src)  # every declaration that parses, and every syntax error
+        r = recover(src, cache_new=cache_new)  # every declaration that parses, and every syntax error
         diags.merge(r.diagnostics)
         files.append(r.file)
         if r.broken:

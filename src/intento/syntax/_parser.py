@@ -98,7 +98,7 @@ def _expected_text(expected: set[str]) -> str:
 
 #: A string literal as the lexer reads it (see STRING in the grammar: unrolled and possessive, so a
 #: long string costs the regex engine no memory), or a `//` comment.
-_STRING_OR_COMMENT = r'"[^"\\\n]*+(?:\\.[^"\\\n]*+)*+"|//[^\n]*'
+_STRING_OR_COMMENT = r'"[^"\\\r\n]*+(?:\\.[^"\\\r\n]*+)*+"|//[^\r\n]*'
 _BRACE_SCAN = re.compile(_STRING_OR_COMMENT + r"|[{}]")
 
 
@@ -127,11 +127,13 @@ class _Located(Exception):
         self.diag = diag
 
 
-def parse(source: Source) -> tuple[ast.File | None, list[Diagnostic]]:
+def parse(source: Source, *, cache_new: bool = True) -> tuple[ast.File | None, list[Diagnostic]]:
     """Parse one source; on failure the file is None and the diagnostics say why and where.
 
     A successful parse is kept in the project cache (intento._cache), keyed by the text's hash:
-    the same text is not parsed again, in this process or the next, whatever file it is in."""
+    the same text is not parsed again, in this process or the next, whatever file it is in.
+    ``cache_new=False`` reads the cache but adds nothing to it (the language server parses a
+    new text at every pause in typing: each would be an entry)."""
     from intento import _cache
 
     with paused_gc():  # a parse allocates a tree and frees nothing: see intento._gc
@@ -139,7 +141,7 @@ def parse(source: Source) -> tuple[ast.File | None, list[Diagnostic]]:
         if cached is not None:
             return cached, []
         result = _parse(source)
-        if result[0] is not None:
+        if result[0] is not None and cache_new:
             _cache.store(source, result[0])
         return result
 
@@ -167,13 +169,13 @@ class Recovered:
     broken_words: frozenset[str] = frozenset()
 
 
-def parse_recovering(source: Source) -> tuple[ast.File, list[Diagnostic]]:
+def parse_recovering(source: Source, *, cache_new: bool = True) -> tuple[ast.File, list[Diagnostic]]:
     """Parse one source, recovering from syntax errors: every declaration that parses is kept in
     the file returned (possibly none), with every error found (up to the cap).
 
     The editor's and the checker's view of a broken file. `parse` keeps its all-or-nothing
     answer for the commands that must not act on half a file (`fmt`)."""
-    r = recover(source)
+    r = recover(source, cache_new=cache_new)
     return r.file, r.diagnostics
 
 
@@ -261,7 +263,7 @@ def _moved(d: Diagnostic, source: Source, base: int) -> Diagnostic:
     return replace(d, span=Span.at_offset(source, base + d.span.start, base + d.span.end))
 
 
-def recover(source: Source) -> Recovered:
+def recover(source: Source, *, cache_new: bool = True) -> Recovered:
     """`parse_recovering`, with the broken parts named (see `Recovered`).
 
     A file that parses is returned whole. Otherwise it is cut at its declarations, and each is
@@ -269,7 +271,7 @@ def recover(source: Source) -> Recovered:
     its line blanked (braces kept), its next, up to `MAX_ERRORS_PER_DECLARATION` (an error no
     later than the line blanked is an echo of it, and ends the search). A declaration with an
     error is left out whole: its names go into `Recovered.broken_names`."""
-    f, diags = parse(source)
+    f, diags = parse(source, cache_new=cache_new)
     if f is not None or len(source.text) > MAX_FILE_CHARS:
         empty = ast.File((), comments=scan_comments(source.text), span=Span.whole_text(source))
         return Recovered(f or empty, diags, ((0, len(source.text)),) if f is None else ())
