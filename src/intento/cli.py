@@ -1001,6 +1001,9 @@ async def _t_status(client, run_id: str | None, as_json: bool) -> int:
     for key, label in (("running", "running"), ("awaiting", "waiting for the facts of")):
         if v.get(key):
             print(f"  {label}: " + ", ".join(v[key]))
+    if (v.get("slots") or {}).get("waiting"):
+        # capacity slots other runs hold (the provider's `intento.capacity` semaphore workflow)
+        print("  waiting for a slot: " + ", ".join(f"{a} via {p}" for a, p in sorted(v["slots"]["waiting"].items())))
     if v.get("cost") is not None:
         print(f"  cost so far: {v['cost']}")
     for u in v.get("undo_failed") or []:

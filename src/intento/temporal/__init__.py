@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from intento.temporal._activities import Activities
 
-__all__ = ["Activities", "IntentRun", "run_request", "worker"]
+__all__ = ["Activities", "IntentRun", "ProviderCapacity", "run_request", "worker"]
 
 
 def __getattr__(name: str):
@@ -24,6 +24,10 @@ def __getattr__(name: str):
         from intento.temporal._workflow import IntentRun
 
         return IntentRun
+    if name == "ProviderCapacity":
+        from intento.temporal._capacity import ProviderCapacity
+
+        return ProviderCapacity
     raise AttributeError(f"module 'intento.temporal' has no attribute {name!r}")
 
 
@@ -81,13 +85,15 @@ def worker(
     workflow tasks; on shutdown, steps in flight get ``graceful_shutdown_s`` to finish before
     they are abandoned (their workflows then see them lost and reconcile them). The build id
     (default: the project's fingerprint) is recorded with every workflow task, so the history
-    says which project version decided each step."""
+    says which project version decided each step. It also serves the semaphores of providers
+    with a `capacity` (``intento.capacity`` workflows, started on demand on this task queue)."""
     from concurrent.futures import ThreadPoolExecutor
     from datetime import timedelta
 
     from temporalio.worker import Worker
     from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+    from intento.temporal._capacity import ProviderCapacity
     from intento.temporal._workflow import IntentRun
 
     # intento's own modules (and the libraries they load) are deterministic library code: the
@@ -97,8 +103,8 @@ def worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[IntentRun],
-        activities=[activities.plan, activities.step, activities.reconcile, activities.escalate, activities.simulation, activities.cancelled],
+        workflows=[IntentRun, ProviderCapacity],
+        activities=[activities.plan, activities.step, activities.reconcile, activities.escalate, activities.simulation, activities.cancelled, activities.acquire_slot, activities.check_holders],
         activity_executor=ThreadPoolExecutor(max_workers=max_workers),
         max_concurrent_activities=max_workers,
         workflow_runner=runner,

@@ -12,8 +12,10 @@ executor would give it, and the audit records are the ones the embedded executor
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -29,11 +31,15 @@ from intento.request import typed_context
 from intento.semantics import requirement
 from intento.solve import plan_problem, prepare
 from intento.spec import Spec
+from intento.temporal._capacity import DEFAULT_CHECK_S, DEFAULT_HISTORY_LIMIT, semaphore_id
+from intento.temporal._capacity import WORKFLOW as CAPACITY_WORKFLOW
 from intento.temporal._secrets import SecretUnreadable, unseal
 from intento.values import Duration
 
 #: A running step activity heartbeats this often (the SDK batches them to its heartbeat timeout).
 HEARTBEAT_EVERY_S = 1.0
+#: How long the plan activity waits for a semaphore's `slots` query before planning without it.
+BUSY_QUERY_TIMEOUT = timedelta(seconds=5)
 #: The error type of a step that failed (or timed out, in simulation): a failed activity in
 #: Temporal's terms, never retried by Temporal (the workflow re-plans); its details carry the
 #: outcome as the workflow reads it (`_workflow.IntentRun._outcome_of`).
@@ -55,8 +61,14 @@ class Activities:
         audit: AuditLog | None = None,
         time_scale: float = 0.0,
         secret_key: bytes | None = None,
+        capacity_check_s: float = DEFAULT_CHECK_S,
+        capacity_history_limit: int = DEFAULT_HISTORY_LIMIT,
     ):
         self.spec = spec
+        #: The semaphores this worker starts (`intento.temporal._capacity`): how often they ask
+        #: whether their holders still run while others wait, and when they continue as new.
+        self.capacity_check_s = capacity_check_s
+        self.capacity_history_limit = capacity_history_limit
         #: Opens sealed secret givens: this key, else the audit log's (``INTENTO_SECRET_KEY`` or
         #: the key file beside the log), else ``INTENTO_SECRET_KEY``.
         self._secret_key = secret_key
@@ -81,13 +93,54 @@ class Activities:
         return unseal(given, self._key())
 
     @activity.defn(name="intento.plan")
-    def plan(self, req: dict[str, Any]) -> dict[str, Any]:
+    async def plan(self, req: dict[str, Any]) -> dict[str, Any]:
+        """A plan (or a hold's or switch time's check) from the run's state, with the slots
+        other runs hold on providers with a `capacity` (their semaphores' `slots` query) as the
+        observed state's `busy`; the solve runs in a thread."""
+        busy = await self._busy(req)
+        return await asyncio.to_thread(self._plan, req, busy)
+
+    async def _busy(self, req: dict[str, Any]) -> dict[str, list[str]]:
+        """The slots other runs hold, per provider with a `capacity`, each as the time until it is
+        expected back (its grant plus its option's latency; one past that is back any moment:
+        1 ms), at most `capacity` of them, as the embedded executor's `_busy`. A semaphore that
+        does not exist holds nothing; one that does not answer in time is left out (its slots
+        are still enforced when the run asks for one)."""
+        caps = {p: pv.capacity for p, pv in sorted(self.spec.providers.items()) if pv.capacity}
+        if not caps:
+            return {}
+        from temporalio.client import Client
+
+        try:
+            client: Client = activity.client()
+            queue = activity.info().task_queue
+        except RuntimeError:  # outside a worker (a test calling the activity directly)
+            return {}
+        now = int(time.time() * 1000)
+
+        async def held(p: str) -> tuple[str, list[int]]:
+            try:
+                view = await client.get_workflow_handle(semaphore_id(p, queue)).query("slots", rpc_timeout=BUSY_QUERY_TIMEOUT)
+            except Exception:  # noqa: BLE001 - no semaphore yet (not found), or no answer in time
+                return p, []
+            return p, [max(1, int(h["until_ms"]) - now) for h in view.get("holders", []) if h.get("run") != req["run"]]
+
+        out = {}
+        for p, ms in await asyncio.gather(*(held(p) for p in caps)):
+            if ms:
+                out[p] = [f"{x}ms" for x in sorted(ms, reverse=True)[: caps[p]]]
+        return out
+
+    def _plan(self, req: dict[str, Any], busy: dict[str, list[str]] | None = None) -> dict[str, Any]:
         spec = self.spec
         try:
             given = self._given(req["given"])
         except SecretUnreadable as e:  # a worker's configuration: no retry opens it
             raise ApplicationError(str(e), type="SecretUnreadable", non_retryable=True) from None
-        state = {"facts": req["facts"], "providers": req["providers"]}
+        providers = {p: dict(v) for p, v in (req.get("providers") or {}).items()}
+        for p, held in (busy or {}).items():
+            providers.setdefault(p, {})["busy"] = held
+        state = {"facts": req["facts"], "providers": providers}
         excluded = {(a, p): why for a, p, why in req.get("excluded", [])}
         budget = Decimal(req["budget_left"]) if req.get("budget_left") is not None else "declared"
         deadline = req.get("deadline_left", "declared")
@@ -136,12 +189,16 @@ class Activities:
                     "provider": s.provider,
                     "requirement": formula_json(requirement(problem, act)),
                     "latency_ms": s.latency_ms,
+                    # When the plan starts it (after slots other runs hold, when it must wait for one).
+                    "start_ms": s.start_ms,
                     "timeout_ms": a.timeout_ms,
                     "idempotent": a.idempotent,
                     "external": a.external,
                     "cost": s.cost,
                     "achieves": list(a.achieves),
                     "undo": self._undo(a.undo),
+                    # A provider's `capacity`: the run takes one of its slots before the step.
+                    "capacity": spec.providers[s.provider].capacity,
                     **({"lands_after_ms": self._lands_after(req["run"], s.action, s.provider, s.latency_ms, a.achieves)} if a.external and self.scenario is not None else {}),
                 }
             )
@@ -159,6 +216,8 @@ class Activities:
             "explanation": plan.explanation.model_dump(mode="json"),
             # Which project decided (a worker started with changed sources decides with them).
             "project": spec.fingerprint,
+            # The slots other runs held when it was planned (the observed state's `busy`).
+            **({"busy": busy} if busy else {}),
         }
 
     def _lands_after(self, run: str, action: str, provider: str, latency_ms: int, achieves) -> int | None:
@@ -308,3 +367,42 @@ class Activities:
         except Exception as e:  # the run is escalated whatever the handler does
             return f"the escalation handler failed: {e}"
         return None
+
+    # ---- capacity across runs (intento.temporal._capacity) ------------------------------------
+    @activity.defn(name="intento.capacity.acquire")
+    async def acquire_slot(self, req: dict[str, Any]) -> None:
+        """Ask a provider's semaphore for a slot: signal-with-start, so the semaphore workflow is
+        started on demand (on the run's task queue) and gets the request either way. The grant
+        comes to the run as its `slot_granted` signal; a request sent twice is asked once."""
+        client = activity.client()
+        await client.start_workflow(
+            CAPACITY_WORKFLOW,
+            {"provider": req["provider"], "capacity": req.get("capacity"), "check_s": self.capacity_check_s, "history_limit": self.capacity_history_limit},
+            id=req["semaphore"],
+            task_queue=req.get("task_queue") or activity.info().task_queue,
+            start_signal="acquire",
+            start_signal_args=[req],
+            static_summary=f"capacity of {req['provider']}",
+            memo={"provider": req["provider"], "capacity": req.get("capacity")},
+        )
+
+    @activity.defn(name="intento.capacity.check")
+    async def check_holders(self, req: dict[str, Any]) -> list[list[str]]:
+        """Which of a semaphore's holders ([workflow id, run id]) are no longer running: ended,
+        terminated, timed out, or unknown to Temporal. One that cannot be asked now is not
+        named (asked again at the next check)."""
+        from temporalio.client import WorkflowExecutionStatus
+        from temporalio.service import RPCError, RPCStatusCode
+
+        client = activity.client()
+        gone = []
+        for wid, run_id in req.get("holders", []):
+            try:
+                desc = await client.get_workflow_handle(wid, run_id=run_id).describe()
+            except RPCError as e:
+                if e.status == RPCStatusCode.NOT_FOUND:
+                    gone.append([wid, run_id])
+                continue
+            if desc.status != WorkflowExecutionStatus.RUNNING:
+                gone.append([wid, run_id])
+        return gone

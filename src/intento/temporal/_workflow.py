@@ -14,7 +14,10 @@ naming the deadline. A failed step is a failed activity (error type ``StepFailed
 in the failure's details), which Temporal never retries: the workflow re-plans. A cancellation
 (`temporal workflow cancel`, `intento cancel --engine temporal`) is the run giving up: steps in
 flight end, completed ones are undone in reverse order, and the workflow ends cancelled. An
-escalated run calls the worker's `on_escalation` handler (``intento.escalate``).
+escalated run calls the worker's `on_escalation` handler (``intento.escalate``). A step on a
+provider with a `capacity` starts only once that provider's semaphore workflow
+(`intento.temporal._capacity`) has granted the run a slot (the ``slot_granted`` signal); the slot
+goes back with the step's outcome, and every slot left goes back when the run ends.
 
 Observations arrive as the ``observe`` update (validated: an unknown fact, provider or status is
 refused at the call) or, fire-and-forget, as the ``observe`` signal; ``status`` and
@@ -32,7 +35,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, TimeoutType
 from temporalio.exceptions import CancelledError as TemporalCancelled
 from temporalio.exceptions import TimeoutError as TemporalTimeout
 
@@ -49,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
     from intento.execute.observe import validate_observation
     from intento.execute.executor import switch_moment
     from intento.render import _dur
+    from intento.temporal._capacity import semaphore_id
     from intento.values import format_ms
 
 #: Same health rule as the embedded executor (intento.execute.state).
@@ -117,6 +121,17 @@ class IntentRun:
         self.feed: list[list] = []
         self.start = None
         self.req: dict[str, Any] = {}
+        #: Capacity slots (a provider's semaphore, `intento.temporal._capacity`): ticket ->
+        #: {action, provider, state: waiting | held, asked (ms since the start)}.
+        self.tickets: dict[str, dict] = {}
+        #: Grants received (the `slot_granted` signal), not yet taken in: (ticket, provider).
+        self.grants: list[tuple[str, str]] = []
+        #: Slots to give back (or stop waiting for), per provider: sent before the run next waits.
+        self.unreleased: dict[str, list[str]] = {}
+        self.slot_seq = 0
+        #: Whether steps take capacity slots (None: not asked yet). Runs started before replay
+        #: without them (the `intento-capacity` workflow patch).
+        self.capacity: bool | None = None
 
     @workflow.signal(name="observe", description="Fire-and-forget observation: {fact} or {provider, status[, latency]} (not checked; use the update to be told).")
     def observe_signal(self, data: dict) -> None:
@@ -126,6 +141,11 @@ class IntentRun:
     def cancel_reason(self, data: dict) -> None:
         if isinstance(data, dict):
             self.cancelled_by = {"reason": str(data.get("reason") or "")[:500], "by": str(data.get("by") or "")[:200]}
+
+    @workflow.signal(name="slot_granted", description="From a provider's semaphore (the `intento.capacity` workflow): the slot asked for with {ticket} is this run's.")
+    def slot_granted(self, data: dict) -> None:
+        if isinstance(data, dict) and isinstance(data.get("ticket"), str) and isinstance(data.get("provider"), str):
+            self.grants.append((data["ticket"], data["provider"]))
 
     @workflow.update(name="observe", description="An observation, checked at the call: {fact} or {provider, status[, latency ms]}; answers `queued`.")
     def observe(self, data: dict) -> str:
@@ -160,6 +180,8 @@ class IntentRun:
             "deadline_passed": self.deadline_passed,
             "cost": str(self.spent),
             "undo_failed": list(self.undo_failed),
+            # Capacity slots: held (for a step in flight or about to start) and waited for, action -> provider.
+            "slots": {state: {x["action"]: x["provider"] for x in self.tickets.values() if x["state"] == state} for state in ("held", "waiting")},
             "outcome": {k: v for k, v in (self.outcome or {}).items() if k != "events"} or None,
             "events": list(self.events),
         }
@@ -256,6 +278,96 @@ class IntentRun:
                     raise
                 self.cancel_requested = True
 
+    # ---- capacity slots (intento.temporal._capacity) ---------------------------------------------
+    def _capacity_on(self) -> bool:
+        """Whether steps take capacity slots: asked once, where the first step on a provider
+        with a `capacity` would start, so runs started before replay as they ran."""
+        if self.capacity is None:
+            self.capacity = workflow.patched("intento-capacity")
+        return self.capacity
+
+    def _ticket(self, action: str) -> str | None:
+        return next((t for t, x in self.tickets.items() if x["action"] == action), None)
+
+    async def _ask_slot(self, s: dict) -> None:
+        """Ask the provider's semaphore for a slot for step ``s`` (signal-with-start, through an
+        activity: a workflow cannot start another one that it does not own); the grant comes
+        back as the `slot_granted` signal."""
+        self.slot_seq += 1
+        info = workflow.info()
+        a, p = s["action"], s["provider"]
+        ticket = f"{info.workflow_id}/{a}/{p}#{self.slot_seq}"
+        self.tickets[ticket] = {"action": a, "provider": p, "state": "waiting", "asked": self._now()}
+        self._event("slot_requested", action=a, provider=p, capacity=s["capacity"])
+        await workflow.execute_activity(
+            "intento.capacity.acquire",
+            {"semaphore": semaphore_id(p, info.task_queue), "task_queue": info.task_queue, "provider": p, "capacity": s["capacity"],
+             "ticket": ticket, "run": info.workflow_id, "run_id": info.run_id, "action": a, "latency_ms": s.get("latency_ms") or 0},
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+            summary=f"a slot of {p} for {a}",
+        )
+
+    def _take_grants(self) -> None:
+        """Slots granted since the last look: a step waiting for one may start. A grant for a
+        slot the run no longer waits for (its plan moved on) goes straight back."""
+        for ticket, provider in self.grants:
+            x = self.tickets.get(ticket)
+            if x is None or x["state"] != "waiting":
+                if x is None:
+                    self.unreleased.setdefault(provider, []).append(ticket)
+                continue
+            x["state"] = "held"
+            self._event("slot_granted", action=x["action"], provider=x["provider"], waited_ms=self._now() - x["asked"])
+        self.grants.clear()
+
+    def _give_back(self, ticket: str) -> None:
+        x = self.tickets.pop(ticket)
+        self.unreleased.setdefault(x["provider"], []).append(ticket)
+
+    def _release_step(self, action: str) -> None:
+        """The step's outcome is known: its slot goes back (sent before the run next waits)."""
+        t = self._ticket(action)
+        if t is not None:
+            self._give_back(t)
+
+    def _withdraw_stale(self, everything: bool = False) -> None:
+        """Slots asked for, or granted but not used, for steps the current plan no longer runs on
+        that provider (or at all): given back. Steps in flight keep theirs until their outcome."""
+        planned = {s["action"]: s["provider"] for s in (self.plan or {}).get("steps", [])} if (self.plan or {}).get("status") in ("optimal", "feasible") else {}
+        for t, x in list(self.tickets.items()):
+            a = x["action"]
+            if a in self.running or a in self.awaiting:
+                continue
+            if everything or a in self.done or planned.get(a) != x["provider"]:
+                self._give_back(t)
+
+    async def _signal_semaphore(self, provider: str, data: dict, shielded: bool) -> None:
+        handle = workflow.get_external_workflow_handle(semaphore_id(provider, workflow.info().task_queue))
+        try:
+            if shielded:  # while giving up or ending: a cancellation does not cut it short
+                await self._settle(asyncio.ensure_future(handle.signal("release", data)))
+            else:
+                await handle.signal("release", data)
+        except FailureError:
+            pass  # no such semaphore any more (an operator ended it): it holds nothing of this run
+
+    async def _flush_releases(self, shielded: bool = False) -> None:
+        """Send the slots to give back, one signal per provider."""
+        pending, self.unreleased = self.unreleased, {}
+        for provider, tickets in sorted(pending.items()):
+            await self._signal_semaphore(provider, {"run_id": workflow.info().run_id, "tickets": tickets}, shielded)
+
+    async def _release_all(self) -> None:
+        """The run ends: every slot it holds or waits for goes back."""
+        # (a grant that arrived after the run stopped looking is given back with the rest)
+        providers = sorted({x["provider"] for x in self.tickets.values()} | set(self.unreleased) | {p for _, p in self.grants})
+        self.tickets.clear()
+        self.unreleased.clear()
+        self.grants.clear()
+        for provider in providers:
+            await self._signal_semaphore(provider, {"run_id": workflow.info().run_id, "all": True}, shielded=True)
+
     def _show(self, waiting: str | None = None) -> None:
         """What Temporal's UI shows of the run now: its current details (the plan, what runs, what
         it waits for) and its memo (intent, status, fingerprints, cost so far, deadline)."""
@@ -268,6 +380,9 @@ class IntentRun:
             lines.append("running: " + ", ".join(f"{a} via {p}" for a, (p, _, _, _) in sorted(self.running.items())))
         if self.awaiting:
             lines.append("waiting for: " + ", ".join(f"{', '.join(st['achieves'])} (from {a})" for a, (_, _, st) in sorted(self.awaiting.items())))
+        slots = sorted((x["action"], x["provider"]) for x in self.tickets.values() if x["state"] == "waiting")
+        if slots:
+            lines.append("waiting for a slot: " + ", ".join(f"{a} via {p}" for a, p in slots))
         if waiting:
             lines.append(waiting)
         workflow.set_current_details("\n\n".join(lines))
@@ -297,6 +412,9 @@ class IntentRun:
         if self.running:
             a, (provider, *_) = next(iter(self.running.items()))
             return f"running {a} via {provider}"
+        slots = sorted(x["provider"] for x in self.tickets.values() if x["state"] == "waiting")
+        if slots:
+            return f"waiting for a slot of {slots[0]}"
         if self.state == "holding":
             return "holding for a cool-down" if self.hold is not None and self.hold.get("until") is not None else "holding for an outcome"
         return "planning"
@@ -342,6 +460,9 @@ class IntentRun:
         finally:
             if timer is not None and not timer.done():
                 timer.cancel()
+            # Every capacity slot the run still holds or waits for goes back, however it ends
+            # (a run terminated by Temporal runs no code: its semaphore takes the slots back).
+            await self._release_all()
         if result.get("status") == "cancelled":
             # Ends in Temporal's own Canceled state; the outcome stays readable by the `status` query.
             raise asyncio.CancelledError("the run was cancelled")
@@ -356,6 +477,7 @@ class IntentRun:
         budget = req.get("budget")
         reason: str | None = "run started"
         while True:
+            await self._flush_releases()  # slots given back since the last wait, before planning
             now = self._now()
             while self.feed and self.feed[0][0] <= now:
                 self.inbox.append(self.feed.pop(0)[1])
@@ -400,7 +522,10 @@ class IntentRun:
                 self._plan_req = plan_req
                 self.plan = await self._planning(plan_req, f"plan {self.plans}: {reason}")
                 self._note_project(self.plan.get("project"))
-                self._event("planned", reason=reason, status=self.plan["status"], steps=[[s["action"], s["provider"]] for s in self.plan["steps"]])
+                busy = self.plan.get("busy") or {}
+                # Planned with slots other runs hold: which, and when the plan starts its steps on those providers.
+                seen = {"busy": busy, "starts_ms": {s["action"]: s.get("start_ms") for s in self.plan["steps"] if s["provider"] in busy}} if busy else {}
+                self._event("planned", reason=reason, status=self.plan["status"], steps=[[s["action"], s["provider"]] for s in self.plan["steps"]], **seen)
                 reason = None
                 if self.plan["status"] in ("optimal", "feasible"):
                     if self.hold is not None:
@@ -413,10 +538,21 @@ class IntentRun:
                     self._event("holding", **self.hold)
             if self._goal_holds() and not self.running:
                 return self._succeed()
+            self._take_grants()
+            self._withdraw_stale()
             for s in self.plan["steps"]:
                 a = s["action"]
                 if a in self.done or a in self.running or a in self.awaiting or not holds_json(s["requirement"], self.facts):
                     continue
+                if s.get("capacity") and self._capacity_on():
+                    # A provider's `capacity` holds across every run: the step starts once its
+                    # semaphore grants it a slot (the run waits durably for the signal).
+                    t = self._ticket(a)
+                    if t is None:
+                        await self._ask_slot(s)
+                        continue
+                    if self.tickets[t]["state"] != "held":
+                        continue
                 if s["external"]:
                     # Never dispatched: its facts are awaited (signals) until its timeout.
                     timeout = s["timeout_ms"] if s["timeout_ms"] is not None else 3 * s["latency_ms"]
@@ -433,6 +569,7 @@ class IntentRun:
                 args = self._step_args(a, s["provider"], attempts[a], f"{run_id}/{a}/{s['provider']}", s["latency_ms"], s["timeout_ms"], s["idempotent"])
                 self.running[a] = (s["provider"], attempts[a], self._start_step(args), s)
             self._show()
+            await self._flush_releases()
             hold_until = [self.hold["until"]] if self.hold is not None and self.hold.get("until") is not None else []
             switches = [t for a, (t, _) in self.switch_at.items() if a in self.awaiting and a not in self.switched]
             due = min([d for _, d, _ in self.awaiting.values()] + [t for t, _ in self.feed[:1]] + hold_until + switches, default=None)
@@ -440,7 +577,7 @@ class IntentRun:
             try:
                 # Without a step in flight, an awaited fact or the deadline, only a signal moves the run.
                 # (Once the goal holds the deadline no longer matters: steps in flight end the wait.)
-                await workflow.wait_condition(lambda: bool(self.inbox) or (self.deadline_passed and not self._goal_holds()) or any(h.done() for _, _, h, _ in self.running.values()), timeout=wait_for)
+                await workflow.wait_condition(lambda: bool(self.inbox) or bool(self.grants) or (self.deadline_passed and not self._goal_holds()) or any(h.done() for _, _, h, _ in self.running.values()), timeout=wait_for)
             except asyncio.TimeoutError:
                 pass
             now = self._now()
@@ -469,6 +606,7 @@ class IntentRun:
             for a, (p, d, _) in list(self.awaiting.items()):
                 if d <= now:
                     del self.awaiting[a]
+                    self._release_step(a)
                     self.failures.setdefault(p, []).append(now)
                     self._event("step_timed_out", action=a, provider=p, external=True)
                     if a in self.switched:  # planned around already
@@ -484,8 +622,10 @@ class IntentRun:
                     if out is None:
                         # Lost (its worker died, or it outlived the default limit): effect unknown.
                         out = await self._reconcile(a, provider, attempt, step, err)
-                    if out is None:
-                        return await self._give_up({"reason": f"`{a}` was lost in flight, is not idempotent, and no reconciler can tell whether it took effect", "conflict": [], "summary": None})
+                # Its outcome is known (succeeded, failed, timed out, or unknown for good): its slot goes back.
+                self._release_step(a)
+                if out is None:
+                    return await self._give_up({"reason": f"`{a}` was lost in flight, is not idempotent, and no reconciler can tell whether it took effect", "conflict": [], "summary": None})
                 if out["kind"] == "succeeded":
                     self._succeeded(a, provider, attempt, step, out)
                     self.spent += Decimal(str(step.get("cost") or 0))
@@ -564,6 +704,7 @@ class IntentRun:
         for a, (p, _, step) in list(self.awaiting.items()):
             if (only is None or a == only) and set(step["achieves"]) <= self.facts:
                 del self.awaiting[a]
+                self._release_step(a)
                 self.done[a] = p
                 self.completed.append((a, p, step))
                 self._event("step_succeeded", action=a, provider=p, external=True)
@@ -622,6 +763,9 @@ class IntentRun:
         self.state = "giving_up"
         self._event("giving_up", **{k: v for k, v in outcome.items() if k != "conflict"})
         self._show()
+        self._take_grants()
+        self._withdraw_stale(everything=True)  # slots waited for, or granted and unused: back at once
+        await self._flush_releases(shielded=True)
         unknown = []
         for a, (provider, attempt, handle, step) in list(self.running.items()):
             try:
@@ -635,6 +779,7 @@ class IntentRun:
                         unknown.append(a)
                     out = {"kind": "succeeded", "reconciled": True} if happened else None
             del self.running[a]
+            self._release_step(a)
             if out is None:
                 continue
             if out["kind"] == "succeeded":
@@ -644,7 +789,9 @@ class IntentRun:
                 self._event("step_failed" if out["kind"] == "failed" else "step_timed_out", action=a, provider=provider, attempt=attempt, error=out.get("error"))
         for a, (provider, _, _) in sorted(self.awaiting.items()):
             self._event("wait_dropped", action=a, provider=provider, reason="the run is giving up")
+            self._release_step(a)
         self.awaiting.clear()
+        await self._flush_releases(shielded=True)  # before the undos, which take no slots
         compensated = await self._compensate()
         status = "cancelled" if self.cancel_requested else "escalated"
         if status == "cancelled" and outcome.get("reason") != "cancelled":
