@@ -234,11 +234,13 @@ def test_a_run_re_routed_by_an_outage_appears_live_without_a_reload(browser, ord
     browser.execute_script("window.__sameDocument = 'yes'")  # gone if the page reloads
     before = len(browser.find_elements(By.CSS_SELECTOR, "table.runs tbody tr[id^=row-]"))
     run_id = orders.start_run("fulfil_order", US)
-    row = _wait(browser, lambda d: d.find_elements(By.ID, f"row-{run_id}"), "the new run's row to appear")
+    _wait(browser, lambda d: d.find_elements(By.ID, f"row-{run_id}"), "the new run's row to appear")
     _wait(browser, lambda d: d.find_element(By.ID, f"row-{run_id}").get_attribute("data-status") == "succeeded", "the run to show as succeeded")
     assert browser.execute_script("return window.__sameDocument") == "yes", "the page was reloaded"
     assert len(browser.find_elements(By.CSS_SELECTOR, "table.runs tbody tr[id^=row-]")) == before + 1
-    assert row[0].is_displayed()
+    # Looked up afresh (and again if a live refresh swaps the table meanwhile): an element found
+    # before the last swap is stale.
+    _wait(browser, lambda d: d.find_element(By.ID, f"row-{run_id}").is_displayed(), "the run's row to be shown")
     _shot(browser, shots, "runs")
     view = orders.api("GET", f"/v1/runs/{run_id}")
     assert view["plans"] >= 2 and view["steps"]["charge_payment"]["provider"] != "stripe"  # it was re-routed

@@ -2,7 +2,8 @@
 
 Input: the FastAPI app of `intento serve`, the checked project, the store's and audit log's
 paths, the bearer token (None: no authentication). Output: the pages `/` (runs), `/runs/{id}`,
-`/policies`, `/plan`, the login at `/login`, fragments and a change stream under `/console/`, and
+`/policies`, `/plan`, `/policies/rollout` (a policy set's impact and its rollout) and
+`/policies/rollouts` (their history), the login at `/login`, fragments and a change stream under `/console/`, and
 the packaged static files at `/console/static/` (htmx and its SSE extension, vendored, and the
 stylesheet). See docs/console.md.
 """

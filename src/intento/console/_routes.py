@@ -2,8 +2,9 @@
 
 Input: requests. Output: HTML (Jinja2 templates, autoescaped), SVG drawn on the server, and
 server-sent `changed` events on which htmx fetches a fragment again. Actions (observe, cancel,
-plan) are POST forms with a CSRF token; observe and cancel take a confirmation page first and
-then go through the API's own code path (`validate_observation`, `execute.post`).
+plan, a policy set's impact, a rollout) are POST forms with a CSRF token; observe, cancel and
+rollout take a confirmation page first and then go through the API's own code path
+(`validate_observation`, `execute.post`, `execute.rollout.rollout`).
 """
 
 from __future__ import annotations
@@ -15,12 +16,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from intento.console._auth import Session, Sessions, cookie_header, safe_next
 from intento.console._data import (
     AuditIndex, FullExplanations, RunLister, event_summary, fmt_ms, owners_for, policy_rows, run_detail, store_version,
+)
+from intento.console._rollout import (
+    MAX_CHARS, MAX_FILES, MAX_NAME, MODE_HELP, MODES, TIME_LIMIT_S, check_set, history, mode_outcomes, problems_of, project_slots, read_form,
+    rollout_effects, signed, when,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -34,7 +39,7 @@ _PAGES = ("/", "/login", "/logout", "/policies", "/plan")
 
 def is_console_path(path: str) -> bool:
     """Paths the console answers (and authenticates itself): its pages and `/console/...`."""
-    return path in _PAGES or path.startswith("/runs/") or path.startswith("/console/")
+    return path in _PAGES or path.startswith(("/runs/", "/console/", "/policies/"))
 
 
 def _templates():
@@ -42,6 +47,9 @@ def _templates():
 
     env = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
     env.filters["ms"] = fmt_ms
+    env.filters["signed"] = signed
+    env.filters["when"] = when
+    env.filters["signed_ms"] = lambda ms: "-" if ms is None else ("+" if int(ms) > 0 else "") + fmt_ms(ms)
     return env
 
 
@@ -58,10 +66,16 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def mount(app: FastAPI, spec, store_path: Path, audit_path: Path, token: str | None, plan_metrics=None) -> None:
+    import sqlite3
+
     from fastapi.staticfiles import StaticFiles
 
+    from intento.errors import OperationalError
     from intento.execute.report import LIST_STATUSES
     from intento.execute.store import TERMINAL, Store
+
+    #: What a store that cannot be read raises: its own errors (`StoreError`), and SQLite's.
+    StoreError = (OperationalError, sqlite3.Error)
 
     sessions = Sessions(token)
     env = _templates()
@@ -402,6 +416,153 @@ def mount(app: FastAPI, spec, store_path: Path, audit_path: Path, token: str | N
         text = explanation_markdown(result, spec, parsed["given"][0], parsed["state"][0])
         report = markdown_html(text + ("\n" + why_not_markdown(why) if why is not None else ""))
         return render(request, "plan.html", session, errors=[], **dict(ctx, report=report, status_text=result.status))
+
+    # ---- policy rollouts ------------------------------------------------------------------
+    # A policy set is typed into the page (a file name and a textarea per file), assessed with
+    # `execute.rollout.impact` and rolled out with `execute.rollout.rollout`, as the API does.
+    def _rollout_ctx(f: dict, **more) -> dict:
+        slots = f["slots"] or [{"name": "policies.intent", "text": ""}]
+        return {"f": dict(f, slots=slots), "modes": MODES, "mode_help": MODE_HELP, "max_files": MAX_FILES, "max_chars": MAX_CHARS,
+                "max_name": MAX_NAME, "problems": [], "diagnostics": [], "report": None, "outcomes": None, "currency": spec.currency or "",
+                "new_version": None, "set_hash": None} | more
+
+    def _store_call(fn, *args, **kwargs):
+        """``fn(store, ...)`` on a store of its own, closed after (for a worker thread)."""
+        store = Store(store_path)
+        try:
+            return fn(store, *args, **kwargs)
+        finally:
+            store.close()
+
+    def _store_refused(request: Request, session: Session, e: Exception) -> HTMLResponse:
+        return render(request, "error.html", session, status=503, title="The store cannot be read", message=str(e),
+                      help="try again in a moment; `GET /readyz` says whether the store answers", back="/policies/rollout")
+
+    async def _policy_form(request: Request, need_mode: bool):
+        """(session, form, read form, policy set, this project with it, None), or a page to
+        answer with instead as the last item: refused, a wrong CSRF token, the form's problems or
+        the set's diagnostics (or the form again with one more file, for its "add" button)."""
+        session = sessions.session(request)
+        if session is None:
+            return None, None, None, None, None, refuse(request)
+        form = await _form(request)
+        if not sessions.csrf_ok(session, form.get("csrf")):
+            return session, form, None, None, None, forbidden(request, session)
+        f = read_form(form)
+        if form.get("add"):  # one more file on the form; nothing is assessed
+            if len(f["slots"]) >= MAX_FILES:
+                return session, form, f, None, None, render(request, "rollout.html", session, status=422,
+                                                      **_rollout_ctx(f, problems=[f"a policy set has at most {MAX_FILES} files here"]))
+            f["slots"] = (f["slots"] or [{"name": "policies.intent", "text": ""}]) + [{"name": f"policies-{len(f['slots']) + 1}.intent", "text": ""}]
+            return session, form, f, None, None, render(request, "rollout.html", session, **_rollout_ctx(f))
+        problems, status = problems_of(f, need_mode=need_mode)
+        if problems:
+            return session, form, f, None, None, render(request, "rollout.html", session, status=status, **_rollout_ctx(f, problems=problems))
+        policies, new_spec, diags = await asyncio.to_thread(check_set, spec, f["slots"])
+        if diags:
+            return session, form, f, None, None, render(request, "rollout.html", session, status=422, **_rollout_ctx(f, diagnostics=diags))
+        return session, form, f, policies, new_spec, None
+
+    @app.get("/policies/rollout", include_in_schema=False)
+    def rollout_page(request: Request, start: str | None = Query(None, alias="from")):
+        """The form; ``?from=project`` fills it with this project's policies, ``?from=N`` with rollout N's set."""
+        session = sessions.session(request)
+        if session is None:
+            return refuse(request)
+        f = read_form({})
+        problems = []
+        if start == "project":
+            f["slots"] = project_slots(spec)
+        elif start:
+            seq = int(start) if start.isdigit() and len(start) < 12 else None
+            try:
+                r = _store_call(lambda st: st.rollout(seq)) if seq is not None else None
+            except StoreError as e:
+                return _store_refused(request, session, e)
+            if r is None:
+                problems.append(f"there is no rollout `{start[:20]}` on this store to start from (`from=project`, or a rollout's number)")
+            else:
+                f["slots"] = [{"name": p["name"], "text": p["text"]} for p in r["policies"]]
+                f["label"] = r["label"] or ""
+        return render(request, "rollout.html", session, status=404 if problems else 200, **_rollout_ctx(f, problems=problems))
+
+    @app.post("/policies/rollout/impact", include_in_schema=False)
+    async def rollout_impact(request: Request):
+        from intento.execute.rollout import impact
+        from intento.versions import texts_hash, version_of
+
+        session, _, f, policies, new_spec, page = await _policy_form(request, need_mode=False)
+        if page is not None:
+            return page
+        try:
+            report = await asyncio.to_thread(_store_call, impact, policies, f["label"] or None, time_limit_s=TIME_LIMIT_S)
+        except StoreError as e:
+            return _store_refused(request, session, e)
+        return render(request, "rollout.html", session, **_rollout_ctx(f, report=report, outcomes=mode_outcomes(report),
+                      new_version=version_of(new_spec, f["label"] or None), set_hash=texts_hash(policies)))
+
+    @app.post("/policies/rollout", include_in_schema=False)
+    async def rollout_post(request: Request):
+        from intento.execute.rollout import rollout
+        from intento.versions import texts_hash
+
+        session, form, f, policies, _, page = await _policy_form(request, need_mode=True)
+        if page is not None:
+            return page
+        try:
+            last = await asyncio.to_thread(_store_call, lambda st: st.last_rollout_seq())
+        except StoreError as e:
+            return _store_refused(request, session, e)
+        if form.get("confirmed") == "yes" and form.get("after") == str(last):
+            who = f"{f['by']} (console)" if f["by"] else "console" + (f" ({request.client.host})" if request.client else "")
+            try:
+                seq, report = await asyncio.to_thread(_store_call, rollout, policies, f["mode"], f["label"] or None, who, TIME_LIMIT_S)
+            except StoreError as e:
+                return _store_refused(request, session, e)
+            return render(request, "rollout_done.html", session, seq=seq, mode=f["mode"], label=f["label"], by=who, report=report,
+                          currency=spec.currency or "", set_hash=texts_hash(policies), files=[p["name"] for p in policies], mode_help=MODE_HELP)
+        if form.get("confirmed") == "yes":
+            return render(request, "error.html", session, status=409, title="Rollout not recorded",
+                          message=(f"rollout {last} was recorded since this confirmation was asked for"
+                                   if form.get("after", "").isdigit() and int(form["after"]) < last
+                                   else f"this confirmation does not match the store's rollouts (the latest is rollout {last})"),
+                          help="assess the policy set's impact again, then roll it out", back="/policies/rollout")
+        label = f" labelled “{f['label']}”" if f["label"] else ""
+        fields = {k: v for k, v in form.items() if not k.startswith(("name-", "text-"))}
+        for i, p in enumerate(f["slots"]):
+            fields[f"name-{i}"], fields[f"text-{i}"] = p["name"], p["text"]
+        return render(request, "confirm.html", session, title="Confirm the rollout", action="/policies/rollout", back_action="/policies/rollout/impact",
+                      question=f"Roll out the policy set {texts_hash(policies)[:12]}{label} with mode {f['mode']}? "
+                               f"New runs start on it from now on; {MODE_HELP[f['mode']]}.",
+                      items=[f"{p['name']} ({len(p['text'].splitlines())} lines)" for p in policies],
+                      fields=dict(fields, after=str(last)), button="Roll out", danger=f["mode"] != "new-runs")
+
+    @app.get("/policies/rollouts", include_in_schema=False)
+    def rollouts_page(request: Request):
+        session = sessions.session(request)
+        if session is None:
+            return refuse(request)
+        try:
+            h = _store_call(history, spec)
+        except StoreError as e:
+            return _store_refused(request, session, e)
+        return render(request, "rollouts.html", session, **h, mode_help=MODE_HELP)
+
+    @app.get("/policies/rollouts/{seq}", include_in_schema=False)
+    def rollout_detail(request: Request, seq: str):
+        session = sessions.session(request)
+        if session is None:
+            return refuse(request)
+        n = int(seq) if seq.isdigit() and len(seq) < 12 else None
+        try:
+            r, effects = _store_call(lambda st: (st.rollout(n), rollout_effects(st, n))) if n is not None else (None, {})
+        except StoreError as e:
+            return _store_refused(request, session, e)
+        if r is None:
+            return render(request, "error.html", session, status=404, title="No such rollout", message=f"there is no rollout `{seq[:20]}` on this store",
+                          help="the rollout history lists them", back="/policies/rollouts")
+        return render(request, "rollout_detail.html", session, r=r, report=r["report"] or {}, effects=effects, currency=spec.currency or "",
+                      mode_help=MODE_HELP)
 
 
 async def change_stream(store_path: Path, run: str | None = None, poll_s: float = POLL_S, max_s: float = STREAM_S):

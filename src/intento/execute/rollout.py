@@ -76,6 +76,16 @@ def impact(store: Store, policies: list[dict], label: str | None = None, time_li
     return {"runs": rows, "counts": counts, "breaks": counts["infeasible"] + counts["unknown"]}
 
 
+def outcome(mode: str, impact: str) -> str:
+    """What a rollout in ``mode`` does with an unfinished run of that ``impact``: ``migrates``,
+    ``stays`` or ``escalates``."""
+    if mode == "new-runs" or impact == "unknown":
+        return "stays"
+    if impact == "infeasible":
+        return "escalates" if mode == "migrate" else "stays"
+    return "migrates"
+
+
 def rollout(store: Store, policies: list[dict], mode: str, label: str | None = None, by: str | None = None, time_limit_s: float = 10.0) -> tuple[int, dict]:
     """Record the rollout (new runs start on the set from now on) with its impact, and say what
     each unfinished run will do: ``migrates``, ``stays`` (new-runs, or migrate-if-feasible and
@@ -84,12 +94,7 @@ def rollout(store: Store, policies: list[dict], mode: str, label: str | None = N
         raise ValueError(f"unknown mode `{mode}` (one of {', '.join(MODES)})")
     report = impact(store, policies, label, time_limit_s)
     for r in report["runs"]:
-        if mode == "new-runs" or r["impact"] == "unknown":
-            r["outcome"] = "stays"
-        elif r["impact"] == "infeasible":
-            r["outcome"] = "escalates" if mode == "migrate" else "stays"
-        else:
-            r["outcome"] = "migrates"
+        r["outcome"] = outcome(mode, r["impact"])
     seq = store.add_rollout(wall_ms(), mode, label, texts_hash(policies), policies, by, report)
     return seq, report
 
