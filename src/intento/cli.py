@@ -222,6 +222,7 @@ def fmt(
     diagnostics shown, exit 1): fmt never changes what a file says. Exit 2 on bad usage."""
     from intento.diagnostics import DiagnosticList
     from intento.syntax import format_file, parse
+    from intento.syntax._format import FormatError
 
     if any(str(p) == "-" for p in paths) and len(paths) > 1:
         print("error: `-` (standard input) is formatted alone: give no other path", file=sys.stderr)
@@ -232,12 +233,18 @@ def fmt(
         _fmt_stdin(sources, diags, check_only, diff)
         return
     changed: list[str] = []
+    refused = False
     for src in sources:
         f, d = parse(src)
         if f is None:
             diags.merge(d)  # counts the errors a parse found past the cap
             continue
-        new = format_file(f, src)
+        try:
+            new = format_file(f, src)
+        except FormatError as e:  # the formatted text would not say the same: the file stays
+            print(f"error: {e}", file=sys.stderr)
+            refused = True
+            continue
         if new == src.text:
             continue
         changed.append(src.name)
@@ -254,8 +261,9 @@ def fmt(
                     new = "\ufeff" + new  # the byte order mark stays
             _atomic_write(path, new)
             print(f"formatted {src.name}")
-    if diags:
-        print_diagnostics(sorted_capped(diags))
+    if diags or refused:
+        if diags:
+            print_diagnostics(sorted_capped(diags))
         raise typer.Exit(1)
     if check_only or diff:
         if not changed and not diff:
@@ -317,7 +325,13 @@ def _fmt_stdin(sources, diags, check_only: bool, diff: bool) -> None:
     if f is None:
         print_diagnostics(d)
         raise typer.Exit(1)
-    new = format_file(f, src)
+    from intento.syntax._format import FormatError
+
+    try:
+        new = format_file(f, src)
+    except FormatError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise typer.Exit(1)
     if diff:
         sys.stdout.writelines(difflib.unified_diff(_diff_lines(src.text), _diff_lines(new), f"a/{src.name}", f"b/{src.name}"))
     elif check_only:

@@ -76,7 +76,7 @@ def format_ms(ms: int) -> str:
 def parse_duration(text: str) -> Duration | None:
     """``"1.2s"`` -> Duration(1200); ``None`` when the text is not a duration or not whole ms."""
     m = _DURATION.match(text)
-    if not m or len(m.group(1)) > MAX_NUMBER_DIGITS:
+    if not m or sum(map(str.isdigit, m.group(1))) > MAX_NUMBER_DIGITS:  # digits, not `-` and `.`
         return None
     ms = Decimal(m.group(1)) * _UNIT_MS[m.group(2)]
     if ms != ms.to_integral_value():
@@ -86,7 +86,7 @@ def parse_duration(text: str) -> Duration | None:
 
 def parse_money(text: str) -> Money | None:
     m = _MONEY.match(text)
-    if not m or len(m.group(1)) > MAX_NUMBER_DIGITS:
+    if not m or sum(map(str.isdigit, m.group(1))) > MAX_NUMBER_DIGITS:  # digits, not `-` and `.`
         return None
     return Money(Decimal(m.group(1)), m.group(2))
 

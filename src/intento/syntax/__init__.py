@@ -5,7 +5,7 @@ Input: `Source` objects (name + text). Output: `ast.File` values or located `Dia
 """
 
 from intento.syntax import ast
-from intento.syntax._format import format_file
+from intento.syntax._format import FormatError, format_file
 from intento.syntax._parser import KEYWORDS, MAX_FILE_CHARS, MAX_NESTING, Recovered, parse, parse_recovering, recover, scan_comments
 
-__all__ = ["ast", "parse", "parse_recovering", "recover", "Recovered", "format_file", "scan_comments", "KEYWORDS", "MAX_FILE_CHARS", "MAX_NESTING"]
+__all__ = ["ast", "FormatError", "parse", "parse_recovering", "recover", "Recovered", "format_file", "scan_comments", "KEYWORDS", "MAX_FILE_CHARS", "MAX_NESTING"]
