@@ -236,7 +236,12 @@ def parse_direct(text: str, builder, expr_rules: frozenset, max_nesting: int):
             for i, inline in include:
                 c = s[i]
                 if inline:
-                    kids.extend(c[8])
+                    if kids:
+                        kids.extend(c[8])
+                    else:
+                        # The inlined rule's own list, taken over (its tuple is consumed here):
+                        # a left-recursive `(decl)*` grows one list, never copies it per item.
+                        kids = c[8]
                     if c[1] > height:
                         height = c[1]
                 elif c.__class__ is tuple:
