@@ -25,20 +25,10 @@ def guard_refs(e: ast.Expr | None) -> list[ast.Ref]:
     """Every name a guard reads, first occurrence of each, in source order."""
     out: list[ast.Ref] = []
     seen: set[str] = set()
-    stack = [e] if e is not None else []
-    while stack:
-        x = stack.pop()
-        match x:
-            case ast.Ref():
-                if x.name not in seen:
-                    seen.add(x.name)
-                    out.append(x)
-            case ast.And() | ast.Or():
-                stack.extend(reversed(x.items))
-            case ast.Not():
-                stack.append(x.item)
-            case ast.Compare() | ast.In():
-                stack.extend((x.right, x.left))
+    for x in ast.leaves(e, ast.Ref):
+        if x.name not in seen:
+            seen.add(x.name)
+            out.append(x)
     return out
 
 

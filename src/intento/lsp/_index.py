@@ -185,38 +185,13 @@ def plan_step(test: ast.TestDecl) -> ast.PlanStep | None:
 
 
 def refs_in(e: ast.Expr | None) -> list[ast.Ref]:
-    """Every name an expression reads, in source order (no recursion: expressions may be deep)."""
-    out: list[ast.Ref] = []
-    stack = [e] if e is not None else []
-    while stack:
-        x = stack.pop()
-        match x:
-            case ast.Ref():
-                out.append(x)
-            case ast.And() | ast.Or():
-                stack.extend(reversed(x.items))
-            case ast.Not():
-                stack.append(x.item)
-            case ast.Compare() | ast.In():
-                stack.extend((x.right, x.left))
-    return out
+    """Every name an expression reads, in source order."""
+    return ast.leaves(e, ast.Ref)
 
 
 def literals_in(e: ast.Expr | None) -> list[ast.Literal]:
-    out: list[ast.Literal] = []
-    stack = [e] if e is not None else []
-    while stack:
-        x = stack.pop()
-        match x:
-            case ast.Literal():
-                out.append(x)
-            case ast.And() | ast.Or():
-                stack.extend(reversed(x.items))
-            case ast.Not():
-                stack.append(x.item)
-            case ast.Compare() | ast.In():
-                stack.extend((x.right, x.left))
-    return out
+    """Every literal of an expression, in source order."""
+    return ast.leaves(e, ast.Literal)
 
 
 def test_name_span(test: ast.TestDecl) -> tuple[int, int]:

@@ -443,3 +443,21 @@ def decl_kind(decl: Decl) -> str:
         case TestDecl():
             return "test"
     raise AssertionError(f"unknown declaration {decl!r}")
+
+
+def leaves(e: Expr | None, kind: type) -> list:
+    """Every ``kind`` node (`Ref` or `Literal`) of an expression, in source order, found without
+    recursion (an expression may be nested as deep as the parser allows)."""
+    out: list = []
+    stack: list = [e] if e is not None else []
+    while stack:
+        x = stack.pop()
+        if isinstance(x, kind):
+            out.append(x)
+        elif isinstance(x, (And, Or)):
+            stack.extend(reversed(x.items))
+        elif isinstance(x, Not):
+            stack.append(x.item)
+        elif isinstance(x, (Compare, In)):
+            stack.extend((x.right, x.left))
+    return out
