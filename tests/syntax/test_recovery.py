@@ -253,3 +253,13 @@ def test_a_comment_ends_at_a_lone_cr():
 def test_a_string_ends_at_a_lone_cr():
     r = recover(Source("cr.intent", 'provider a { region "E\rU" }\r'))
     assert [(d.code, d.span.line, d.span.column, d.message) for d in r.diagnostics] == [("E002", 1, 21, "unterminated string")]
+
+
+def test_declarations_before_a_stray_line_are_kept_and_checked():
+    """A stray line after a whole declaration (`garbage here`) does not take that declaration
+    down with it: it is checked, and only the stray line is the syntax error."""
+    r = check_sources([Source("s.intent", 'provider stripe { region 1 }\ngarbage here\nprovider adyen { region "EU" }\n')])
+    assert [(d.code, d.span.line, d.span.column) for d in r.diagnostics] == [("E018", 1, 26), ("E001", 2, 1)]
+    rec = recover(Source("s.intent", 'provider stripe { region "EU" }\ngarbage here\n'))
+    assert [d.name.name for d in rec.file.decls] == ["stripe"]
+    assert "stripe" not in rec.broken_names and rec.broken == ((32, 45),)

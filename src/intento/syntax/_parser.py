@@ -290,6 +290,20 @@ def recover(source: Source, *, cache_new: bool = True) -> Recovered:
                 continue
             part = text[a:b]
             got, errs = _parse_part(source, a, part)
+            if got is None and errs[0].span is not None:
+                # Whole declarations before the line of the error (`provider p { ... }` then a
+                # stray line) are kept: the part is cut there, and the rest is the broken one.
+                at = errs[0].span.start - a
+                cut = max(part.rfind("\n", 0, at), part.rfind("\r", 0, at)) + 1
+                if 0 < cut < len(part) and part[:cut].strip():
+                    whole, bad = _parse_part(source, a, part[:cut])
+                    if whole and not bad:
+                        decls.extend(whole)
+                        a, part = a + cut, part[cut:]
+                        got, errs = _parse_part(source, a, part)
+                        if not errs:  # cannot happen (the error is in the rest), but never lose it
+                            decls.extend(got)
+                            continue
             if not errs:
                 decls.extend(got)
                 continue
