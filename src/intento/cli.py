@@ -808,7 +808,9 @@ def worker_command(
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         w = worker(client, task_queue, acts, concurrency, graceful_shutdown_s=shutdown_grace, build_id=build_id)
         running = asyncio.ensure_future(w.run())
-        print(f"intento worker on {conn.where()}, task queue {task_queue}", flush=True)
+        from intento.temporal._workflow import version_queue
+
+        print(f"intento worker on {conn.where()}, task queue {task_queue}, version {spec.fingerprint} (its plans: {version_queue(task_queue, spec.fingerprint)})", flush=True)
         stopping = asyncio.ensure_future(stop.wait())
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if running.done():

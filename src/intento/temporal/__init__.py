@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from intento.temporal._activities import Activities
 
-__all__ = ["Activities", "IntentRun", "ProviderCapacity", "run_request", "worker"]
+__all__ = ["Activities", "IntentRun", "ProviderCapacity", "Workers", "migrate_runs", "run_request", "version_queue", "worker"]
 
 
 def __getattr__(name: str):
@@ -28,6 +28,14 @@ def __getattr__(name: str):
         from intento.temporal._capacity import ProviderCapacity
 
         return ProviderCapacity
+    if name == "version_queue":
+        from intento.temporal._workflow import version_queue
+
+        return version_queue
+    if name == "migrate_runs":
+        from intento.temporal._commands import migrate_runs
+
+        return migrate_runs
     raise AttributeError(f"module 'intento.temporal' has no attribute {name!r}")
 
 
@@ -86,7 +94,12 @@ def worker(
     they are abandoned (their workflows then see them lost and reconcile them). The build id
     (default: the project's fingerprint) is recorded with every workflow task, so the history
     says which project version decided each step. It also serves the semaphores of providers
-    with a `capacity` (``intento.capacity`` workflows, started on demand on this task queue)."""
+    with a `capacity` (``intento.capacity`` workflows, started on demand on this task queue).
+
+    Besides ``task_queue`` it polls the queue of its project version (`version_queue`:
+    ``<task_queue>@<fingerprint>``) for plans: a run sends its plans to the queue of the version
+    it started with (or was migrated to), so a worker started with other sources never judges
+    it. Returns a `Workers` (the two Temporal workers, run and stopped together)."""
     from concurrent.futures import ThreadPoolExecutor
     from datetime import timedelta
 
@@ -100,7 +113,19 @@ def worker(
     # sandbox passes them through instead of re-importing them for every workflow run.
     runner = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("pydantic", "pydantic_core", "lark", "ortools", "google", "numpy", "cryptography"))
     extra = {"max_concurrent_workflow_tasks": max_workflows} if max_workflows else {}
-    return Worker(
+    from intento.temporal._workflow import version_queue
+
+    build_id = build_id or "intento-" + activities.spec.fingerprint[:16]
+    versioned = Worker(
+        client,
+        task_queue=version_queue(task_queue, activities.spec.fingerprint),
+        activities=[activities.plan],
+        activity_executor=ThreadPoolExecutor(max_workers=max_workers),
+        max_concurrent_activities=max_workers,
+        graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown_s),
+        build_id=build_id,
+    )
+    main = Worker(
         client,
         task_queue=task_queue,
         workflows=[IntentRun, ProviderCapacity],
@@ -109,6 +134,53 @@ def worker(
         max_concurrent_activities=max_workers,
         workflow_runner=runner,
         graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown_s),
-        build_id=build_id or "intento-" + activities.spec.fingerprint[:16],
+        build_id=build_id,
         **extra,
     )
+    return Workers(main, versioned)
+
+
+class Workers:
+    """A worker's two Temporal workers: its main task queue (workflows, steps, and plans of runs
+    started before version queues) and its version's queue (plans). ``await run()``,
+    ``await shutdown()``, or ``async with``."""
+
+    def __init__(self, main, versioned):
+        self.main, self.versioned = main, versioned
+
+    @property
+    def task_queue(self) -> str:
+        return self.main.task_queue
+
+    async def run(self) -> None:
+        import asyncio
+
+        tasks = [asyncio.ensure_future(w.run()) for w in (self.main, self.versioned)]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await self.shutdown()  # one stopped (on purpose, or its error): both stop
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+
+    async def shutdown(self) -> None:
+        """Stop both (safe to call again, or before they started)."""
+        import asyncio
+
+        await asyncio.gather(self.main.shutdown(), self.versioned.shutdown())
+
+    async def __aenter__(self) -> "Workers":
+        await self.main.__aenter__()
+        try:
+            await self.versioned.__aenter__()
+        except BaseException:
+            await self.main.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        import asyncio
+
+        await asyncio.gather(self.versioned.__aexit__(*exc), self.main.__aexit__(*exc))

@@ -77,6 +77,10 @@ class Activities:
         self.audit = audit
         #: Simulation: seconds slept per simulated millisecond (0: answer at once).
         self.time_scale = time_scale
+        #: The hash of the policies this worker judges by (a plan says which version judged it).
+        from intento.audit import sources_of
+
+        self.policy_set = sources_of(spec, sorted(spec.policies)).policy_set
 
     def _key(self) -> bytes:
         if self._secret_key is None:
@@ -113,7 +117,8 @@ class Activities:
 
         try:
             client: Client = activity.client()
-            queue = activity.info().task_queue
+            # The run's main queue (a plan runs on its version's queue, `<queue>@<version>`).
+            queue = req.get("task_queue") or activity.info().task_queue
         except RuntimeError:  # outside a worker (a test calling the activity directly)
             return {}
         now = int(time.time() * 1000)
@@ -216,6 +221,7 @@ class Activities:
             "explanation": plan.explanation.model_dump(mode="json"),
             # Which project decided (a worker started with changed sources decides with them).
             "project": spec.fingerprint,
+            "policy_set": self.policy_set,
             # The slots other runs held when it was planned (the observed state's `busy`).
             **({"busy": busy} if busy else {}),
         }

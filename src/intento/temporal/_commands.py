@@ -193,3 +193,36 @@ def waits(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if r.get("waits_on"):
             groups.setdefault(r["waits_on"], []).append(r["run"])
     return [{"waits_on": k, "count": len(ids), "runs": ids[:20]} for k, ids in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
+
+
+async def migrate_runs(client: Client, to: str, *, by: str | None = None, reason: str | None = None, task_queue: str | None = None) -> list[dict[str, Any]]:
+    """Policy rollout on Temporal in `migrate` mode: every unfinished run (on ``task_queue``, or
+    all) is sent the `migrate` update to version ``to`` (a project fingerprint: the worker of the
+    new sources polls its queue). Each run switches at its next decision point, records
+    `policy_migrated` and re-plans on the new version's workers. Returns, per run, ``migrating``
+    (with the version it leaves), ``already`` (on that version) or ``refused`` (why: it ended
+    meanwhile, or started before version queues). New runs start on the new version when started
+    with the new sources (`run_request`), which needs nothing here."""
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from intento.temporal._workflow import IntentRun
+
+    query = "WorkflowType = 'intento.run' AND ExecutionStatus = 'Running'"
+    if task_queue:
+        query += f" AND TaskQueue = '{task_queue}'"
+    rows = []
+    async for w in client.list_workflows(query):
+        handle = client.get_workflow_handle(w.id, run_id=w.run_id)
+        try:
+            answer = await handle.execute_update(IntentRun.migrate, {"to": to, "by": by or "", "reason": reason or ""})
+            rows.append({"run": w.id, "outcome": "migrating", "from": answer.get("from"), "to": to})
+        except RPCError as e:  # it ended since it was listed
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise
+            rows.append({"run": w.id, "outcome": "refused", "why": e.message})
+        except WorkflowUpdateFailedError as e:
+            cause = e.cause
+            kind = "already" if getattr(cause, "type", None) == "AlreadyOnVersion" else "refused"
+            rows.append({"run": w.id, "outcome": kind, "why": getattr(cause, "message", None) or str(cause or e)})
+    return rows

@@ -71,6 +71,17 @@ DEFAULT_STEP_LIMIT_S = 86_400
 #: A step activity heartbeats while it runs; none for this long means its worker is gone
 #: (`heartbeat_s` in the request overrides it).
 DEFAULT_HEARTBEAT_S = 20
+#: A plan sent to its version's queue that has not come back after this long (the request's
+#: `version_notice_s` overrides it; default: its solve time limit and five seconds) makes the run
+#: say it waits for a worker of that version.
+VERSION_NOTICE_MARGIN_S = 5.0
+
+
+def version_queue(task_queue: str, version: str) -> str:
+    """The task queue of a project version: ``<task_queue>@<its first 16 digits>``. Every worker
+    polls the one of the version it was started with, besides its main queue; a run pinned to a
+    version sends its plans there, so only workers of that version judge it."""
+    return f"{task_queue}@{version[:16]}"
 
 
 @workflow.defn(name="intento.run")
@@ -132,6 +143,15 @@ class IntentRun:
         #: Whether steps take capacity slots (None: not asked yet). Runs started before replay
         #: without them (the `intento-capacity` workflow patch).
         self.capacity: bool | None = None
+        #: The version the run is pinned to (its plans go to that version's queue), None for a
+        #: run started before version queues (the `intento-version-queue` patch): it plans on
+        #: whichever worker serves it.
+        self.version: str | None = None
+        self.policy_set: str | None = None
+        #: A migration asked for (the `migrate` update), applied at the next decision point.
+        self.migration: dict | None = None
+        #: The version whose worker a plan waits for (said in the details and memo meanwhile).
+        self.waits_for_version: str | None = None
 
     @workflow.signal(name="observe", description="Fire-and-forget observation: {fact} or {provider, status[, latency]} (not checked; use the update to be told).")
     def observe_signal(self, data: dict) -> None:
@@ -169,6 +189,22 @@ class IntentRun:
         if problem:
             raise ApplicationError(problem, type="InvalidObservation")
 
+    @workflow.update(name="migrate", description="Switch the run to another project version at its next decision point: {to, by, reason}; it records `policy_migrated` and re-plans on that version's workers.")
+    def migrate(self, data: dict) -> dict:
+        self.migration = {"to": data["to"], "by": str(data.get("by") or "")[:200], "reason": str(data.get("reason") or "")[:500]}
+        return {"from": self.version, "to": data["to"], "status": "queued"}
+
+    @migrate.validator
+    def _check_migration(self, data: dict) -> None:
+        if not isinstance(data, dict) or not isinstance(data.get("to"), str) or not data["to"].strip() or len(data["to"]) > 200 or any(c.isspace() for c in data["to"]):
+            raise ApplicationError("a migration names the version to switch to: {to: fingerprint, by, reason}", type="InvalidMigration")
+        if self.state not in ("running", "holding"):
+            raise ApplicationError(f"the run is {self.state.replace('_', ' ')}: it plans nothing more", type="InvalidMigration")
+        if self.version is None:
+            raise ApplicationError("the run was started before version queues: it plans on whichever worker serves it", type="InvalidMigration")
+        if self.version[:16] == data["to"][:16] and self.migration is None:
+            raise ApplicationError(f"the run is already on version {self.version[:12]}", type="AlreadyOnVersion")
+
     @workflow.query(description="The run as it stands: status, facts, steps done, running and awaited, its events.")
     def status(self) -> dict:
         return {
@@ -179,6 +215,8 @@ class IntentRun:
             "awaiting": sorted(self.awaiting),
             "deadline_passed": self.deadline_passed,
             "cost": str(self.spent),
+            "version": self.version,
+            "waits_for_version": self.waits_for_version,
             "undo_failed": list(self.undo_failed),
             # Capacity slots: held (for a step in flight or about to start) and waited for, action -> provider.
             "slots": {state: {x["action"]: x["provider"] for x in self.tickets.values() if x["state"] == state} for state in ("held", "waiting")},
@@ -385,11 +423,16 @@ class IntentRun:
             lines.append("waiting for a slot: " + ", ".join(f"{a} via {p}" for a, p in slots))
         if waiting:
             lines.append(waiting)
+        if self.waits_for_version is not None:
+            lines.append(f"waiting for a worker of version {self.waits_for_version[:12]} (task queue {version_queue(workflow.info().task_queue, self.waits_for_version)})")
         workflow.set_current_details("\n\n".join(lines))
         memo: dict[str, Any] = {"intent": self.req["intent"], "status": self.state, "cost": str(self.spent)}
         for k in ("project", "policy_set", "deadline_ms"):
             if self.req.get(k) is not None:
                 memo[k] = self.req[k]
+        if self.version is not None and self.version != self.req.get("project"):
+            memo["project"] = self.version  # migrated: the version it runs on now
+            memo["policy_set"] = self.policy_set
         if self.where:
             memo["waits_on"] = self._waits_on()
         if self.legible and memo != self._memo:  # each change is an event of the history: only when it changes
@@ -406,6 +449,8 @@ class IntentRun:
             return None
         if self.state == "giving_up":
             return "giving up"
+        if self.waits_for_version is not None:
+            return f"waiting for a worker of version {self.waits_for_version[:12]}"
         waits = [v[2] for k, v in self.awaiting.items() if k not in self.switched]
         if waits:
             return "waiting for " + ", ".join(waits[0]["achieves"])
@@ -444,6 +489,11 @@ class IntentRun:
         # Switch times for awaited external steps (as the embedded engine): older runs wait out
         # the timeout, and replay so.
         self.switching = workflow.patched("intento-switch-times")
+        # Plans go to the queue of the run's version, so that a worker started with other
+        # sources never judges it (runs started before plan wherever they are served).
+        if workflow.patched("intento-version-queue") and req.get("project"):
+            self.version = req["project"]
+            self.policy_set = req.get("policy_set")
         self._show()
         if self.legible:
             self.feed = await workflow.execute_activity("intento.simulation", {"run": workflow.info().workflow_id}, start_to_close_timeout=timedelta(seconds=60), summary="simulation feed") or []
@@ -490,6 +540,8 @@ class IntentRun:
                 self._event("observation", **ob)
                 reason = "observation"
             self.inbox.clear()
+            if self.migration is not None:
+                reason = self._migrate()
             if self.deadline_passed and not self._goal_holds():
                 # Checked before any re-plan: past the deadline re-planning cannot help.
                 return await self._give_up(self._deadline_outcome())
@@ -522,10 +574,13 @@ class IntentRun:
                 self._plan_req = plan_req
                 self.plan = await self._planning(plan_req, f"plan {self.plans}: {reason}")
                 self._note_project(self.plan.get("project"))
+                if self.version is not None and self.plan.get("policy_set"):
+                    self.policy_set = self.plan["policy_set"]
                 busy = self.plan.get("busy") or {}
                 # Planned with slots other runs hold: which, and when the plan starts its steps on those providers.
                 seen = {"busy": busy, "starts_ms": {s["action"]: s.get("start_ms") for s in self.plan["steps"] if s["provider"] in busy}} if busy else {}
-                self._event("planned", reason=reason, status=self.plan["status"], steps=[[s["action"], s["provider"]] for s in self.plan["steps"]], **seen)
+                pinned = {"version": self.plan.get("project"), "policy_set": self.plan.get("policy_set")} if self.version is not None else {}
+                self._event("planned", reason=plan_req["reason"], status=self.plan["status"], steps=[[s["action"], s["provider"]] for s in self.plan["steps"]], **seen, **pinned)
                 reason = None
                 if self.plan["status"] in ("optimal", "feasible"):
                     if self.hold is not None:
@@ -577,7 +632,7 @@ class IntentRun:
             try:
                 # Without a step in flight, an awaited fact or the deadline, only a signal moves the run.
                 # (Once the goal holds the deadline no longer matters: steps in flight end the wait.)
-                await workflow.wait_condition(lambda: bool(self.inbox) or bool(self.grants) or (self.deadline_passed and not self._goal_holds()) or any(h.done() for _, _, h, _ in self.running.values()), timeout=wait_for)
+                await workflow.wait_condition(lambda: bool(self.inbox) or bool(self.grants) or self.migration is not None or (self.deadline_passed and not self._goal_holds()) or any(h.done() for _, _, h, _ in self.running.values()), timeout=wait_for)
             except asyncio.TimeoutError:
                 pass
             now = self._now()
@@ -646,9 +701,52 @@ class IntentRun:
         return {"status": "succeeded", "done": dict(self.done), "facts": sorted(self.facts), "cost": str(self.spent), "events": self.events}
 
     async def _planning(self, plan_req: dict, summary: str) -> dict:
-        return await workflow.execute_activity(
-            "intento.plan", plan_req, start_to_close_timeout=timedelta(seconds=120), retry_policy=RetryPolicy(maximum_attempts=3), summary=summary[:200]
-        )
+        if self.version is None:  # started before version queues
+            return await workflow.execute_activity(
+                "intento.plan", plan_req, start_to_close_timeout=timedelta(seconds=120), retry_policy=RetryPolicy(maximum_attempts=3), summary=summary[:200]
+            )
+        while True:
+            # On the version's queue: only a worker of that version plans it; without one the plan
+            # waits there (no schedule-to-start limit), and the run says so.
+            handle = workflow.start_activity(
+                "intento.plan", dict(plan_req, task_queue=workflow.info().task_queue), task_queue=version_queue(workflow.info().task_queue, self.version),
+                start_to_close_timeout=timedelta(seconds=120), retry_policy=RetryPolicy(maximum_attempts=3), summary=f"{summary} (version {self.version[:12]})"[:200],
+            )
+            notice = float(self.req.get("version_notice_s", float(plan_req.get("time_limit_s") or 10.0) + VERSION_NOTICE_MARGIN_S))
+            try:
+                try:
+                    await workflow.wait_condition(lambda: handle.done() or self.migration is not None, timeout=timedelta(seconds=notice))
+                except asyncio.TimeoutError:
+                    self.waits_for_version = self.version
+                    self._show()
+                    await workflow.wait_condition(lambda: handle.done() or self.migration is not None)
+            finally:
+                if not handle.done():
+                    handle.cancel()
+            if self.waits_for_version is not None:
+                self.waits_for_version = None
+                self._show()
+            if self.migration is None or handle.done() and not handle.cancelled() and handle.exception() is None:
+                return await handle
+            # A migration while this plan waited (for a worker of the old version, or its answer):
+            # the plan is asked of the new version instead.
+            # (awaited without taking its error: a cancellation of the run itself still propagates)
+            await workflow.wait([handle])
+            if not handle.cancelled():
+                handle.exception()
+            why = self._migrate()
+            if not plan_req.get("check"):
+                plan_req["reason"] = why  # the re-plan's reason (its `planned` event says it)
+                summary = f"plan {self.plans}: {why}"
+
+    def _migrate(self) -> str:
+        """Apply the migration asked for: the run's version changes, said in its events."""
+        m, self.migration = self.migration, None
+        old, self.version = self.version, m["to"]
+        self.decided_by = None
+        self._event("policy_migrated", **{"from": old, "to": m["to"], "by": m["by"], "reason": m["reason"]})
+        self._show()
+        return f"policy migrated from {old[:12]} to {m['to'][:12]}" + (f" ({m['reason']})" if m["reason"] else "")
 
     async def _hold(self, plan_req: dict, observed: dict[str, dict]) -> dict | None:
         """No plan from here, but the world may change soon: wait instead of giving up, as the
@@ -675,10 +773,10 @@ class IntentRun:
 
     def _note_project(self, decided_by: str | None) -> None:
         """A worker whose project differs from the one the run started with planned this run:
-        said in the run's events and its current details, never silently (what should happen
-        to such runs is the policy-migration issue's to decide)."""
-        started = self.req.get("project")
-        if decided_by is None or started is None or decided_by == started or decided_by == self.decided_by:
+        said in the run's events and its current details, never silently. Only runs started
+        before version queues can see it (a pinned run is planned by its version's workers)."""
+        started = self.req.get("project") if self.version is None else self.version
+        if decided_by is None or started is None or decided_by[:16] == started[:16] or decided_by == self.decided_by:
             return
         self.decided_by = decided_by
         self._event("project_changed", started_with=started, planned_by=decided_by,
