@@ -28,13 +28,16 @@ def test_cpsat_matches_exhaustive_and_plans_are_valid(case):
     spec = _spec(text)
     try:
         fast = plan(spec, "job", context, state, backend="cpsat", explain="none")
-        slow = plan(spec, "job", context, state, backend="constraint", explain="none")
+        # The exhaustive back-end stops at a wall-clock limit: a generous one, so that a busy
+        # machine does not turn a comparison into a time-out.
+        slow = plan(spec, "job", context, state, backend="constraint", explain="none", time_limit_s=120.0)
     except Exception as exc:
         raise AssertionError(f"planning failed on\n{text}\ncontext={context} state={state}") from exc
     info = f"\n{text}\ncontext={context} state={state}\ncpsat={fast.model_dump_json()}\nconstraint={slow.model_dump_json()}"
     assert fast.status in ("optimal", "infeasible"), info
-    # The exhaustive back-end may run out of its time on a rare large draw: nothing to compare.
-    assume(slow.status != "feasible")
+    # The exhaustive back-end may still run out of its time on a rare large draw (with a plan so
+    # far, `feasible`, or none, `unknown`): nothing to compare.
+    assume(slow.status not in ("feasible", "unknown"))
     assert slow.status in ("optimal", "infeasible"), info
     assert fast.status == slow.status, info
     if fast.status != "optimal":
