@@ -117,6 +117,8 @@ class IntentRun:
         self.holds = True
         #: Who asked for the cancellation and why (the `cancel_reason` signal), for its audit record.
         self.cancelled_by: dict | None = None
+        #: When the cancel request reached the run (ms since it started).
+        self.cancel_at: int | None = None
         self._memo: dict[str, Any] = {}
         self.legible = True
         self.where = self.searchable = False
@@ -229,6 +231,12 @@ class IntentRun:
         return (self.plan or {}).get("explanation")
 
     # ---- helpers --------------------------------------------------------------------------------
+    def _cancel_asked(self) -> None:
+        """Temporal's cancel request reached the run: noted (with when) and honoured at its end."""
+        if not self.cancel_requested:
+            self.cancel_requested = True
+            self.cancel_at = self._now()
+
     def _now(self) -> int:
         return int((workflow.now() - self.start).total_seconds() * 1000)
 
@@ -314,7 +322,7 @@ class IntentRun:
             except asyncio.CancelledError:
                 if task.done():
                     raise
-                self.cancel_requested = True
+                self._cancel_asked()
 
     # ---- capacity slots (intento.temporal._capacity) ---------------------------------------------
     def _capacity_on(self) -> bool:
@@ -505,7 +513,7 @@ class IntentRun:
                     raise
                 # Cancelled (`temporal workflow cancel`, `intento cancel`): the run gives up as
                 # it would escalate, then ends cancelled.
-                self.cancel_requested = True
+                self._cancel_asked()
                 result = await self._give_up({"reason": "cancelled", "conflict": [], "summary": "the run was cancelled"})
         finally:
             if timer is not None and not timer.done():
@@ -892,8 +900,15 @@ class IntentRun:
         await self._flush_releases(shielded=True)  # before the undos, which take no slots
         compensated = await self._compensate()
         status = "cancelled" if self.cancel_requested else "escalated"
-        if status == "cancelled" and outcome.get("reason") != "cancelled":
-            outcome = {**outcome, "reason": "cancelled", "summary": f"the run was cancelled while giving up ({outcome.get('reason')})"}
+        who = self.cancelled_by or {"reason": "cancelled through Temporal", "by": "temporal"}
+        if status == "cancelled":
+            # Who asked and why, as the embedded engine's outcome says it (the `cancel_reason`
+            # signal has arrived by now when it was sent before Temporal's cancel request).
+            said = f"cancelled by {who['by']}: {who['reason']}"
+            if outcome.get("reason") == "cancelled":
+                outcome = {**outcome, "reason": said}
+            else:
+                outcome = {**outcome, "reason": f"{said} (while giving up: {outcome.get('reason')})", "summary": f"the run was cancelled while giving up ({outcome.get('reason')})"}
         result = {
             "status": status,
             "reason": outcome.get("reason"),
@@ -908,10 +923,11 @@ class IntentRun:
         }
         if unknown:
             result["unknown"] = unknown
+        if status == "cancelled":
+            result["cancelled"] = dict(who, at=self.cancel_at)
         if status == "cancelled" and self.holds:
             # The cancellation is a decision (a person's): the audit chain records it, as on the
             # embedded engine.
-            who = self.cancelled_by or {"reason": "cancelled through Temporal", "by": "temporal"}
             await self._settle(
                 workflow.start_activity(
                     "intento.cancelled",
