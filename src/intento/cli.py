@@ -73,6 +73,13 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 # Options shared by the commands that talk to Temporal (`worker`, and `--engine temporal`).
+_POLICIES_HELP = (
+    "A policy set (a file or folder of policies) that replaces the project's policies, as `intento policy rollout` "
+    "does: the version is the project's with this set. Start the new workers, new runs and `intento policy "
+    "impact/rollout --engine temporal` with the same project and set so that they agree on it."
+)
+
+
 _TEMPORAL_HELP = "The Temporal frontend, HOST:PORT (default: TEMPORAL_ADDRESS, else 127.0.0.1:7233)."
 _NAMESPACE_HELP = "The namespace (default: TEMPORAL_NAMESPACE, else `default`)."
 _API_KEY_HELP = "An API key (default: TEMPORAL_API_KEY); it turns TLS on."
@@ -729,6 +736,7 @@ def run_command(
     tls_key: Optional[Path] = typer.Option(None, "--tls-key", help=_TLS_KEY_HELP),
     tls_ca: Optional[Path] = typer.Option(None, "--tls-ca", help=_TLS_CA_HELP),
     task_queue: str = typer.Option("intento", "--task-queue", help="With --engine temporal: the workers' task queue."),
+    policies: Optional[Path] = typer.Option(None, "--policies", help="With --engine temporal: " + _POLICIES_HELP),
     learn: bool = typer.Option(False, "--learn", help=_LEARN_HELP + " Embedded engine only."),
     learn_provider: Optional[List[str]] = typer.Option(None, "--learn-provider", help="With --learn: only these providers' figures (repeatable; default: every provider)."),
     learn_quantile: float = typer.Option(0.9, "--learn-quantile", help="With --learn: the latency quantile planned with.", min=0.01, max=1.0),
@@ -741,9 +749,12 @@ def run_command(
     ended without an outcome (terminated, timed out, failed), 130 when interrupted. On Temporal the run's workflow id is
     INTENT-KEY (INTENT-<hash of the request> without --key); a request whose run already ended is answered with its outcome."""
     if engine == "temporal":
-        _run_on_temporal(paths, intent, given, state, key, _connection(temporal, namespace, api_key, tls_cert, tls_key, tls_ca), task_queue, store, quiet)
+        _run_on_temporal(paths, intent, given, state, key, _connection(temporal, namespace, api_key, tls_cert, tls_key, tls_ca), task_queue, store, quiet, policies)
     elif engine != "embedded":
         print("intento: --engine is `embedded` or `temporal`", file=sys.stderr)
+        raise typer.Exit(1)
+    if policies is not None:
+        print("intento: --policies is for --engine temporal; on the embedded engine roll a policy set out on the store: `intento policy rollout POLICIES --store STORE`", file=sys.stderr)
         raise typer.Exit(1)
     learning = _learning(learn, learn_provider, learn_quantile, learn_min_samples)
     ex, st_store, spec = _executor(paths, store, simulate, handlers, journal or store.with_name(store.name + ".journal.jsonl") if simulate else None, time_limit, progress=_live(quiet), learning=learning)
@@ -781,6 +792,7 @@ def worker_command(
     concurrency: int = typer.Option(8, "--concurrency", help="Activities (plans and steps) run at once by this worker.", min=1, max=1024),
     shutdown_grace: float = typer.Option(30.0, "--shutdown-grace", help="On SIGTERM/SIGINT, seconds steps in flight get to finish before they are abandoned.", min=0, max=86_400),
     build_id: Optional[str] = typer.Option(None, "--build-id", help="The worker's build id (default: intento- and the project's fingerprint)."),
+    policies: Optional[Path] = typer.Option(None, "--policies", help=_POLICIES_HELP),
 ) -> None:
     """Run a Temporal worker for intento runs: each run a workflow, planning and steps as activities.
     Stops on SIGINT or SIGTERM (exit 0), letting steps in flight finish within --shutdown-grace; exit 1 when Temporal cannot
@@ -792,7 +804,7 @@ def worker_command(
     conn = _connection(temporal, namespace, api_key, tls_cert, tls_key, tls_ca)
 
     try:
-        spec = _load_spec(paths)
+        spec = _project_spec(paths, policies)
         scenario, registry = _world(spec, simulate, handlers)
     except typer.Exit as e:
         _exit_now(e.exit_code)
@@ -834,6 +846,22 @@ def worker_command(
     _exit_now(0)
 
 
+def _project_spec(paths: List[Path], policies: Optional[Path]):
+    """The project at ``paths``, with its policies replaced by the set at ``policies`` when given
+    (`versions.with_policy_set`): the version workers, runs and rollouts on Temporal agree on."""
+    spec = _load_spec(paths)
+    if policies is None:
+        return spec
+    from intento.diagnostics import IntentoError
+    from intento.versions import with_policy_set
+
+    try:
+        return with_policy_set(spec, _policy_set_or_exit(policies))
+    except IntentoError as e:
+        print_diagnostics(e.diagnostics)
+        raise typer.Exit(1)
+
+
 def _connection(address=None, namespace=None, api_key=None, tls_cert=None, tls_key=None, tls_ca=None):
     from intento.temporal._client import Connection
 
@@ -864,7 +892,7 @@ async def _temporal_client(conn):
         _exit_now(1)
 
 
-def _run_on_temporal(paths, intent, given, state, key, conn, task_queue: str, store: Path, quiet: bool) -> None:
+def _run_on_temporal(paths, intent, given, state, key, conn, task_queue: str, store: Path, quiet: bool, policies: Path | None = None) -> None:
     """`intento run --engine temporal`: start (or join) the run's workflow, show its progress and
     wait for its outcome. A request whose run already ended is answered with that outcome, never
     run again. Never returns: every exit goes through `_exit_now` (0 succeeded, 3 escalated, 4
@@ -875,7 +903,7 @@ def _run_on_temporal(paths, intent, given, state, key, conn, task_queue: str, st
     from intento.errors import OperationalError
 
     try:
-        spec = _load_spec(paths)
+        spec = _project_spec(paths, policies)
         from intento.audit import secret_key
         from intento.temporal import run_request
         from intento.temporal._client import ended_without_outcome
@@ -1093,7 +1121,7 @@ async def _t_cancel(client, run_id: str, reason: str, wait: float, as_json: bool
     return 0 if got["status"] == "cancelled" else 1
 
 
-_TEMPORAL_COMMANDS = {"status": _t_status, "runs": _t_runs, "observe": _t_observe, "cancel": _t_cancel}
+_TEMPORAL_COMMANDS = {"status": _t_status, "runs": _t_runs, "observe": _t_observe, "cancel": _t_cancel, "policy": lambda client, **kw: _t_policy(client, **kw)}
 
 
 def _print_temporal_event(e: dict) -> None:
@@ -1662,11 +1690,12 @@ def audit_replay(
     log: Path = typer.Argument(..., help="The audit log."),
     project: List[Path] = typer.Argument(..., help="The project to re-solve with (the same sources, or changed ones)."),
     store: Optional[Path] = typer.Option(None, "--store", help="Re-solve each decision against the exact texts of the version that made it, kept in this store (the project is used for a version it does not keep)."),
+    policies: Optional[Path] = typer.Option(None, "--policies", help="The project's policies replaced by this set, as the Temporal worker that wrote the log was started (`intento worker --policies`)."),
 ) -> None:
     """Re-solve every recorded decision; report those that come out differently. Exit 1 if any does."""
     from intento.audit import read_records, replay
 
-    spec = _load_spec(project)
+    spec = _project_spec(project, policies)
     spec_for = None
     if store is not None:
         from intento.diagnostics import IntentoError
@@ -1866,12 +1895,21 @@ def policy_impact(
     format: ReadFormat = typer.Option(ReadFormat.text, "--format", "-f", help="text, or json (the whole report)."),
     time_limit: float = typer.Option(10.0, "--time-limit", help="Seconds per solve.", min=0.01),
     cases: Optional[Path] = typer.Option(None, "--cases", help="Also judge new runs: requests (a JSON list of {intent, given, state}, or an audit log such as STORE.audit.jsonl) planned under the project of the store's latest version with its policies and with the new set, as `intento policy diff` does."),
+    engine: str = typer.Option("embedded", "--engine", help="embedded (the store's runs) or temporal (the runs on Temporal; TLS and API keys from TEMPORAL_* variables)."),
+    project: Optional[List[Path]] = typer.Option(None, "--project", help="With --engine temporal: the project as its current workers load it (repeatable); the runs' remaining work is judged under it and under it with the new set."),
+    current_policies: Optional[Path] = typer.Option(None, "--current-policies", help="With --engine temporal: the policy set the current workers were started with (`intento worker --policies`), if any."),
+    temporal: Optional[str] = typer.Option(None, "--temporal", help=_TEMPORAL_HELP),
+    namespace: Optional[str] = typer.Option(None, "--namespace", help=_NAMESPACE_HELP),
+    task_queue: Optional[str] = typer.Option(None, "--task-queue", help="With --engine temporal: only runs on this task queue (default: every intento run of the namespace)."),
 ) -> None:
     """What the policy set would do to every unfinished run: its remaining plan under its own version and under the new
     set (unchanged, changed with the cost and latency deltas and the steps that move, or infeasible with the minimal
-    conflict). Exit 1 when any run would have no plan, or cannot be judged (for CI); 0 otherwise."""
+    conflict). Exit 1 when any run would have no plan, or cannot be judged (for CI); 0 otherwise. With --engine temporal:
+    the unfinished runs on Temporal, judged under --project (as the current workers load it) and under it with the new set."""
     from intento.execute.rollout import describe, impact
 
+    if _engine(engine) == "temporal":
+        _policy_on_temporal(new, project, current_policies, _connection(temporal, namespace), task_queue, None, None, None, store, time_limit, format is ReadFormat.json)
     policies = _policy_set_or_exit(new)
     st = _open_store(store)
     try:
@@ -1942,12 +1980,22 @@ def policy_rollout(
     by: Optional[str] = typer.Option(None, "--by", help="Who rolls it out (recorded)."),
     format: ReadFormat = typer.Option(ReadFormat.text, "--format", "-f", help="text, or json."),
     time_limit: float = typer.Option(10.0, "--time-limit", help="Seconds per solve of the impact.", min=0.01),
+    engine: str = typer.Option("embedded", "--engine", help="embedded (the store's runs) or temporal (the runs on Temporal; TLS and API keys from TEMPORAL_* variables)."),
+    project: Optional[List[Path]] = typer.Option(None, "--project", help="With --engine temporal: the project as its current workers load it (repeatable); the runs' remaining work is judged under it and under it with the new set."),
+    current_policies: Optional[Path] = typer.Option(None, "--current-policies", help="With --engine temporal: the policy set the current workers were started with (`intento worker --policies`), if any."),
+    temporal: Optional[str] = typer.Option(None, "--temporal", help=_TEMPORAL_HELP),
+    namespace: Optional[str] = typer.Option(None, "--namespace", help=_NAMESPACE_HELP),
+    task_queue: Optional[str] = typer.Option(None, "--task-queue", help="With --engine temporal: only runs on this task queue (default: every intento run of the namespace)."),
 ) -> None:
     """Roll a policy set out on a store: new runs start on it, and unfinished runs migrate as the mode says, each at its
     next decision point (at once in a running engine; when resumed otherwise), recording `policy_migrated` or
-    `policy_kept`. Prints what each run will do. Exit 0 once recorded, 1 on bad input."""
+    `policy_kept`. Prints what each run will do. Exit 0 once recorded, 1 on bad input. With --engine temporal: the runs
+    on Temporal migrate to the version of --project with this set (start its workers with `intento worker --policies`),
+    through the runs' `migrate` update; exit 0 once every migration was sent."""
     from intento.execute.rollout import describe, rollout
 
+    if _engine(engine) == "temporal":
+        _policy_on_temporal(new, project, current_policies, _connection(temporal, namespace), task_queue, mode.value, label, by or os.environ.get("USER"), store, time_limit, format is ReadFormat.json)
     policies = _policy_set_or_exit(new)
     st = _open_store(store)
     try:
@@ -1960,6 +2008,47 @@ def policy_rollout(
     print(f"rollout {seq} recorded ({mode.value}{', ' + label if label else ''}): new runs start on this policy set")
     for row in report["runs"]:
         print(f"{row['outcome']:<9} {describe(row)}")
+
+
+def _policy_on_temporal(new: Path, project, current_policies, conn, task_queue, mode, label, by, store: Path, time_limit: float, as_json: bool) -> None:
+    """`policy impact` (``mode`` None) and `policy rollout` with `--engine temporal`. Never
+    returns: impact exits 1 when a run would break (as on the embedded engine); rollout 0 once
+    every migration was sent; 1 on bad input or Temporal unreachable."""
+    if not project:
+        print("intento: with --engine temporal, name the project as its current workers load it: --project PATH (repeatable)", file=sys.stderr)
+        raise typer.Exit(1)
+    current = _project_spec(project, current_policies)
+    newer = _project_spec(project, new)
+    # The key that opens the runs' sealed secret givens, as the workers find it.
+    key_file = store.with_name(store.name + ".audit.jsonl.key")
+    key = os.environ.get("INTENTO_SECRET_KEY", "").encode() or (key_file.read_text().strip().encode() if key_file.is_file() else b"")
+    _temporal_command(conn, "policy", current=current, new=newer, mode=mode, label=label, by=by, task_queue=task_queue, time_limit=time_limit, secret_key=key, as_json=as_json)
+
+
+async def _t_policy(client, current, new, mode, label, by, task_queue, time_limit, secret_key, as_json) -> int:
+    from intento.execute.rollout import describe
+    from intento.temporal._rollout import impact_runs, rollout_runs
+    from intento.versions import short
+
+    if mode is None:
+        got = await impact_runs(client, current, new, secret_key=secret_key, task_queue=task_queue, time_limit_s=time_limit)
+    else:
+        got = await rollout_runs(client, current, new, mode, secret_key=secret_key, label=label, by=by, task_queue=task_queue, time_limit_s=time_limit)
+    head = {"engine": "temporal", "current_version": current.fingerprint, "new_version": new.fingerprint, "label": label} | ({"mode": mode} if mode else {})
+    if as_json:
+        print(json.dumps(head | got, indent=2, default=str))
+    else:
+        if mode is not None:
+            print(f"rollout ({mode}{', ' + label if label else ''}) from {short(current.fingerprint)} to {short(new.fingerprint, label)}: start new runs with the same project and --policies; "
+                  f"migrations sent to the runs below, each switching at its next decision point on the new version's workers")
+        for row in got["runs"]:
+            print((f"{row['outcome']:<9} " if mode is not None else "") + describe(row) + (f" (refused: {row['refused']})" if row.get("refused") else ""))
+        c = got["counts"]
+        print(f"\n{len(got['runs'])} unfinished runs: {c['unchanged']} unchanged, {c['changed']} changed, {c['infeasible']} no longer feasible"
+              + (f", {c['unknown']} cannot be judged" if c["unknown"] else ""))
+    if mode is None:
+        return 1 if got["breaks"] else 0
+    return 0
 
 
 @policy_app.command("rollouts")

@@ -58,20 +58,29 @@ def impact(store: Store, policies: list[dict], label: str | None = None, time_li
         except IntentoError as e:
             rows.append(row | {"impact": "unknown", "why": "; ".join(d.message for d in e.diagnostics[:3])})
             continue
-        row |= {"current": _brief(a), "new": _brief(b), "done": inputs["done"]}
-        if not b.feasible:
-            row |= {"impact": "infeasible", "why": b.explanation.summary or f"no plan ({b.status})",
-                    "conflict": [c.model_dump() for c in (b.explanation.conflict or [])]}
-        else:
-            moves = step_moves(row["current"]["steps"], row["new"]["steps"])
-            deltas = {}
-            if a.feasible:
-                deltas = {"cost": format(Decimal(b.cost) - Decimal(a.cost), "f"), "latency_ms": b.latency_ms - a.latency_ms}
-            if moves or a.status != b.status or (deltas and (Decimal(deltas["cost"]) != 0 or deltas["latency_ms"] != 0)):
-                row |= {"impact": "changed", "moves": moves, "delta": deltas}
-            else:
-                row |= {"impact": "unchanged"}
-        rows.append(row)
+        rows.append(judge(row, a, b, inputs["done"]))
+    return report(rows)
+
+
+def judge(row: dict, a, b, done: dict) -> dict:
+    """An unfinished run's impact row from its remaining plan under its own version (``a``) and
+    under the new one (``b``): ``unchanged``, ``changed`` (the steps that move, the cost and
+    latency deltas) or ``infeasible`` (the conflict). Both engines' impact reports use it."""
+    row = row | {"current": _brief(a), "new": _brief(b), "done": done}
+    if not b.feasible:
+        return row | {"impact": "infeasible", "why": b.explanation.summary or f"no plan ({b.status})",
+                      "conflict": [c.model_dump() for c in (b.explanation.conflict or [])]}
+    moves = step_moves(row["current"]["steps"], row["new"]["steps"])
+    deltas = {}
+    if a.feasible:
+        deltas = {"cost": format(Decimal(b.cost) - Decimal(a.cost), "f"), "latency_ms": b.latency_ms - a.latency_ms}
+    if moves or a.status != b.status or (deltas and (Decimal(deltas["cost"]) != 0 or deltas["latency_ms"] != 0)):
+        return row | {"impact": "changed", "moves": moves, "delta": deltas}
+    return row | {"impact": "unchanged"}
+
+
+def report(rows: list[dict]) -> dict:
+    """The impact report of these rows: counts per impact, and ``breaks`` (infeasible or unknown)."""
     counts = {k: sum(1 for r in rows if r["impact"] == k) for k in ("unchanged", "changed", "infeasible", "unknown")}
     return {"runs": rows, "counts": counts, "breaks": counts["infeasible"] + counts["unknown"]}
 

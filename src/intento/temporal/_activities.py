@@ -52,6 +52,21 @@ def step_failure(out: dict[str, Any]) -> ApplicationError:
     return ApplicationError(out.get("error") or "the step failed", out, type=STEP_FAILED, non_retryable=True, category=ApplicationErrorCategory.BENIGN)
 
 
+def remaining_problem(spec: Spec, req: dict[str, Any], given: dict[str, Any], busy: dict[str, list[str]] | None = None):
+    """The planning problem of a run's plan request (`IntentRun`'s, or its `remaining` query's)
+    under ``spec``, with its observed state: what a re-plan solves, and what `intento policy
+    impact --engine temporal` solves under the current and the new policies."""
+    providers = {p: dict(v) for p, v in (req.get("providers") or {}).items()}
+    for p, held in (busy or {}).items():
+        providers.setdefault(p, {})["busy"] = held
+    state = {"facts": req["facts"], "providers": providers}
+    excluded = {(a, p): why for a, p, why in req.get("excluded", [])}
+    budget = Decimal(req["budget_left"]) if req.get("budget_left") is not None else "declared"
+    # `given` is the workflow's JSON context; `prepare` types it again (a number from "0.1").
+    problem = prepare(spec, req["intent"], given, state, deadline_ms=req.get("deadline_left", "declared"), budget=budget, excluded=excluded, done=req.get("done") or {})
+    return problem, state
+
+
 class Activities:
     def __init__(
         self,
@@ -142,15 +157,8 @@ class Activities:
             given = self._given(req["given"])
         except SecretUnreadable as e:  # a worker's configuration: no retry opens it
             raise ApplicationError(str(e), type="SecretUnreadable", non_retryable=True) from None
-        providers = {p: dict(v) for p, v in (req.get("providers") or {}).items()}
-        for p, held in (busy or {}).items():
-            providers.setdefault(p, {})["busy"] = held
-        state = {"facts": req["facts"], "providers": providers}
-        excluded = {(a, p): why for a, p, why in req.get("excluded", [])}
-        budget = Decimal(req["budget_left"]) if req.get("budget_left") is not None else "declared"
+        problem, state = remaining_problem(spec, req, given, busy)
         deadline = req.get("deadline_left", "declared")
-        # `given` is the workflow's JSON context; `prepare` types it again (a number from "0.1").
-        problem = prepare(spec, req["intent"], given, state, deadline_ms=deadline, budget=budget, excluded=excluded, done=req.get("done") or {})
         force = req.get("force") or None
         time_limit = req.get("time_limit_s", 10.0)
         if req.get("check"):

@@ -119,6 +119,8 @@ class IntentRun:
         self.cancelled_by: dict | None = None
         #: When the cancel request reached the run (ms since it started).
         self.cancel_at: int | None = None
+        #: The last plan request (its remaining work then; the `remaining` query brings it up to date).
+        self._plan_req: dict | None = None
         self._memo: dict[str, Any] = {}
         self.legible = True
         self.where = self.searchable = False
@@ -191,9 +193,13 @@ class IntentRun:
         if problem:
             raise ApplicationError(problem, type="InvalidObservation")
 
-    @workflow.update(name="migrate", description="Switch the run to another project version at its next decision point: {to, by, reason}; it records `policy_migrated` and re-plans on that version's workers.")
+    @workflow.update(name="migrate", description="Switch the run to another project version at its next decision point: {to, by, reason, label, impact}; it records `policy_migrated` (with the version's label and what the rollout said would change) and re-plans on that version's workers.")
     def migrate(self, data: dict) -> dict:
         self.migration = {"to": data["to"], "by": str(data.get("by") or "")[:200], "reason": str(data.get("reason") or "")[:500]}
+        if data.get("label"):  # the new version's human name, and what the rollout said would change
+            self.migration["label"] = str(data["label"])[:200]
+        if isinstance(data.get("impact"), dict):
+            self.migration["impact"] = data["impact"]
         return {"from": self.version, "to": data["to"], "status": "queued"}
 
     @migrate.validator
@@ -206,6 +212,25 @@ class IntentRun:
             raise ApplicationError("the run was started before version queues: it plans on whichever worker serves it", type="InvalidMigration")
         if self.version[:16] == data["to"][:16] and self.migration is None:
             raise ApplicationError(f"the run is already on version {self.version[:12]}", type="AlreadyOnVersion")
+
+    @workflow.query(name="remaining", description="The plan request of the run's remaining work as of now (what its next re-plan would solve) and its version; None once it plans nothing more. Read by `intento policy impact/rollout --engine temporal`.")
+    def remaining(self) -> dict | None:
+        if self.state not in ("running", "holding") or self._plan_req is None:
+            return None
+        now = self._now()
+        deadline, budget = self.req.get("deadline_ms"), self.req.get("budget")
+        return dict(
+            self._plan_req,
+            facts=sorted(self.facts),
+            done=dict(self.done),
+            force={a: r[0] for a, r in self.running.items()},
+            deadline_left=None if deadline is None else max(0, deadline - now),
+            budget_left=None if budget is None else str(max(Decimal(0), Decimal(str(budget)) - self.spent)),
+            at=now,
+            check=False,
+            version=self.version,
+            migrating_to=(self.migration or {}).get("to"),
+        )
 
     @workflow.query(description="The run as it stands: status, facts, steps done, running and awaited, its events.")
     def status(self) -> dict:
@@ -752,7 +777,7 @@ class IntentRun:
         m, self.migration = self.migration, None
         old, self.version = self.version, m["to"]
         self.decided_by = None
-        self._event("policy_migrated", **{"from": old, "to": m["to"], "by": m["by"], "reason": m["reason"]})
+        self._event("policy_migrated", **{"from": old, "to": m["to"], "by": m["by"], "reason": m["reason"]}, **{k: m[k] for k in ("label", "impact") if k in m})
         self._show()
         return f"policy migrated from {old[:12]} to {m['to'][:12]}" + (f" ({m['reason']})" if m["reason"] else "")
 
