@@ -1040,6 +1040,12 @@ async def _t_status(client, run_id: str | None, as_json: bool) -> int:
         print(json.dumps(v, indent=2, default=str))
         return 0
     print(f"run {v['run']} ({v.get('intent')}) on Temporal: {v.get('status')} (execution {v.get('temporal_status')}, task queue {v.get('task_queue')})")
+    from intento.versions import short
+
+    if v.get("version"):
+        print(f"  version: {short(v['version'])}" + (f" (policy set {short(v['policy_set'])})" if v.get("policy_set") else ""))
+    for m in v.get("migrations") or []:
+        print(f"  migrated at {m.get('at')} ms: {short(m.get('from'))} -> {short(m.get('to'), m.get('label') or None)}" + (f" by {m['by']}" if m.get("by") else "") + (f" ({m['reason']})" if m.get("reason") else ""))
     if v.get("done"):
         print("  done: " + ", ".join(f"{a} via {p}" for a, p in v["done"].items()))
     for key, label in (("running", "running"), ("awaiting", "waiting for the facts of")):

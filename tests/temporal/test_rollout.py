@@ -29,7 +29,7 @@ from intento.temporal import Activities, IntentRun, run_request, worker  # noqa:
 from intento.temporal._commands import outcome, start_or_join  # noqa: E402
 from intento.versions import load_policy_set, with_policy_set  # noqa: E402
 
-from .conftest import INTENTO, until  # noqa: E402
+from .conftest import INTENTO, until, wait_for  # noqa: E402
 
 PROJECT = """
 provider hq { region "us" }
@@ -118,9 +118,12 @@ def test_impact_then_a_migrate_if_feasible_rollout_on_temporal(temporal_address,
         roll = _cli("policy", "rollout", tmp / "tight", *conn, "--task-queue", queue, "--mode", "migrate-if-feasible", "--label", "us-residency", "--by", "compliance", "--format", "json")
         # Run again (as after a rollout command killed midway): nothing is migrated twice.
         again = _cli("policy", "rollout", tmp / "tight", *conn, "--task-queue", queue, "--mode", "migrate-if-feasible", "--label", "us-residency", "--format", "json")
-        return impact, text, roll, again
+        first = next(r["run"] for r in json.loads(roll.stdout)["runs"] if r["impact"] == "changed")  # run A
+        # The migration is recorded at the run's next decision point: at once, as it waits for a step.
+        shown = wait_for(lambda: (r := _cli("status", first, "--engine", "temporal", "--temporal", temporal_address)) and "migrated at" in r.stdout and r, "the migration to show")
+        return impact, text, roll, again, shown
 
-    (impact, text, roll, again), ids, got = _play(temporal_address, tmp, current, new, [("deliver", "us"), ("deliver", "eu"), ("deliver_insured", "us")], operate)
+    (impact, text, roll, again, shown), ids, got = _play(temporal_address, tmp, current, new, [("deliver", "us"), ("deliver", "eu"), ("deliver_insured", "us")], operate)
     a, b, c = ids
     # Impact: exit 1 (a run would have no plan), each run judged under both versions.
     assert impact.returncode == 1, impact.stderr
@@ -148,6 +151,9 @@ def test_impact_then_a_migrate_if_feasible_rollout_on_temporal(temporal_address,
         # The decisions after the migration were judged by the new version.
         assert [e["version"] for e in r["events"] if e["type"] == "planned"][-1] == new.fingerprint
     assert _migrated(ra)[0]["impact"]["moves"] == ["ship: eu1 -> us1"]
+    # `intento status --engine temporal` showed the run's version and its migration.
+    assert shown.returncode == 0 and f"version: {new.fingerprint[:12]}" in shown.stdout, shown.stdout + shown.stderr
+    assert f"{current.fingerprint[:12]} -> us-residency ({new.fingerprint[:12]}) by compliance" in shown.stdout
     # Each worker's audit log replays against its own version; the new version's decisions do not
     # replay against the current one (the tightened rule moved A's shipping).
     assert _cli("audit", "replay", tmp / "current.audit.jsonl", tmp / "project.intent").returncode == 0

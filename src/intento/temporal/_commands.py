@@ -147,6 +147,8 @@ async def view(client: Client, wid: str) -> dict[str, Any]:
         return out
     out |= {k: v for k, v in q.items() if k != "events"}
     out["last_events"] = q.get("events", [])[-10:]
+    # Its policy-version history: every migration (docs/executor.md, "Policy versions").
+    out["migrations"] = [e for e in q.get("events", []) if e.get("type") == "policy_migrated"]
     return out
 
 

@@ -243,6 +243,7 @@ class IntentRun:
             "deadline_passed": self.deadline_passed,
             "cost": str(self.spent),
             "version": self.version,
+            "policy_set": self.policy_set,
             "waits_for_version": self.waits_for_version,
             "undo_failed": list(self.undo_failed),
             # Capacity slots: held (for a step in flight or about to start) and waited for, action -> provider.
