@@ -6,7 +6,8 @@
 Sections: adaptivity (strategies x outage rates, from event logs), fault schedules (strategies x
 outage windows, latency spikes, error bursts and late external events), plan quality (CP-SAT
 against the exhaustive optimum), planner latency by size (build/solve split), explanation overhead,
-executor overhead per step, fleet planning, drift (learned figures). Nothing here asserts timings; tests assert
+executor overhead per step, fleet planning, drift (learned figures), late events against the switch margin.
+Nothing here asserts timings; tests assert
 correctness.
 """
 
@@ -191,6 +192,13 @@ def main(argv=None) -> None:
     drows = drift.run(12 if quick else 40)
     results["drift"] = drows
     out += ["## Drift (stripe fails 35%, postnl ships 2.5x slower than declared)", ""] + drift.table(drows) + [""]
+
+    print("== late external events: the switch margin", flush=True)
+    from benchmarks import switch_margin
+
+    srows = switch_margin.run(12 if quick else 40)
+    results["switch_margin"] = srows
+    out += ["## Late external events against the switch margin", ""] + switch_margin.table(srows) + [""]
 
     print("== plan quality: CP-SAT vs exhaustive", flush=True)
     q = plan_quality(5 if quick else 30)

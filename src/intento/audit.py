@@ -547,7 +547,7 @@ def _switches_again(spec: Spec, intent: str, given: dict, inputs: dict, old: dic
         route = route_around(spec, intent, given, inputs, w["action"], w["provider"], inputs.get("backend", "cpsat"), inputs.get("time_limit_s", 10.0))
         if route is None:
             continue
-        at = switch_moment(inputs["at"] + inputs["deadline_ms"], route.latency_ms)
+        at = switch_moment(inputs["at"] + inputs["deadline_ms"], route.latency_ms, inputs.get("switch_margin"))
         out.append(SwitchTime(action=w["action"], provider=w["provider"], at_ms=at, then=[f"{s.action} via {s.provider}" for s in route.steps if (s.action, s.provider) not in planned]))
     return out
 

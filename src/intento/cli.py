@@ -73,6 +73,11 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 # Options shared by the commands that talk to Temporal (`worker`, and `--engine temporal`).
+_SWITCH_MARGIN_HELP = (
+    "How much room a switch time leaves besides the other route, as a share of that route's latency (default 0.2): "
+    "an awaited external step is given up on at the deadline less the route around it and this share of it. "
+    "1.0 leaves room for the route twice (a failure and a retry): fewer deadlines missed, more fallbacks paid for."
+)
 _POLICIES_HELP = (
     "A policy set (a file or folder of policies) that replaces the project's policies, as `intento policy rollout` "
     "does: the version is the project's with this set. Start the new workers, new runs and `intento policy "
@@ -647,7 +652,8 @@ def _checked_learning(spec, learn: bool, providers, quantile: float, min_samples
 _LEARN_HELP = "Plan with the figures observed in the store (docs/executor.md, \"Learned figures\"): each option's latency quantile once it has enough successful steps, its success rate with the declared reliability as the prior."
 
 
-def _executor(paths, store_path: Path, simulate: Optional[Path], handlers: Optional[str], journal: Optional[Path], time_limit: float, start: int = 0, progress=None, learning=None):
+def _executor(paths, store_path: Path, simulate: Optional[Path], handlers: Optional[str], journal: Optional[Path], time_limit: float, start: int = 0, progress=None, learning=None,
+              switch_margin: Optional[float] = None):
     from intento.audit import AuditLog, secret_key
     from intento.execute import Executor, RealEnvironment, SimEnvironment, Store
 
@@ -669,7 +675,7 @@ def _executor(paths, store_path: Path, simulate: Optional[Path], handlers: Optio
     audit_path = store_path.with_name(store_path.name + ".audit.jsonl")
     key = secret_key(audit_path)
     _check_learning(spec, learning)
-    ex = Executor(spec, store, env, registry, AuditLog(audit_path), time_limit_s=time_limit, secret_key=key, progress=progress, learning=learning)
+    ex = Executor(spec, store, env, registry, AuditLog(audit_path), time_limit_s=time_limit, secret_key=key, progress=progress, learning=learning, switch_margin=switch_margin)
     return ex, store, spec
 
 
@@ -737,6 +743,7 @@ def run_command(
     tls_ca: Optional[Path] = typer.Option(None, "--tls-ca", help=_TLS_CA_HELP),
     task_queue: str = typer.Option("intento", "--task-queue", help="With --engine temporal: the workers' task queue."),
     policies: Optional[Path] = typer.Option(None, "--policies", help="With --engine temporal: " + _POLICIES_HELP),
+    switch_margin: Optional[float] = typer.Option(None, "--switch-margin", help=_SWITCH_MARGIN_HELP, min=0.0, max=10.0),
     learn: bool = typer.Option(False, "--learn", help=_LEARN_HELP + " Embedded engine only."),
     learn_provider: Optional[List[str]] = typer.Option(None, "--learn-provider", help="With --learn: only these providers' figures (repeatable; default: every provider)."),
     learn_quantile: float = typer.Option(0.9, "--learn-quantile", help="With --learn: the latency quantile planned with.", min=0.01, max=1.0),
@@ -749,7 +756,7 @@ def run_command(
     ended without an outcome (terminated, timed out, failed), 130 when interrupted. On Temporal the run's workflow id is
     INTENT-KEY (INTENT-<hash of the request> without --key); a request whose run already ended is answered with its outcome."""
     if engine == "temporal":
-        _run_on_temporal(paths, intent, given, state, key, _connection(temporal, namespace, api_key, tls_cert, tls_key, tls_ca), task_queue, store, quiet, policies)
+        _run_on_temporal(paths, intent, given, state, key, _connection(temporal, namespace, api_key, tls_cert, tls_key, tls_ca), task_queue, store, quiet, policies, switch_margin)
     elif engine != "embedded":
         print("intento: --engine is `embedded` or `temporal`", file=sys.stderr)
         raise typer.Exit(1)
@@ -757,7 +764,8 @@ def run_command(
         print("intento: --policies is for --engine temporal; on the embedded engine roll a policy set out on the store: `intento policy rollout POLICIES --store STORE`", file=sys.stderr)
         raise typer.Exit(1)
     learning = _learning(learn, learn_provider, learn_quantile, learn_min_samples)
-    ex, st_store, spec = _executor(paths, store, simulate, handlers, journal or store.with_name(store.name + ".journal.jsonl") if simulate else None, time_limit, progress=_live(quiet), learning=learning)
+    ex, st_store, spec = _executor(paths, store, simulate, handlers, journal or store.with_name(store.name + ".journal.jsonl") if simulate else None, time_limit, progress=_live(quiet), learning=learning,
+                                   switch_margin=switch_margin)
     with _bad_input_exits():
         given_data, _ = _json_input(given, "given")
         state_data, _ = _json_input(state, "state")
@@ -892,7 +900,7 @@ async def _temporal_client(conn):
         _exit_now(1)
 
 
-def _run_on_temporal(paths, intent, given, state, key, conn, task_queue: str, store: Path, quiet: bool, policies: Path | None = None) -> None:
+def _run_on_temporal(paths, intent, given, state, key, conn, task_queue: str, store: Path, quiet: bool, policies: Path | None = None, switch_margin: float | None = None) -> None:
     """`intento run --engine temporal`: start (or join) the run's workflow, show its progress and
     wait for its outcome. A request whose run already ended is answered with that outcome, never
     run again. Never returns: every exit goes through `_exit_now` (0 succeeded, 3 escalated, 4
@@ -917,6 +925,8 @@ def _run_on_temporal(paths, intent, given, state, key, conn, task_queue: str, st
             # audit log of --store (the one `intento worker --store` opens them with).
             sealing = secret_key(store.with_name(store.name + ".audit.jsonl")) if ispec and any(p.secret for p in ispec.given.values()) else None
             req = run_request(spec, intent, given_data, state_data, secret_key=sealing)
+            if switch_margin is not None:
+                req["switch_margin"] = switch_margin  # the workflow's switch times use it
     except typer.Exit as e:
         _exit_now(e.exit_code)
     except (OperationalError, OSError) as e:
@@ -1176,6 +1186,7 @@ def resume(
     journal: Optional[Path] = typer.Option(None, "--journal", help="Simulation: the providers' effect journal (default: STORE.journal.jsonl)."),
     time_limit: float = typer.Option(10.0, "--time-limit", help="Solver time limit per (re-)plan.", min=0.001),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No live progress."),
+    switch_margin: Optional[float] = typer.Option(None, "--switch-margin", help=_SWITCH_MARGIN_HELP, min=0.0, max=10.0),
     learn: bool = typer.Option(False, "--learn", help=_LEARN_HELP),
     learn_provider: Optional[List[str]] = typer.Option(None, "--learn-provider", help="With --learn: only these providers' figures (repeatable)."),
 ) -> None:
@@ -1194,7 +1205,7 @@ def resume(
     learning = _checked_learning(spec, learn, learn_provider, 0.9, 20)
     st_store = _open_store(store)
     world = World(spec, store, scenario=scenario, registry=registry, journal=(journal or store.with_name(store.name + ".journal.jsonl")) if scenario is not None else None,
-                  time_limit_s=time_limit, progress=_live(quiet, many=True), learning=learning)
+                  time_limit_s=time_limit, progress=_live(quiet, many=True), learning=learning, switch_margin=switch_margin)
     engine = world.engine(Store(store))
     engine.run(until_idle=True)
     world.close()
@@ -1478,6 +1489,7 @@ def serve(
     workers: int = typer.Option(16, "--workers", help="Handler threads: how many steps may run at once across all runs (a waiting run needs none).", min=1, max=1024),
     log_format: str = typer.Option("text", "--log-format", help="Logs on stderr, a line per run event and per request: text or json."),
     otel: Optional[Path] = typer.Option(None, "--otel", help="OpenTelemetry traces (the `otel` extra): write a span per run, plan and step to this file, a JSON object per line."),
+    switch_margin: Optional[float] = typer.Option(None, "--switch-margin", help=_SWITCH_MARGIN_HELP, min=0.0, max=10.0),
     learn: bool = typer.Option(False, "--learn", help=_LEARN_HELP + " For every run the engine drives."),
     learn_provider: Optional[List[str]] = typer.Option(None, "--learn-provider", help="With --learn: only these providers' figures (repeatable)."),
     learn_quantile: float = typer.Option(0.9, "--learn-quantile", help="With --learn: the latency quantile planned with.", min=0.01, max=1.0),
@@ -1518,7 +1530,8 @@ def serve(
         how = "(--no-auth)" if no_auth else "(no INTENTO_TOKEN is set; pass --no-auth to say so)"
         print(f"intento: WARNING: serving on {host}:{port} WITHOUT AUTHENTICATION {how}: anyone who can reach it may plan, start runs and read the audit log", file=sys.stderr)
     try:
-        app_ = create_app(spec, store, scenario=scenario, registry=registry, token=token if token is not None else "", client_timeout_s=client_timeout, workers=workers, tracer_provider=provider, learning=learning)
+        app_ = create_app(spec, store, scenario=scenario, registry=registry, token=token if token is not None else "", client_timeout_s=client_timeout, workers=workers, tracer_provider=provider, learning=learning,
+                          switch_margin=switch_margin)
     except Exception as e:
         from intento.errors import OperationalError
 

@@ -238,3 +238,15 @@ def test_the_drift_benchmark_measures_every_strategy_on_the_same_orders():
     for r in rows.values():
         assert r["all"]["orders"] == 2 and 0 <= r["all"]["success"] <= 1
     assert any(line.startswith("| intento+learn (all) | 2 |") for line in drift.table(rows))
+
+
+def test_the_switch_margin_benchmark_runs_every_margin_on_the_same_settlements():
+    from benchmarks import switch_margin
+
+    rows = switch_margin.run(2, margins=(0.2, 1.0))
+    assert list(rows) == ["static", "static+fallback", "intento, margin 0.2", "intento, margin 1"]
+    for r in rows.values():
+        assert r["runs"] == 2 and 0 <= r["success"] <= 1 and 0 <= r["fetched_by_hand"] <= 2
+    # A wider margin never fetches by hand less often than a narrower one on the same worlds.
+    assert rows["intento, margin 1"]["fetched_by_hand"] >= rows["intento, margin 0.2"]["fetched_by_hand"]
+    assert switch_margin.table(rows)[2].startswith("| static | 2 |")

@@ -146,3 +146,34 @@ def test_the_plan_and_its_audit_record_say_until_when_and_replay_checks_it(spec,
     bad["plan"]["explanation"]["switches"][0]["at_ms"] += 1
     (tmp_path / "b.jsonl").write_text(json.dumps(bad) + "\n")
     assert not replay(tmp_path / "b.jsonl", spec)[0].same
+
+
+def test_a_wider_switch_margin_switches_earlier_and_replays(spec, tmp_path):
+    # `--switch-margin 1.0`: the switch time leaves room for the route around the file twice
+    # (its failure and a retry). The decision records the margin, and replay uses it.
+    from intento.audit import AuditLog, read_records, replay
+
+    runs = {}
+    for margin in (None, 1.0):
+        store = Store(tmp_path / f"m{margin}.db")
+        ex = Executor(spec, store, SimEnvironment(_scenario("late_file.json")), audit=AuditLog(tmp_path / f"m{margin}.jsonl"), new_id=lambda: "run-m", switch_margin=margin)
+        final = ex.drive(ex.start("settle_daily", GIVEN))
+        awaited = next(e for e in _events(store, final.run, "step_dispatched") if e["data"]["action"] == "settlement_file_lands")
+        runs[margin] = (final, awaited, _events(store, final.run, "planned")[0])
+    (default, d_await, _), (wide, w_await, w_plan) = runs[None], runs[1.0]
+    route = default.deadline_at - d_await["data"]["switch_at"]  # the route and a fifth of it
+    problem = prepare(spec, "settle_daily", GIVEN, None, deadline_ms=wide.deadline_at - w_await["at"], excluded={("settlement_file_lands", "bank_sftp"): "counted out"})
+    around = plan_problem(problem, explain="none").latency_ms
+    assert route == around + int(around * SWITCH_MARGIN)
+    assert w_await["data"]["switch_at"] == wide.deadline_at - 2 * around
+    assert read_records(tmp_path / "mNone.jsonl")[0][0]["inputs"]["switch_margin"] == SWITCH_MARGIN
+    assert read_records(tmp_path / "m1.0.jsonl")[0][0]["inputs"]["switch_margin"] == 1.0
+    assert [s["switch_at"] for s in w_plan["data"]["switches"]] == [w_await["data"]["switch_at"]]
+    assert wide.status == "succeeded" and wide.steps["fetch_file_manually"].status == "succeeded"
+    assert all(r.same for r in replay(tmp_path / "m1.0.jsonl", spec))
+    # Replayed with the default margin instead, the recorded switch time is not reproduced.
+    lines = (tmp_path / "m1.0.jsonl").read_text().splitlines()
+    rec = json.loads(lines[0])
+    rec["inputs"].pop("switch_margin")
+    (tmp_path / "c.jsonl").write_text(json.dumps(rec) + "\n")
+    assert not replay(tmp_path / "c.jsonl", spec)[0].same

@@ -126,8 +126,8 @@ class Embedded:
 
     name = "embedded"
 
-    def __init__(self, spec, tmp_path: Path, script: Script, **_):
-        self.spec, self.script = spec, script
+    def __init__(self, spec, tmp_path: Path, script: Script, switch_margin: float | None = None, **_):
+        self.spec, self.script, self.switch_margin = spec, script, switch_margin
         self.path = tmp_path / f"embedded-{uuid.uuid4().hex[:6]}.db"
         self.store = Store(self.path)
         self.run: str | None = None
@@ -136,7 +136,7 @@ class Embedded:
 
     def start(self, intent: str, given: dict | None = None, key: str | None = None) -> str:
         reg = self.script.registry(self.spec)
-        ex = Executor(self.spec, Store(self.path), RealEnvironment(reg, poll_s=0.01), reg)
+        ex = Executor(self.spec, Store(self.path), RealEnvironment(reg, poll_s=0.01), reg, switch_margin=self.switch_margin)
         run, created = ex.create(intent, given or {}, key=key)
         if created or self.run is None:
             self.run = run
@@ -248,12 +248,13 @@ ENGINES = {"embedded": Embedded, "temporal": OnTemporal}
 
 def side_by_side(text: str, temporal_address: str, tmp_path: Path, play: Callable[[Any, Script], dict], plan: dict | None = None, **temporal_req) -> dict[str, dict]:
     """Play the scenario on each engine with a fresh script; return per engine its result (status,
-    outcome, events), its decisions and its effects per key."""
+    outcome, events), its decisions and its effects per key. ``temporal_req``: extra fields of the
+    workflow's request (``switch_margin`` is given to the embedded executor too)."""
     spec = _spec(text)
     seen = {}
     for name, make in ENGINES.items():
         script = Script(plan=dict(plan or {}))
-        engine = make(spec, tmp_path, script, address=temporal_address, **(temporal_req if name == "temporal" else {}))
+        engine = make(spec, tmp_path, script, address=temporal_address, **(temporal_req if name == "temporal" else {k: v for k, v in temporal_req.items() if k == "switch_margin"}))
         try:
             result = play(engine, script)
         finally:
@@ -432,6 +433,16 @@ def test_a_late_external_fact_is_switched_away_from_the_same_way(temporal_addres
     for r in seen.values():
         switched = next(e for e in r["events"] if e["type"] == "step_switched")
         assert switched["action"] == "lands" and switched["at"] < 5000
+
+
+def test_a_wider_switch_margin_switches_at_the_same_earlier_moment_on_both_engines(temporal_address, tmp_path):
+    # `--switch-margin 1`: room for the route around the file twice (fetch 1 s, post 100 ms):
+    # the switch comes at 5 s less 2.2 s on both engines.
+    seen = side_by_side(SWITCH, temporal_address, tmp_path, _start_and_finish("settle"), switch_margin=1.0)
+    same(seen, "status", "decisions", "effects")
+    for r in seen.values():
+        switched = next(e for e in r["events"] if e["type"] == "step_switched")
+        assert 5000 - 2 * 1100 <= switched["at"] < 5000 - 1100 - 220, switched
 
 
 def test_an_external_fact_that_lands_before_its_switch_time_is_not_switched_away_from(temporal_address, tmp_path):

@@ -54,7 +54,7 @@ from intento.versions import kept_sources, policy_set_hash, policy_text, short, 
 #: How many plans one run may make before it escalates (a guard against flapping).
 MAX_PLANS = 200
 #: An awaited external step's switch time comes this share of the other route's latency before
-#: that route's very last moment (see `Executor._switch_time`).
+#: that route's very last moment (see `Executor._switch_time`); `--switch-margin` changes it.
 SWITCH_MARGIN = 0.2
 #: How many times a run with no plan waits for providers presumed down to cool down.
 MAX_COOLDOWN_HOLDS = 3
@@ -104,9 +104,10 @@ def route_around(spec: Spec, intent: str, context: dict, inputs: dict, action: s
     return fallback if fallback.feasible and fallback.latency_ms is not None else None
 
 
-def switch_moment(deadline_at: int, route_ms: int) -> int:
-    """The switch time: the deadline less the route's latency and `SWITCH_MARGIN` of it."""
-    return deadline_at - route_ms - int(route_ms * SWITCH_MARGIN)
+def switch_moment(deadline_at: int, route_ms: int, margin: float | None = None) -> int:
+    """The switch time: the deadline less the route's latency and ``margin`` of it (default
+    `SWITCH_MARGIN`)."""
+    return deadline_at - route_ms - int(route_ms * (SWITCH_MARGIN if margin is None else margin))
 
 
 class Executor:
@@ -124,11 +125,15 @@ class Executor:
         backend: Backend = "cpsat",
         learning: Learning | None = None,
         version_label: str | None = None,
+        switch_margin: float | None = None,
     ):
         """``backend``: the planner's back-end for every (re-)plan; `constraint` (exhaustive)
         refuses models it could not enumerate, and the run then gives up saying so.
-        ``learning``: plan with the figures observed in the store (`intento.learn`)."""
+        ``learning``: plan with the figures observed in the store (`intento.learn`).
+        ``switch_margin``: the share of the other route's latency a switch time leaves besides
+        it (default `SWITCH_MARGIN`; 1.0 leaves room for that route twice: a failure and a retry)."""
         self.spec = spec
+        self.switch_margin = SWITCH_MARGIN if switch_margin is None else float(switch_margin)
         self.learning = learning
         self.backend = backend
         self.store = store
@@ -489,6 +494,7 @@ class Executor:
             "hint": {x["action"]: x["provider"] for x in (st.plan or {}).get("steps", [])},
             "at": now - st.started_at,
             "time_limit_s": self.time_limit_s,
+            "switch_margin": self.switch_margin,
             "backend": self.backend,
             "version": st.version,
         } | ({"learned": learned_figures(self._spec(st.run), self.store.step_stats(), self.learning)} if self.learning is not None else {})
@@ -807,7 +813,7 @@ class Executor:
         fallback = route_around(self._spec(st.run), st.intent, context, inputs if inputs is not None else self._inputs(st, now), action, provider, self.backend, self.time_limit_s)
         if fallback is None:
             return None
-        at = switch_moment(st.deadline_at, fallback.latency_ms)
+        at = switch_moment(st.deadline_at, fallback.latency_ms, self.switch_margin)
         if at <= now or (due is not None and at >= due):
             return None
         return {"switch_at": at, "switch_to": [[s.action, s.provider] for s in fallback.steps]}

@@ -37,6 +37,7 @@ class World:
         backend: str = "cpsat",
         plan_observer: Callable[[str, float], None] | None = None,
         learning=None,
+        switch_margin: float | None = None,
     ):
         from intento.audit import AuditLog, secret_key
 
@@ -51,6 +52,8 @@ class World:
         self.plan_observer = plan_observer
         #: Plan with the figures observed in the store (`intento.learn.Learning`; None: declared).
         self.learning = learning
+        #: The executors' switch margin (`Executor`; None: `SWITCH_MARGIN`).
+        self.switch_margin = switch_margin
         self.journal = Journal(journal) if scenario is not None else None
         self.real_env = RealEnvironment(registry, workers=workers) if scenario is None else None
 
@@ -60,6 +63,7 @@ class World:
         ex = Executor(
             self.spec, store, env, self.registry, self.audit,
             time_limit_s=self.time_limit_s, secret_key=self.secret_key, progress=self.progress, backend=self.backend, learning=self.learning,
+            switch_margin=self.switch_margin,
         )
         ex.plan_observer = self.plan_observer
         return ex

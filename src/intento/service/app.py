@@ -227,7 +227,7 @@ def _error(status: int, code: str, message: str, diagnostics: list | None = None
 
 def create_app(
     spec: Spec, store_path: str | Path, *, scenario=None, registry=None, token: str | None = None, max_body: int = MAX_BODY,
-    client_timeout_s: float = BODY_TIMEOUT_S, workers: int = 16, tracer_provider=None, learning=None,
+    client_timeout_s: float = BODY_TIMEOUT_S, workers: int = 16, tracer_provider=None, learning=None, switch_margin: float | None = None,
 ) -> FastAPI:
     from intento.audit import AuditLog, read_records, verify
     from intento.execute import Store, post
@@ -248,7 +248,8 @@ def create_app(
     if scenario is not None or registry is not None:
         journal = store_path.with_name(store_path.name + ".journal.jsonl") if scenario is not None else None
         world = World(spec, store_path, scenario=scenario, registry=registry, journal=journal, workers=workers,
-                      progress=compose(run_event_logger(), Tracer(tracer_provider).hook if tracer_provider is not None else None), plan_observer=lambda status, seconds: metrics.observe_plan(status, seconds, "run"), learning=learning)
+                      progress=compose(run_event_logger(), Tracer(tracer_provider).hook if tracer_provider is not None else None), plan_observer=lambda status, seconds: metrics.observe_plan(status, seconds, "run"), learning=learning,
+                      switch_margin=switch_margin)
     engine_box: dict[str, Any] = {}
     # `token=""` is an explicit choice of no authentication (`intento serve --no-auth`); None
     # reads INTENTO_TOKEN, where an empty value is refused rather than read as "no auth".

@@ -827,7 +827,7 @@ class IntentRun:
         answer = await self._planning(check, f"the route around {action} via {provider}, for its switch time")
         if answer.get("status") not in ("optimal", "feasible") or answer.get("latency_ms") is None:
             return
-        at = switch_moment(deadline, answer["latency_ms"])
+        at = switch_moment(deadline, answer["latency_ms"], self.req.get("switch_margin"))
         if now < at < due:
             self.switch_at[action] = (at, answer.get("steps") or [])
 
