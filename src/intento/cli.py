@@ -801,6 +801,10 @@ def worker_command(
     shutdown_grace: float = typer.Option(30.0, "--shutdown-grace", help="On SIGTERM/SIGINT, seconds steps in flight get to finish before they are abandoned.", min=0, max=86_400),
     build_id: Optional[str] = typer.Option(None, "--build-id", help="The worker's build id (default: intento- and the project's fingerprint)."),
     policies: Optional[Path] = typer.Option(None, "--policies", help=_POLICIES_HELP),
+    learn: bool = typer.Option(False, "--learn", help=_LEARN_HELP + " The worker keeps the steps it runs as samples in --store and plans with what that store observed."),
+    learn_provider: Optional[List[str]] = typer.Option(None, "--learn-provider", help="With --learn: only these providers' figures (repeatable)."),
+    learn_quantile: float = typer.Option(0.9, "--learn-quantile", help="With --learn: the latency quantile planned with.", min=0.01, max=1.0),
+    learn_min_samples: int = typer.Option(20, "--learn-min-samples", help="With --learn: successful steps of an option before its observed latency is used.", min=1),
 ) -> None:
     """Run a Temporal worker for intento runs: each run a workflow, planning and steps as activities.
     Stops on SIGINT or SIGTERM (exit 0), letting steps in flight finish within --shutdown-grace; exit 1 when Temporal cannot
@@ -814,6 +818,8 @@ def worker_command(
     try:
         spec = _project_spec(paths, policies)
         scenario, registry = _world(spec, simulate, handlers)
+        learning = _checked_learning(spec, learn, learn_provider, learn_quantile, learn_min_samples)
+        samples = _store_or_exit(store) if learning is not None else None
     except typer.Exit as e:
         _exit_now(e.exit_code)
 
@@ -822,7 +828,7 @@ def worker_command(
         from intento.temporal import Activities, worker
 
         client = await _temporal_client(conn)
-        acts = Activities(spec, scenario=scenario, registry=registry, audit=AuditLog(store.with_name(store.name + ".audit.jsonl")))
+        acts = Activities(spec, scenario=scenario, registry=registry, audit=AuditLog(store.with_name(store.name + ".audit.jsonl")), learning=learning, samples=samples)
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
@@ -1227,6 +1233,17 @@ def _print_status(store, run_id: str, spec=None) -> None:
 class ReadFormat(str, Enum):
     text = "text"
     json = "json"
+
+
+def _store_or_exit(store: Path):
+    """The store at ``store``, created when missing, or exit 1 saying why not."""
+    from intento.execute import Store
+
+    try:
+        return Store(store)
+    except Exception as e:
+        print(f"intento: cannot open the store `{store}`: {e}", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 def _open_store(store: Path):

@@ -750,6 +750,18 @@ class Store:
                 self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
 
     # -- policy versions and rollouts --
+    def add_sample(self, provider: str, action: str, outcome: str, latency_ms: int | None, at: int, run: str) -> None:
+        """Keep one step's outcome as a sample (a Temporal worker's steps: `intento worker
+        --learn`; the embedded engine keeps its own with each step event)."""
+        if outcome not in _SAMPLED.values():
+            raise ValueError(f"a sample's outcome is one of {', '.join(_SAMPLED.values())}")
+        with self._lock:
+            try:
+                self.db.execute("INSERT INTO step_samples (provider, action, outcome, latency_ms, at, run) VALUES (?, ?, ?, ?, ?, ?)",
+                                (provider, action, outcome, latency_ms if outcome == "succeeded" else None, at, run))
+            except sqlite3.Error as e:
+                raise self._fail(f"keep a sample of {action} via {provider}", e) from None
+
     def keep_version(self, version: str, policy_set: str, label: str | None, sources: list[dict], at: int) -> None:
         """Keep a version's texts (once: a version already kept is left as it is)."""
         body = json.dumps(sources, separators=(",", ":"))

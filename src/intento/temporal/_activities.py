@@ -27,6 +27,9 @@ from intento.audit import secret_key as audit_secret_key
 from intento.evaluate import formula_facts, formula_json
 from intento.execute.environment import Scenario, StepRequest, _ms, _rng, simulate_step
 from intento.execute.handlers import PermanentError, Registry, RetryableError, StepContext
+from intento.execute.store import Store
+from intento.learn import Learning, figures as learned_figures, used as learned_used
+from intento.plan import LearnedFigure
 from intento.request import typed_context
 from intento.semantics import requirement
 from intento.solve import plan_problem, prepare
@@ -52,7 +55,7 @@ def step_failure(out: dict[str, Any]) -> ApplicationError:
     return ApplicationError(out.get("error") or "the step failed", out, type=STEP_FAILED, non_retryable=True, category=ApplicationErrorCategory.BENIGN)
 
 
-def remaining_problem(spec: Spec, req: dict[str, Any], given: dict[str, Any], busy: dict[str, list[str]] | None = None):
+def remaining_problem(spec: Spec, req: dict[str, Any], given: dict[str, Any], busy: dict[str, list[str]] | None = None, learned: dict[str, dict] | None = None):
     """The planning problem of a run's plan request (`IntentRun`'s, or its `remaining` query's)
     under ``spec``, with its observed state: what a re-plan solves, and what `intento policy
     impact --engine temporal` solves under the current and the new policies."""
@@ -63,7 +66,7 @@ def remaining_problem(spec: Spec, req: dict[str, Any], given: dict[str, Any], bu
     excluded = {(a, p): why for a, p, why in req.get("excluded", [])}
     budget = Decimal(req["budget_left"]) if req.get("budget_left") is not None else "declared"
     # `given` is the workflow's JSON context; `prepare` types it again (a number from "0.1").
-    problem = prepare(spec, req["intent"], given, state, deadline_ms=req.get("deadline_left", "declared"), budget=budget, excluded=excluded, done=req.get("done") or {})
+    problem = prepare(spec, req["intent"], given, state, deadline_ms=req.get("deadline_left", "declared"), budget=budget, excluded=excluded, done=req.get("done") or {}, learned=learned)
     return problem, state
 
 
@@ -78,8 +81,15 @@ class Activities:
         secret_key: bytes | None = None,
         capacity_check_s: float = DEFAULT_CHECK_S,
         capacity_history_limit: int = DEFAULT_HISTORY_LIMIT,
+        learning: Learning | None = None,
+        samples: Store | None = None,
     ):
         self.spec = spec
+        #: Learned figures (`intento worker --learn`): this worker's steps are kept as samples in
+        #: ``samples`` (its store), and its plans use the figures observed there (`intento.learn`).
+        self.learning, self.samples = learning, samples
+        if learning is not None and samples is None:
+            raise ValueError("learned figures need a store for the samples")
         #: The semaphores this worker starts (`intento.temporal._capacity`): how often they ask
         #: whether their holders still run while others wait, and when they continue as new.
         self.capacity_check_s = capacity_check_s
@@ -157,7 +167,8 @@ class Activities:
             given = self._given(req["given"])
         except SecretUnreadable as e:  # a worker's configuration: no retry opens it
             raise ApplicationError(str(e), type="SecretUnreadable", non_retryable=True) from None
-        problem, state = remaining_problem(spec, req, given, busy)
+        learned = learned_figures(spec, self.samples.step_stats(), self.learning) if self.learning is not None and self.samples is not None else None
+        problem, state = remaining_problem(spec, req, given, busy, learned)
         deadline = req.get("deadline_left", "declared")
         force = req.get("force") or None
         time_limit = req.get("time_limit_s", 10.0)
@@ -174,6 +185,10 @@ class Activities:
         if not plan.feasible and force:
             plan = plan_problem(problem, time_limit_s=time_limit)
             unforced = True
+        figures = learned_used(learned, plan)
+        if figures:
+            # Which observed figures the decision used, and where they came from (as the embedded engine).
+            plan.explanation.figures = [LearnedFigure(**f) for f in figures]
         if self.audit is not None:
             # The JSON context, as the embedded executor records it: secret values are replaced by
             # the same keyed hash, every other value is written as a request would carry it.
@@ -189,7 +204,7 @@ class Activities:
                 "time_limit_s": time_limit,
                 "backend": "cpsat",
                 "unforced": unforced,
-            }
+            } | ({"learned": learned} if learned is not None else {})
             self.audit.append(spec, req["intent"], given, state, plan, kind="replan" if req.get("plans") else "plan", run=req["run"], reason=req.get("reason"), inputs=inputs,
                               decision=f"{req['run']}/plan-{req.get('plans', 0) + 1}")
         steps = []
@@ -232,6 +247,8 @@ class Activities:
             "policy_set": self.policy_set,
             # The slots other runs held when it was planned (the observed state's `busy`).
             **({"busy": busy} if busy else {}),
+            # The learned figures it used (`intento worker --learn`).
+            **({"figures": figures} if figures else {}),
         }
 
     def _lands_after(self, run: str, action: str, provider: str, latency_ms: int, achieves) -> int | None:
@@ -315,9 +332,19 @@ class Activities:
         if "error" in box:
             raise box["error"]
         out = box["out"]
+        self._sample(req, out)
         if out["kind"] != "succeeded":
             raise step_failure(out)
         return out
+
+    def _sample(self, req: dict[str, Any], out: dict[str, Any]) -> None:
+        """Keep a step's outcome as a sample when this worker learns (an undo is not one)."""
+        if self.samples is None or "/undo/" in req["key"] or out["kind"] not in ("succeeded", "failed"):
+            return
+        try:
+            self.samples.add_sample(req["provider"], req["action"], out["kind"], int(out.get("latency_ms") or 0), int(time.time() * 1000), req["run"])
+        except Exception as e:  # noqa: BLE001 - a sample lost is no reason to fail the step
+            activity.logger.warning("intento: could not keep a sample of %s via %s: %s", req["action"], req["provider"], e)
 
     def _step(self, req: dict[str, Any]) -> dict[str, Any]:
         try:

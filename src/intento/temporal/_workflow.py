@@ -614,7 +614,8 @@ class IntentRun:
                 # Planned with slots other runs hold: which, and when the plan starts its steps on those providers.
                 seen = {"busy": busy, "starts_ms": {s["action"]: s.get("start_ms") for s in self.plan["steps"] if s["provider"] in busy}} if busy else {}
                 pinned = {"version": self.plan.get("project"), "policy_set": self.plan.get("policy_set")} if self.version is not None else {}
-                self._event("planned", reason=plan_req["reason"], status=self.plan["status"], steps=[[s["action"], s["provider"]] for s in self.plan["steps"]], **seen, **pinned)
+                learned = {"figures": self.plan["figures"]} if self.plan.get("figures") else {}
+                self._event("planned", reason=plan_req["reason"], status=self.plan["status"], steps=[[s["action"], s["provider"]] for s in self.plan["steps"]], **seen, **pinned, **learned)
                 reason = None
                 if self.plan["status"] in ("optimal", "feasible"):
                     if self.hold is not None:
