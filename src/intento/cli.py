@@ -2053,6 +2053,9 @@ def _policy_on_temporal(new: Path, project, current_policies, conn, task_queue, 
     if not project:
         print("intento: with --engine temporal, name the project as its current workers load it: --project PATH (repeatable)", file=sys.stderr)
         raise typer.Exit(1)
+    if task_queue is not None and (not task_queue.strip() or any(c in task_queue for c in "'\"\\")):
+        print(f"intento: --task-queue {task_queue!r}: a task queue name has no quotes or backslashes", file=sys.stderr)
+        raise typer.Exit(1)
     current = _project_spec(project, current_policies)
     newer = _project_spec(project, new)
     # The key that opens the runs' sealed secret givens, as the workers find it.

@@ -179,3 +179,5 @@ def test_policy_commands_on_temporal_need_the_project(tmp_path):
     (tmp_path / "tight" / "residency.intent").write_text(TIGHT)
     got = _cli("policy", "impact", tmp_path / "tight", "--engine", "temporal")
     assert got.returncode == 1 and "--project" in got.stderr and "Traceback" not in got.stderr
+    got = _cli("policy", "rollout", tmp_path / "tight", "--engine", "temporal", "--project", tmp_path / "tight", "--mode", "migrate", "--task-queue", "q' OR 1=1")
+    assert got.returncode == 1 and "no quotes" in got.stderr and "Traceback" not in got.stderr

@@ -197,6 +197,16 @@ def waits(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"waits_on": k, "count": len(ids), "runs": ids[:20]} for k, ids in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
 
 
+async def running_runs(client: Client, task_queue: str | None = None):
+    """Every unfinished `intento.run` workflow (on ``task_queue``, or all), from Temporal's
+    visibility list, each with a handle on that very execution."""
+    query = "WorkflowType = 'intento.run' AND ExecutionStatus = 'Running'"
+    if task_queue:
+        query += f" AND TaskQueue = '{task_queue}'"
+    async for w in client.list_workflows(query):
+        yield w, client.get_workflow_handle(w.id, run_id=w.run_id)
+
+
 async def migrate_runs(client: Client, to: str, *, by: str | None = None, reason: str | None = None, task_queue: str | None = None) -> list[dict[str, Any]]:
     """Policy rollout on Temporal in `migrate` mode: every unfinished run (on ``task_queue``, or
     all) is sent the `migrate` update to version ``to`` (a project fingerprint: the worker of the
@@ -210,12 +220,8 @@ async def migrate_runs(client: Client, to: str, *, by: str | None = None, reason
 
     from intento.temporal._workflow import IntentRun
 
-    query = "WorkflowType = 'intento.run' AND ExecutionStatus = 'Running'"
-    if task_queue:
-        query += f" AND TaskQueue = '{task_queue}'"
     rows = []
-    async for w in client.list_workflows(query):
-        handle = client.get_workflow_handle(w.id, run_id=w.run_id)
+    async for w, handle in running_runs(client, task_queue):
         try:
             answer = await handle.execute_update(IntentRun.migrate, {"to": to, "by": by or "", "reason": reason or ""})
             rows.append({"run": w.id, "outcome": "migrating", "from": answer.get("from"), "to": to})

@@ -26,6 +26,7 @@ from intento.execute.rollout import judge, outcome, report
 from intento.solve import plan_problem
 from intento.spec import Spec
 from intento.temporal._activities import remaining_problem
+from intento.temporal._commands import running_runs
 from intento.temporal._secrets import SecretUnreadable, unseal
 from intento.versions import short
 
@@ -43,12 +44,8 @@ def _remaining_plan(spec: Spec, req: dict[str, Any], given: dict[str, Any], time
 async def impact_runs(client: Client, current: Spec, new: Spec, *, secret_key: bytes, task_queue: str | None = None, time_limit_s: float = 10.0) -> dict[str, Any]:
     """The impact report of ``new`` on every unfinished run (the embedded report's shape), each
     row with ``new_version`` and, when already on it, ``impact: unchanged`` and ``already``."""
-    query = "WorkflowType = 'intento.run' AND ExecutionStatus = 'Running'"
-    if task_queue:
-        query += f" AND TaskQueue = '{task_queue}'"
     rows = []
-    async for w in client.list_workflows(query):
-        handle = client.get_workflow_handle(w.id, run_id=w.run_id)
+    async for w, handle in running_runs(client, task_queue):
         try:
             req = await handle.query("remaining")
         except Exception as e:  # noqa: BLE001 - ended since listed, or a worker from before the query
