@@ -957,6 +957,7 @@ def _run_on_temporal(paths, intent, given, state, key, conn, task_queue: str, st
         said = {"started": "", "joined": " (already running: joined)", "ended": " (already ended: its outcome)"}[how]
         print(f"run {wid} ({intent}) on Temporal {where}, task queue {task_queue}{said}", flush=True)
         shown = asyncio.ensure_future(_temporal_progress(handle, quiet, printed))
+        watched = asyncio.ensure_future(_notice_no_worker(client, task_queue, where, printed))
         try:
             return await outcome(handle)
         except WorkflowFailureError as e:
@@ -967,6 +968,7 @@ def _run_on_temporal(paths, intent, given, state, key, conn, task_queue: str, st
             _exit_now(1)
         finally:
             shown.cancel()
+            watched.cancel()
 
     try:
         result = asyncio.run(go())
@@ -1149,6 +1151,33 @@ _TEMPORAL_COMMANDS = {"status": _t_status, "runs": _t_runs, "observe": _t_observ
 def _print_temporal_event(e: dict) -> None:
     detail = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("type", "at"))
     print(f"[{e['at']:>8} ms] {e['type']} {detail}", flush=True)
+
+
+#: How long `run --engine temporal` waits for its run's first event before it looks whether any
+#: worker polls the task queue (seconds).
+NO_WORKER_NOTICE_S = 3.0
+
+
+async def _notice_no_worker(client, task_queue: str, where: str, printed: list[int]) -> None:
+    """Say so on stderr, once, when the run has shown nothing after `NO_WORKER_NOTICE_S` and no
+    worker polls its task queue (Temporal's own poller list): the run waits there until one does."""
+    import asyncio
+
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    await asyncio.sleep(NO_WORKER_NOTICE_S)
+    if printed[0]:
+        return
+    try:
+        got = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+            namespace=client.namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW))
+    except Exception:  # noqa: BLE001 - a notice only: nothing is said when Temporal cannot tell
+        return
+    if not got.pollers:
+        print(f"intento: no worker polls task queue `{task_queue}` on {where}; the run waits there until one does: "
+              f"start one with `intento worker PROJECT --task-queue {task_queue}`", file=sys.stderr, flush=True)
 
 
 async def _temporal_progress(handle, quiet: bool, printed: list[int]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import threading
 import uuid
 
 import pytest
@@ -126,3 +127,34 @@ def test_a_run_cancelled_or_terminated_while_waited_on_is_exit_4_in_one_line(att
     assert out["cancel"][2] == "" and "outcome: cancelled: the run was cancelled" in out["cancel"][1]
     # ... a terminated one has none.
     assert out["terminate"][2].strip() == f"intento: run settle-{keys['terminate']} was terminated (stopped by the operator); it has no outcome (`intento run` again starts it anew)"
+
+
+def test_run_says_when_no_worker_polls_its_task_queue(temporal_address, tmp_path):
+    # No worker on this queue: the run waits there, and `run` says so (then is interrupted here).
+    import signal as _signal
+
+    (tmp_path / "p.intent").write_text('provider p { region "eu" }\naction a { achieves x.done; via p { latency 10ms } }\nintent i { goal x.done }\n')
+    queue = f"nobody-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen([INTENTO, "run", str(tmp_path / "p.intent"), "-i", "i", "--engine", "temporal", "--temporal", temporal_address, "--task-queue", queue],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    noticed = threading.Event()
+
+    def read() -> None:
+        for line in proc.stderr:
+            lines.append(line)
+            if "no worker polls" in line:
+                noticed.set()
+        noticed.set()  # the process ended without it: the assertions below say so
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert noticed.wait(60), "no notice within 60 s"
+    finally:
+        proc.send_signal(_signal.SIGINT)
+        proc.wait(timeout=60)
+        reader.join(10)
+    said = "".join(lines)
+    assert f"no worker polls task queue `{queue}`" in said and f"--task-queue {queue}" in said, said
+    assert proc.returncode == 130 and "Traceback" not in said
