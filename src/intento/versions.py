@@ -133,6 +133,15 @@ class _Cut:
     end: int
 
 
+def policy_changes(old: Spec, new: Spec) -> dict[str, list[str]]:
+    """The policies a move from ``old`` to ``new`` adds, removes and changes (by their text)."""
+    return {
+        "added": sorted(set(new.policies) - set(old.policies)),
+        "removed": sorted(set(old.policies) - set(new.policies)),
+        "changed": sorted(n for n in set(new.policies) & set(old.policies) if policy_text(new, n) != policy_text(old, n)),
+    }
+
+
 def with_policy_set(base: Spec, policies: list[dict]) -> Spec:
     """``base`` with its policies (and tests, which a running project does not use) replaced by
     ``policies``: files that declared only those are left out, mixed files keep everything else

@@ -148,6 +148,9 @@ def test_impact_then_a_migrate_if_feasible_rollout_on_temporal(temporal_address,
     for r in (ra, rb):
         (m,) = _migrated(r)
         assert m["from"] == current.fingerprint and m["to"] == new.fingerprint and m["label"] == "us-residency" and m["by"] == "compliance"
+        assert (m["added"], m["removed"], m["changed"]) == (["us_data_stays_in_us"], [], [])
+        replan = [e for e in r["events"] if e["type"] == "planned"][-1]
+        assert replan["reason"].endswith("(policy rollout (migrate-if-feasible)): added us_data_stays_in_us"), replan["reason"]
         # The decisions after the migration were judged by the new version.
         assert [e["version"] for e in r["events"] if e["type"] == "planned"][-1] == new.fingerprint
     assert _migrated(ra)[0]["impact"]["moves"] == ["ship: eu1 -> us1"]

@@ -49,7 +49,7 @@ from intento.semantics import requirement
 from intento.solve import Backend, plan_problem, prepare
 from intento.spec import Spec
 from intento.values import Duration, format_decimal, to_json
-from intento.versions import kept_sources, policy_set_hash, policy_text, short, spec_from_kept, version_of, with_policy_set
+from intento.versions import kept_sources, policy_changes, policy_set_hash, short, spec_from_kept, version_of, with_policy_set
 
 #: How many plans one run may make before it escalates (a guard against flapping).
 MAX_PLANS = 200
@@ -640,9 +640,7 @@ class Executor:
                 return None
         self.store.keep_version(target["version"], target["policy_set"], target["label"], kept_sources(new), now)
         data = {"rollout": seq, "mode": r["mode"], "from": st.version, "from_label": st.version_label, "to": target["version"],
-                "to_label": target["label"], "policy_set": target["policy_set"],
-                "added": sorted(set(new.policies) - set(old.policies)), "removed": sorted(set(old.policies) - set(new.policies)),
-                "changed": sorted(n for n in set(new.policies) & set(old.policies) if policy_text(new, n) != policy_text(old, n))}
+                "to_label": target["label"], "policy_set": target["policy_set"]} | policy_changes(old, new)
         if not self._append(run_id, st.next_seq, "policy_migrated", now, data):
             return None
         self._run_specs[run_id] = new

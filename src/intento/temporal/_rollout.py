@@ -28,7 +28,7 @@ from intento.spec import Spec
 from intento.temporal._activities import remaining_problem
 from intento.temporal._commands import running_runs
 from intento.temporal._secrets import SecretUnreadable, unseal
-from intento.versions import short
+from intento.versions import policy_changes, short
 
 
 def _remaining_plan(spec: Spec, req: dict[str, Any], given: dict[str, Any], time_limit_s: float):
@@ -83,12 +83,13 @@ async def rollout_runs(client: Client, current: Spec, new: Spec, mode: str, *, s
     the `migrate` update. Each row gets its ``outcome``; a run that ended meanwhile or refused
     says so (``refused``, with why)."""
     got = await impact_runs(client, current, new, secret_key=secret_key, task_queue=task_queue, time_limit_s=time_limit_s)
+    changes = policy_changes(current, new)
     for row in got["runs"]:
         row["outcome"] = "stays" if row.get("already") else outcome(mode, row["impact"])
         if row["outcome"] == "stays":
             continue
         said = {k: row[k] for k in ("impact", "moves", "delta", "why") if row.get(k)}
-        data = {"to": new.fingerprint, "by": by or "", "reason": f"policy rollout ({mode})", "label": label or "", "impact": said}
+        data = {"to": new.fingerprint, "by": by or "", "reason": f"policy rollout ({mode})", "label": label or "", "impact": said} | changes
         try:
             await client.get_workflow_handle(row["run"]).execute_update("migrate", data)
         except RPCError as e:

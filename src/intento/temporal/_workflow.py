@@ -200,6 +200,9 @@ class IntentRun:
             self.migration["label"] = str(data["label"])[:200]
         if isinstance(data.get("impact"), dict):
             self.migration["impact"] = data["impact"]
+        for k in ("added", "removed", "changed"):  # the policies the move adds, removes and changes
+            if isinstance(data.get(k), list):
+                self.migration[k] = [str(x)[:200] for x in data[k][:500]]
         return {"from": self.version, "to": data["to"], "status": "queued"}
 
     @migrate.validator
@@ -779,9 +782,10 @@ class IntentRun:
         m, self.migration = self.migration, None
         old, self.version = self.version, m["to"]
         self.decided_by = None
-        self._event("policy_migrated", **{"from": old, "to": m["to"], "by": m["by"], "reason": m["reason"]}, **{k: m[k] for k in ("label", "impact") if k in m})
+        self._event("policy_migrated", **{"from": old, "to": m["to"], "by": m["by"], "reason": m["reason"]}, **{k: m[k] for k in ("label", "impact", "added", "removed", "changed") if k in m})
         self._show()
-        return f"policy migrated from {old[:12]} to {m['to'][:12]}" + (f" ({m['reason']})" if m["reason"] else "")
+        what = "; ".join(f"{k} {', '.join(m[k])}" for k in ("added", "removed", "changed") if m.get(k))
+        return f"policy migrated from {old[:12]} to {m['to'][:12]}" + (f" ({m['reason']})" if m["reason"] else "") + (f": {what}" if what else "")
 
     async def _hold(self, plan_req: dict, observed: dict[str, dict]) -> dict | None:
         """No plan from here, but the world may change soon: wait instead of giving up, as the
