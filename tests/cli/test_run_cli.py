@@ -74,3 +74,25 @@ def test_run_needs_a_world(tmp_path):
     bad.write_text('{"providers": {"stripe": {"outages": [{"from": "soon"}]}}}')
     r = intento("run", *ORDERS, "-i", "fulfil_order", "-g", REQ / "us_order.json", "--simulate", bad, "--store", tmp_path / "n.db")
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_switch_margin_moves_the_switch_time_and_is_recorded(tmp_path):
+    # The settlement example with the bank's file late: the default margin (a fifth of the route
+    # around the file) and `--switch-margin 1` (room for that route twice) switch at different
+    # moments, each recorded in the decision's inputs; a bad margin is refused at the call.
+    settle = [str(ROOT / "examples" / "settlement"), str(ROOT / "policies" / "common")]
+    given = json.dumps({"customer.region": "eu", "settlement.date": "2026-11-24", "settlement.expected_total": "1200000 USD"})
+    late = ROOT / "examples" / "settlement" / "scenarios" / "late_file.json"
+    until = {}
+    for margin in (None, "1"):
+        db = tmp_path / f"m{margin}.db"
+        extra = ["--switch-margin", margin] if margin else []
+        r = intento("run", *settle, "-i", "settle_daily", "-g", given, "--simulate", late, "--store", db, *extra)
+        assert r.returncode == 0 and "SUCCEEDED" in r.stdout, r.stdout + r.stderr
+        line = next(x for x in r.stdout.splitlines() if "then fetch_file_manually via ops_desk" in x)
+        until[margin] = line.split("until ", 1)[1].split(",")[0]
+        rec = json.loads((tmp_path / f"m{margin}.db.audit.jsonl").read_text().splitlines()[0])
+        assert rec["inputs"]["switch_margin"] == (1.0 if margin else 0.2)
+    assert until[None] != until["1"], until
+    bad = intento("run", *settle, "-i", "settle_daily", "-g", given, "--simulate", late, "--store", tmp_path / "b.db", "--switch-margin", "-1")
+    assert bad.returncode == 2 and "--switch-margin" in bad.stderr and "Traceback" not in bad.stderr
