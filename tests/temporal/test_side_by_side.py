@@ -300,7 +300,7 @@ action take_deposit { requires room.held; achieves deposit.taken; undo refund; v
 action refund { achieves deposit.refunded; via bank { latency 10ms } }
 action confirm { requires deposit.taken; achieves booking.confirmed; via desk { cost 1 USD; latency 10ms } }
 intent book { goal booking.confirmed; minimize cost }
-intent book_quickly { goal booking.confirmed; deadline 2s; minimize cost }
+intent book_quickly { goal booking.confirmed; deadline 5s; minimize cost }
 """
 
 
@@ -356,8 +356,8 @@ def test_a_cancellation_mid_run_compensates_the_same_way(temporal_address, tmp_p
 
 
 def test_a_deadline_passing_mid_step_gives_up_the_same_way(temporal_address, tmp_path):
-    # `confirm` is still in flight when the 2 s deadline passes: both engines give up once,
-    # naming the step, and undo what was done.
+    # `confirm` is still in flight when the 5 s deadline passes (5 s: room for a loaded machine
+    # to reach `confirm` first): both engines give up once, naming the step, and undo what was done.
     def play(engine, script):
         engine.start("book_quickly")
         _bounded(lambda: any(e["type"] == "giving_up" for e in engine.events()), "the deadline to pass")
