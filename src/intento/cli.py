@@ -1533,6 +1533,7 @@ def serve(
     client_timeout: float = typer.Option(10.0, "--client-timeout", help="Seconds a client has to send a request's headers, and again its body, before it is cut off.", min=0.1, max=3600),
     no_auth: bool = typer.Option(False, "--no-auth", help="Serve without authentication, on purpose (a loud warning says so either way when INTENTO_TOKEN is not set)."),
     workers: int = typer.Option(16, "--workers", help="Handler threads: how many steps may run at once across all runs (a waiting run needs none).", min=1, max=1024),
+    shutdown_grace: float = typer.Option(10.0, "--shutdown-grace", help="On SIGTERM/SIGINT, seconds requests in flight get to finish (streams of events end at once).", min=0, max=86_400),
     log_format: str = typer.Option("text", "--log-format", help="Logs on stderr, a line per run event and per request: text or json."),
     otel: Optional[Path] = typer.Option(None, "--otel", help="OpenTelemetry traces (the `otel` extra): write a span per run, plan and step to this file, a JSON object per line."),
     switch_margin: Optional[float] = typer.Option(None, "--switch-margin", help=_SWITCH_MARGIN_HELP, min=0.0, max=10.0),
@@ -1589,7 +1590,16 @@ def serve(
 
     # A slow client is cut off: headers within --client-timeout (a connection-level timer), the
     # body within it too (BoundedBody), an idle keep-alive connection after 5 s.
-    uvicorn.run(app_, host=host, port=port, log_level="warning", timeout_keep_alive=5, http=bounded_protocol(client_timeout))
+    # On SIGTERM/SIGINT the streams of events (`/v1/runs/{id}/events`, the console's live
+    # updates) end at once (`app.state.stopping`), so open browser tabs never hold the shutdown;
+    # other requests get --shutdown-grace to finish.
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            app_.state.stopping.set()
+            super().handle_exit(sig, frame)
+
+    _Server(uvicorn.Config(app_, host=host, port=port, log_level="warning", timeout_keep_alive=5, http=bounded_protocol(client_timeout),
+                           timeout_graceful_shutdown=shutdown_grace)).run()
 
 
 audit_app = typer.Typer(help="The tamper-evident audit trail: verify, checkpoint, show, replay.", no_args_is_help=True)

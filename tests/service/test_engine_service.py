@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -257,3 +259,34 @@ def test_many_followers_at_once_each_see_the_run_end_and_the_api_answers_meanwhi
         seen = [s.result(timeout=120) for s in streams]
     assert all(kinds[-1] == "succeeded" and kinds[0] == "run_started" for kinds in seen)
     assert len({tuple(k) for k in seen}) == 1  # each saw the same events, in the same order
+
+
+def test_streams_of_events_end_when_the_server_stops_and_never_hold_its_shutdown(tmp_path):
+    # A run waits for its file; a follower of its events stays
+    # open. SIGTERM ends the stream at once: the server stops well within a grace period of ten
+    # minutes (it would wait that long for the stream otherwise).
+    d = tmp_path / "project"
+    d.mkdir()
+    (d / "p.intent").write_text(PROJECT)
+    db = tmp_path / "s.db"
+    proc, base = _serve([d], db, ["--handlers", "tests.executor.wait_handlers:registry", "--shutdown-grace", "600"])
+    try:
+        rid = call(base, "POST", "/v1/runs", {"intent": "settle", "given": {}}, {"Idempotency-Key": "held"})[1]["run"]
+        _until(lambda: call(base, "GET", f"/v1/runs/{rid}")[1].get("waits_on"), "the run to wait for its file")
+        follower = urllib.request.urlopen(base + f"/v1/runs/{rid}/events", timeout=60)
+        first = follower.readline()  # the stream is open and has started
+        assert first.startswith(b"id: 1")
+        proc.terminate()
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(follower.read()), daemon=True)  # until the server ends the stream
+        reader.start()
+        reader.join(60)
+        assert not reader.is_alive(), "the stream of events did not end when the server was stopped"
+        rest = got[0]
+        follower.close()
+        # Ended (uvicorn re-raises the SIGTERM it handled once it has shut down: -15), long
+        # before the grace period.
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+        assert rest.startswith(b"event: run_started") and rest.endswith(b"\n\n")  # whole events, then its end
+    finally:
+        _stop(proc)

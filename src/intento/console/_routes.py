@@ -191,7 +191,7 @@ def mount(app: FastAPI, spec, store_path: Path, audit_path: Path, token: str | N
         session = sessions.session(request)
         if session is None:
             return refuse(request)
-        return StreamingResponse(change_stream(store_path, run), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        return StreamingResponse(change_stream(store_path, run, stopping=getattr(request.app.state, "stopping", None)), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     # ---- one run --------------------------------------------------------------------------
     def _run_ctx(run_id: str) -> dict | None:
@@ -565,9 +565,10 @@ def mount(app: FastAPI, spec, store_path: Path, audit_path: Path, token: str | N
                       mode_help=MODE_HELP)
 
 
-async def change_stream(store_path: Path, run: str | None = None, poll_s: float = POLL_S, max_s: float = STREAM_S):
+async def change_stream(store_path: Path, run: str | None = None, poll_s: float = POLL_S, max_s: float = STREAM_S, stopping=None):
     """Server-sent events: `changed` each time the store (or one run, with ``run``) changed,
-    polled every ``poll_s`` (a short read in a thread), for at most ``max_s`` seconds."""
+    polled every ``poll_s`` (a short read in a thread), for at most ``max_s`` seconds, or until
+    ``stopping`` (a `threading.Event`: the server stops) is set."""
     from intento.execute.store import Store
 
     store = await asyncio.to_thread(Store, store_path)
@@ -583,7 +584,7 @@ async def change_stream(store_path: Path, run: str | None = None, poll_s: float 
         last = await asyncio.to_thread(version)
         yield f"retry: 2000\nevent: hello\ndata: {json.dumps(list(last))}\n\n"
         start = quiet = time.monotonic()
-        while time.monotonic() - start < max_s:
+        while time.monotonic() - start < max_s and not (stopping is not None and stopping.is_set()):
             await asyncio.sleep(poll_s)
             now = await asyncio.to_thread(version)
             if now != last:

@@ -275,6 +275,9 @@ def create_app(
 
     app = FastAPI(title="intento", version=__version__, description="Intent-driven orchestration: plan, explain, run and audit intents.", lifespan=lifespan,
                   docs_url=None, redoc_url=None)
+    #: Set when the server stops (`intento serve` on SIGTERM/SIGINT): streams of events end at
+    #: their next poll instead of holding the shutdown.
+    app.state.stopping = threading.Event()
     _offline_docs(app)
 
     request_log = logging.getLogger("intento.http")
@@ -499,7 +502,7 @@ def create_app(
 
         try:
             quiet = time.monotonic()
-            while True:
+            while not app.state.stopping.is_set():
                 events, ended = await asyncio.to_thread(poll, after)
                 for e in events:
                     after = e["seq"]
