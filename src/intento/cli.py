@@ -1984,6 +1984,10 @@ def policy_impact(
     from intento.execute.rollout import describe, impact
 
     if _engine(engine) == "temporal":
+        if cases is not None:
+            print("intento: --cases judges new runs under a store's kept version; with --engine temporal, judge them with "
+                  "`intento policy diff OLD NEW --with PROJECT... --cases CASES`", file=sys.stderr)
+            raise typer.Exit(1)
         _policy_on_temporal(new, project, current_policies, _connection(temporal, namespace), task_queue, None, None, None, store, time_limit, format is ReadFormat.json)
     policies = _policy_set_or_exit(new)
     st = _open_store(store)

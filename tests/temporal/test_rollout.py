@@ -184,3 +184,5 @@ def test_policy_commands_on_temporal_need_the_project(tmp_path):
     assert got.returncode == 1 and "--project" in got.stderr and "Traceback" not in got.stderr
     got = _cli("policy", "rollout", tmp_path / "tight", "--engine", "temporal", "--project", tmp_path / "tight", "--mode", "migrate", "--task-queue", "q' OR 1=1")
     assert got.returncode == 1 and "no quotes" in got.stderr and "Traceback" not in got.stderr
+    got = _cli("policy", "impact", tmp_path / "tight", "--engine", "temporal", "--project", tmp_path / "tight", "--cases", tmp_path / "cases.json")
+    assert got.returncode == 1 and "policy diff" in got.stderr and "Traceback" not in got.stderr
