@@ -460,13 +460,8 @@ def test_an_external_fact_that_lands_before_its_switch_time_is_not_switched_away
 
 # ---- a 10-minute step whose process is killed mid-step -----------------------------------------
 
-CRASH = """
-provider psp { region "eu" }
-provider mail { region "eu" }
-action charge { achieves order.paid; timeout 10m; via psp { cost 1 USD; latency 100ms } }
-action notify { requires order.paid; achieves customer.notified; idempotent; via mail { cost 0.1 USD; latency 10ms } }
-intent pay { goal customer.notified; minimize cost }
-"""
+from .test_promises import CRASH  # noqa: E402  (a 10-minute charge, then an idempotent notify)
+
 #: The handlers both engines' processes load: every call appended to $CALLS (its key less the
 #: run id); `charge` hangs in the first process (which is killed), and the reconciler of the
 #: next one finds that it went through.
