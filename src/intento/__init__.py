@@ -113,7 +113,9 @@ class Project:
         ``num_workers``, ``seed``, ``explain`` ("none" | "basic" | "full"), ``include_timings``,
         ``hint`` (a previous Plan: a starting point for the search, never a change of answer),
         ``work_limit`` (a budget of CP-SAT deterministic time for the whole request, on top of
-        ``time_limit_s``: an answer cut by it is the same on any load).
+        ``time_limit_s``: an answer cut by it is the same on any load), ``max_questions`` (with
+        ``explain="full"``: at most this many counterfactual solves; the explanation is then
+        marked partial).
         Raises `RequestError` on bad input."""
         import json
 

@@ -73,6 +73,10 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 # Options shared by the commands that talk to Temporal (`worker`, and `--engine temporal`).
+_MAX_QUESTIONS_HELP = (
+    "With a full explanation: at most this many counterfactual solves (alternatives in step order, then unused actions, "
+    "then policy prices); the explanation then says it is partial (`truncated_reason: max_questions`)."
+)
 _SWITCH_MARGIN_HELP = (
     "How much room a switch time leaves besides the other route, as a share of that route's latency (default 0.2): "
     "an awaited external step is given up on at the deadline less the route around it and this share of it. "
@@ -453,6 +457,7 @@ def plan(
         None, "--work-limit", min=0.001,
         help="A budget of solver work for the whole request, in CP-SAT's deterministic time units (about a second of search each): an answer cut by it is the same on a busy machine as on an idle one. Besides --time-limit.",
     ),
+    max_questions: Optional[int] = typer.Option(None, "--max-questions", min=0, max=100_000, help=_MAX_QUESTIONS_HELP),
 ) -> None:
     """Plan an intent: the optimal steps, providers and schedule. Exit 0 with a plan, 3 when infeasible, 4 when no plan was found in time, 1 on bad input."""
     from intento.solve import plan_problem
@@ -460,7 +465,8 @@ def plan(
     spec = _load_spec(paths)
     with _bad_input_exits():
         problem, _, _ = _request(spec, intent, given, state)
-        result = plan_problem(problem, backend=backend.value, time_limit_s=time_limit, num_workers=workers, explain=explain.value, include_timings=timings, work_limit=work_limit)
+        result = plan_problem(problem, backend=backend.value, time_limit_s=time_limit, num_workers=workers, explain=explain.value, include_timings=timings, work_limit=work_limit,
+                              max_questions=max_questions)
         other = None
         if verify:
             other_backend = "constraint" if backend is BackendName.cpsat else "cpsat"
@@ -543,6 +549,7 @@ def explain(
         None, "--work-limit", min=0.001,
         help="A budget of solver work for the whole request, in CP-SAT's deterministic time units (about a second of search each): an answer cut by it is the same on a busy machine as on an idle one. Besides --time-limit.",
     ),
+    max_questions: Optional[int] = typer.Option(None, "--max-questions", min=0, max=100_000, help=_MAX_QUESTIONS_HELP),
     why_not: Optional[List[str]] = typer.Option(
         None,
         "--why-not",
@@ -561,7 +568,7 @@ def explain(
     with _bad_input_exits():
         problem, given_data, state_data = _request(spec, intent, given, state)
         questions = _why_not_questions(problem, why_not)
-        result = plan_problem(problem, time_limit_s=time_limit, explain=level.value, work_limit=work_limit)
+        result = plan_problem(problem, time_limit_s=time_limit, explain=level.value, work_limit=work_limit, max_questions=max_questions)
     if questions is not None:
         _explain_why_not(problem, result, questions, format, spec, given_data, state_data, time_limit)
     if format is ExplainFormat.json:

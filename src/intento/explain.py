@@ -406,29 +406,45 @@ def _delta(a: dict[str, Decimal], b: dict[str, Decimal]) -> dict[str, str]:
     return {k: _signed(a[k] - b[k]) for k in a}
 
 
-def truncate(expl: Explanation) -> Explanation:
-    """Mark an explanation partial: the request's time limit ran out before it was computed."""
+def truncate(expl: Explanation, reason: str = "time_limit") -> Explanation:
+    """Mark an explanation partial: the request's time limit ran out before it was computed
+    (or, ``max_questions``, its bound on counterfactual solves was reached)."""
     expl.complete = False
-    expl.truncated_reason = "time_limit"
+    expl.truncated_reason = reason
     return expl
 
 
-def full(problem: Problem, choice: dict[str, str], starts: dict[str, int], expl: Explanation, time_limit_s: float, deadline: float | None = None) -> Explanation:
+def full(problem: Problem, choice: dict[str, str], starts: dict[str, int], expl: Explanation, time_limit_s: float, deadline: float | None = None,
+         max_questions: int | None = None) -> Explanation:
     """Add counterfactuals (every allowed alternative forced) and the price of each hard policy.
     They share one budget (``time_limit_s`` from now, never past ``deadline``): each solve gets
     what is left, and once it is spent the rest is left out and the explanation marked partial
-    (`truncate`)."""
+    (`truncate`). ``max_questions`` bounds the counterfactual solves (alternatives first, in the
+    plan's step order, then unused actions, then policy prices); past it the rest is left out
+    and the explanation marked partial (``max_questions``)."""
     from intento.semantics import evaluate_choice
 
     end = cpsat.ends_at(SolveOptions(time_limit_s=time_limit_s, deadline=deadline))
     options = SolveOptions(time_limit_s=time_limit_s, deadline=end)
     expl.level = "full"
 
+    asked = [0]
+
     def spent() -> bool:
         if cpsat.out_of_time(end):
             truncate(expl)
             return True
         return False
+
+    def ask() -> bool:
+        """Before each counterfactual solve: False (and counted) when it may run."""
+        if spent():
+            return False
+        if max_questions is not None and asked[0] >= max_questions:
+            truncate(expl, "max_questions")
+            return False
+        asked[0] += 1
+        return True
 
     def cut_short(sol) -> bool:
         # Out of time: a counterfactual that is not optimal would report a wrong delta.
@@ -439,7 +455,7 @@ def full(problem: Problem, choice: dict[str, str], starts: dict[str, int], expl:
         for alt in step.alternatives:
             if alt.reason != "worse":
                 continue
-            if spent():
+            if not ask():
                 return expl
             sol = cpsat.solve(problem, options, force={step.action: alt.provider}, tiebreak=False)
             if cut_short(sol):
@@ -464,7 +480,7 @@ def full(problem: Problem, choice: dict[str, str], starts: dict[str, int], expl:
     for un in expl.unused:
         if un.reason != "not_needed":
             continue
-        if spent():
+        if not ask():
             return expl
         demanded, (demand,) = with_demand(problem, [Question(kind="use", action=un.action)])
         sol = cpsat.solve(demanded, options, tiebreak=False)
@@ -488,7 +504,7 @@ def full(problem: Problem, choice: dict[str, str], starts: dict[str, int], expl:
         ids = frozenset(m.id for m in problem.members if m.id.startswith(f"policy:{p.name}#"))
         if not ids:
             continue
-        if spent():
+        if not ask():
             break
         sol = cpsat.solve(problem, options, relax=ids, tiebreak=False)
         if cut_short(sol):

@@ -153,7 +153,7 @@ class Explanation(_Model):
     summary: str | None = Field(None, description="one sentence a reviewer can act on")
     prices: list[PolicyPrice] = Field(default_factory=list, description="full explanations: what each binding hard policy costs")
     complete: bool = Field(True, description="false when the request's time limit ran out before the explanation was computed in full: the counterfactuals, prices or conflict present are right, the rest is missing")
-    truncated_reason: Literal["time_limit"] | None = Field(None, description="why the explanation is partial (`time_limit`: the one budget of `time_limit_s` shared by the solve, the conflict search and every counterfactual was spent); null when complete")
+    truncated_reason: Literal["time_limit", "max_questions"] | None = Field(None, description="why the explanation is partial (`time_limit`: the one budget of `time_limit_s` shared by the solve, the conflict search and every counterfactual was spent; `max_questions`: the request's bound on counterfactual solves was reached); null when complete")
 
 
 class Plan(_Model):

@@ -74,7 +74,15 @@ def plan_text(p: Plan) -> str:
             lines.append(f"  policy {pr.policy} costs {_delta_text(pr.price, p.currency)}")
     if e.skipped_policies:
         lines.append("policies not applying to this request: " + ", ".join(e.skipped_policies))
+    if not e.complete:
+        lines.append(partial_note(e))
     return "\n".join(lines)
+
+
+def partial_note(e) -> str:
+    """One line saying an explanation is partial, and why."""
+    why = "its bound on counterfactual solves (--max-questions) was reached" if e.truncated_reason == "max_questions" else "the request's time limit ran out"
+    return f"(partial explanation: {why}; what is shown is right, the rest is missing)"
 
 
 def plan_mermaid(p: Plan) -> str:
@@ -156,6 +164,8 @@ def explanation_markdown(p: Plan, spec, given: dict | None = None, state: dict |
         )
     else:
         out.append(f"**Outcome:** no plan ({p.status}).")
+    if not e.complete:
+        out += ["", "**" + partial_note(e).strip("()").capitalize() + ".**"]
     out += ["", "## Request", ""]
     intent = spec.intents[p.intent]
     if intent.given:

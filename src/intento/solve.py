@@ -124,11 +124,13 @@ def plan(
     state_source: Source | None = None,
     hint: Plan | dict[str, str] | None = None,
     work_limit: float | None = None,
+    max_questions: int | None = None,
 ) -> Plan:
     problem = prepare(spec, intent, given, state, given_source=given_source, state_source=state_source)
     if isinstance(hint, Plan):
         hint = {s.action: s.provider for s in hint.steps}
-    return plan_problem(problem, backend=backend, time_limit_s=time_limit_s, num_workers=num_workers, seed=seed, explain=explain, include_timings=include_timings, hint=hint, work_limit=work_limit)
+    return plan_problem(problem, backend=backend, time_limit_s=time_limit_s, num_workers=num_workers, seed=seed, explain=explain, include_timings=include_timings, hint=hint, work_limit=work_limit,
+                        max_questions=max_questions)
 
 
 def solve_problem(problem: Problem, backend: Backend, options: SolveOptions, force: dict[str, str] | None = None, hint: dict[str, str] | None = None) -> Solution:
@@ -153,12 +155,15 @@ def plan_problem(
     force: dict[str, str] | None = None,
     hint: dict[str, str] | None = None,
     work_limit: float | None = None,
+    max_questions: int | None = None,
 ) -> Plan:
     """Plan a prepared problem. ``force`` (action -> provider) keeps steps that are already
     running in the plan (the executor's re-plans); ``hint`` (action -> provider, e.g. the previous
     plan) is a starting point for the search only: it never changes the answer. ``work_limit``:
     a budget of CP-SAT deterministic time for the whole request, besides ``time_limit_s`` (wall
-    clock); an answer cut by it is the same on an idle and a loaded machine."""
+    clock); an answer cut by it is the same on an idle and a loaded machine. ``max_questions``:
+    with ``explain="full"``, at most this many counterfactual solves (the explanation is then
+    marked partial, ``max_questions``)."""
     # One budget per request: the solve, the conflict search and every counterfactual end by it.
     options = SolveOptions(time_limit_s=time_limit_s, num_workers=num_workers, seed=seed, deadline=_cpsat.clock() + time_limit_s)
     with _cpsat.work_limit(work_limit):
@@ -166,10 +171,10 @@ def plan_problem(
             sol = solve_problem(problem, backend, options, force, hint)
         except ModelTooLarge as e:
             raise IntentoError([Diagnostic("E110", Severity.error, str(e), None, help="use the default `cpsat` back-end for models this size")]) from None
-        return to_plan(problem, sol, options, explain=explain, include_timings=include_timings)
+        return to_plan(problem, sol, options, explain=explain, include_timings=include_timings, max_questions=max_questions)
 
 
-def to_plan(problem: Problem, sol: Solution, options: SolveOptions, *, explain: ExplainLevel = "basic", include_timings: bool = False) -> Plan:
+def to_plan(problem: Problem, sol: Solution, options: SolveOptions, *, explain: ExplainLevel = "basic", include_timings: bool = False, max_questions: int | None = None) -> Plan:
     st = sol.stats
     solver = SolverInfo(
         backend=st.get("backend", "cpsat"),
@@ -243,7 +248,7 @@ def to_plan(problem: Problem, sol: Solution, options: SolveOptions, *, explain: 
     )
     expl = basic(problem, sol.choice) if explain != "none" else _no_explanation()
     if explain == "full":
-        expl = full(problem, sol.choice, sol.starts, expl, options.time_limit_s, deadline=options.deadline)
+        expl = full(problem, sol.choice, sol.starts, expl, options.time_limit_s, deadline=options.deadline, max_questions=max_questions)
     return Plan(
         status=sol.status,
         intent=problem.intent.name,

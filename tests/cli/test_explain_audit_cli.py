@@ -76,3 +76,13 @@ def test_policy_diff(tmp_path: Path):
     assert "case 1 (fulfil_order): ship_order: postnl -> ups; cost -0.3 USD" in r.stdout
     assert "case 2 (fulfil_order): unchanged" in r.stdout and "1 of 2 plans change" in r.stdout
     assert run("policy", "diff", ROOT / "policies", new, "--with", ORDERS[0], "--cases", cases, "--fail-on-change").exit_code == 1
+
+
+def test_explain_max_questions_says_the_explanation_is_partial():
+    r = run("explain", *ORDERS, "-i", "fulfil_order", "-g", REQ / "large_us_order.json", "--max-questions", "1")
+    assert r.exit_code == 0 and "(partial explanation: its bound on counterfactual solves (--max-questions) was reached" in r.stdout
+    md = run("explain", *ORDERS, "-i", "fulfil_order", "-g", REQ / "large_us_order.json", "--max-questions", "1", "-f", "markdown")
+    assert "**Partial explanation: its bound on counterfactual solves" in md.stdout
+    whole = run("explain", *ORDERS, "-i", "fulfil_order", "-g", REQ / "large_us_order.json")
+    assert whole.exit_code == 0 and "partial explanation" not in whole.stdout
+    assert run("explain", *ORDERS, "-i", "fulfil_order", "-g", REQ / "large_us_order.json", "--max-questions", "-1").exit_code == 2

@@ -132,3 +132,32 @@ def test_a_conflict_found_by_relaxing_a_before_is_the_true_one():
     p = plan(_spec(text), "job", context, state)
     assert p.status == "infeasible"
     assert {r.policy for r in p.explanation.conflict} == {"goal", "deadline", "q0"}
+
+
+def _answered(e) -> int:
+    """How many counterfactual answers an explanation holds (deltas, forbidden-by sets, prices)."""
+    alts = sum(1 for s in e.steps for a in s.alternatives if a.delta is not None or (a.reason == "forbidden" and a.by))
+    unused = sum(1 for u in e.unused if u.delta is not None or u.impossible)
+    return alts + unused + len(e.prices)
+
+
+def test_max_questions_bounds_the_counterfactuals_and_says_so():
+    import intento
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    project = intento.load(root / "examples" / "order_fulfilment", root / "policies")
+    given = {"customer.region": "us", "order.amount": "80 USD", "customer.email": "q@example.com"}
+    whole = project.plan("fulfil_order", given, explain="full").explanation
+    asked = _answered(whole)
+    assert whole.complete and whole.truncated_reason is None and asked >= 3
+    for k in (0, 1, asked - 1):
+        part = project.plan("fulfil_order", given, explain="full", max_questions=k).explanation
+        assert not part.complete and part.truncated_reason == "max_questions"
+        assert _answered(part) <= k
+        # What is there is what the whole explanation says (answered in the same order).
+        for s, w in zip(part.steps, whole.steps):
+            for a, b in zip(s.alternatives, w.alternatives):
+                if a.delta is not None:
+                    assert a.delta == b.delta
+    assert project.plan("fulfil_order", given, explain="full", max_questions=asked + 5).explanation == whole

@@ -85,7 +85,10 @@ def test_plan_explain_check(server):
     status, plan = call(server, "POST", "/v1/plan", {"intent": "fulfil_order", "given": dict(US, **{"customer.region": "eu"}), "state": {"providers": {"adyen": {"status": "down"}}}})
     assert status == 200 and plan["status"] == "infeasible" and plan["explanation"]["conflict"]
     status, expl = call(server, "POST", "/v1/explain", {"intent": "fulfil_order", "given": US})
-    assert status == 200 and expl["level"] == "full" and expl["prices"]
+    assert status == 200 and expl["level"] == "full" and expl["prices"] and expl["complete"]
+    status, part = call(server, "POST", "/v1/explain", {"intent": "fulfil_order", "given": US, "max_questions": 1})
+    assert status == 200 and part["complete"] is False and part["truncated_reason"] == "max_questions" and not part["prices"]
+    assert call(server, "POST", "/v1/explain", {"intent": "fulfil_order", "given": US, "max_questions": -1})[0] == 422
     status, body = call(server, "POST", "/v1/check", {"sources": {"x.intent": "action a { achieves b; via nope { latency 1s } }"}})
     assert status == 200 and body["ok"] is False and body["diagnostics"][0]["code"] == "E012"
 

@@ -110,6 +110,7 @@ class PlanRequest(BaseModel):
     state: dict[str, Any] | None = Field(None, description="the observed state (facts, providers, at)")
     time_limit_s: float = Field(10.0, gt=0, le=MAX_TIME_LIMIT_S, description="solver time limit for this request")
     explain: str = Field("basic", pattern="^(none|basic|full)$", description="explanation level")
+    max_questions: int | None = Field(None, ge=0, le=100_000, description="with `explain: full`, at most this many counterfactual solves (the explanation is then marked partial: `truncated_reason: max_questions`)")
 
 
 class WhyNotRequest(PlanRequest):
@@ -337,7 +338,7 @@ def create_app(
     def _plan(req: PlanRequest, source: str = "POST /v1/plan") -> Plan:
         problem = prepare(spec, req.intent, req.given, req.state)
         t0 = time.perf_counter()
-        result = plan_problem(problem, time_limit_s=req.time_limit_s, explain=req.explain)
+        result = plan_problem(problem, time_limit_s=req.time_limit_s, explain=req.explain, max_questions=req.max_questions)
         metrics.observe_plan(result.status, time.perf_counter() - t0)
         # Every decision is audited, as `intento plan --audit` does: STORE.audit.jsonl, with
         # secret given values as keyed hashes.
