@@ -2128,8 +2128,10 @@ async def _t_policy(client, current, new, mode, label, by, task_queue, time_limi
         print(json.dumps(head | got, indent=2, default=str))
     else:
         if mode is not None:
-            print(f"rollout ({mode}{', ' + label if label else ''}) from {short(current.fingerprint)} to {short(new.fingerprint, label)}: start new runs with the same project and --policies; "
-                  f"migrations sent to the runs below, each switching at its next decision point on the new version's workers")
+            then = ("no run migrates" if mode == "new-runs" else
+                    "migrations sent to the runs below marked migrates or escalates, each switching at its next decision point on the new version's workers")
+            print(f"rollout ({mode}{', ' + label if label else ''}) from {short(current.fingerprint)} to {short(new.fingerprint, label)}: "
+                  f"new runs go to it when started with the same project and --policies; {then}")
         for row in got["runs"]:
             print((f"{row['outcome']:<9} " if mode is not None else "") + describe(row) + (f" (refused: {row['refused']})" if row.get("refused") else ""))
         c = got["counts"]
