@@ -97,12 +97,22 @@ def sources_of(spec: Spec, applied: list[str], label: str | None = None) -> Sour
     return Sources(project=spec.fingerprint, policy_set=policy_set_hash(spec, applied), policies=sorted(applied), files=files, label=label)
 
 
-def secret_key(log: Path) -> bytes:
-    """The key of the keyed hash that stands in for secret values: ``INTENTO_SECRET_KEY``, else a
-    key file beside the log (created once, mode 0600)."""
+def existing_secret_key(log: Path) -> bytes:
+    """`secret_key` as it stands, never creating it: ``INTENTO_SECRET_KEY``, else the key file
+    beside the log, else b"" (none yet)."""
     env = os.environ.get("INTENTO_SECRET_KEY")
     if env:
         return env.encode()
+    key_file = log.with_name(log.name + ".key")
+    return key_file.read_text().strip().encode() if key_file.is_file() else b""
+
+
+def secret_key(log: Path) -> bytes:
+    """The key of the keyed hash that stands in for secret values: ``INTENTO_SECRET_KEY``, else a
+    key file beside the log (created once, mode 0600)."""
+    key = existing_secret_key(log)
+    if key:
+        return key
     key_file = log.with_name(log.name + ".key")
     if not key_file.exists():
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

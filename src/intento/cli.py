@@ -72,7 +72,6 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
-# Options shared by the commands that talk to Temporal (`worker`, and `--engine temporal`).
 _MAX_QUESTIONS_HELP = (
     "With a full explanation: at most this many counterfactual solves (alternatives in step order, then unused actions, "
     "then policy prices); the explanation then says it is partial (`truncated_reason: max_questions`)."
@@ -87,8 +86,14 @@ _POLICIES_HELP = (
     "does: the version is the project's with this set. Start the new workers, new runs and `intento policy "
     "impact/rollout --engine temporal` with the same project and set so that they agree on it."
 )
+# The policy commands' options for `--engine temporal`.
+_ENGINE_POLICY_HELP = "embedded (the store's runs) or temporal (the runs on Temporal; TLS and API keys from TEMPORAL_* variables)."
+_PROJECT_HELP = ("With --engine temporal: the project as its current workers load it (repeatable); the runs' remaining work "
+                 "is judged under it and under it with the new set.")
+_CURRENT_POLICIES_HELP = "With --engine temporal: the policy set the current workers were started with (`intento worker --policies`), if any."
+_POLICY_QUEUE_HELP = "With --engine temporal: only runs on this task queue (default: every intento run of the namespace)."
 
-
+# Options shared by the commands that talk to Temporal (`worker`, and `--engine temporal`).
 _TEMPORAL_HELP = "The Temporal frontend, HOST:PORT (default: TEMPORAL_ADDRESS, else 127.0.0.1:7233)."
 _NAMESPACE_HELP = "The namespace (default: TEMPORAL_NAMESPACE, else `default`)."
 _API_KEY_HELP = "An API key (default: TEMPORAL_API_KEY); it turns TLS on."
@@ -826,7 +831,7 @@ def worker_command(
         spec = _project_spec(paths, policies)
         scenario, registry = _world(spec, simulate, handlers)
         learning = _checked_learning(spec, learn, learn_provider, learn_quantile, learn_min_samples)
-        samples = _store_or_exit(store) if learning is not None else None
+        samples = _open_store(store, create=True) if learning is not None else None
     except typer.Exit as e:
         _exit_now(e.exit_code)
 
@@ -1152,6 +1157,7 @@ async def _t_cancel(client, run_id: str, reason: str, wait: float, as_json: bool
     return 0 if got["status"] == "cancelled" else 1
 
 
+# (`_t_policy` is defined further down, with the policy commands: looked up when called.)
 _TEMPORAL_COMMANDS = {"status": _t_status, "runs": _t_runs, "observe": _t_observe, "cancel": _t_cancel, "policy": lambda client, **kw: _t_policy(client, **kw)}
 
 
@@ -1271,22 +1277,12 @@ class ReadFormat(str, Enum):
     json = "json"
 
 
-def _store_or_exit(store: Path):
-    """The store at ``store``, created when missing, or exit 1 saying why not."""
+def _open_store(store: Path, create: bool = False):
+    """An existing store (or, with ``create``, one made when missing), or exit 1 saying why not
+    (never a traceback)."""
     from intento.execute import Store
 
-    try:
-        return Store(store)
-    except Exception as e:
-        print(f"intento: cannot open the store `{store}`: {e}", file=sys.stderr)
-        raise typer.Exit(1)
-
-
-def _open_store(store: Path):
-    """An existing store, or exit 1 saying why not (never a traceback)."""
-    from intento.execute import Store
-
-    if not store.is_file():
+    if not create and not store.is_file():
         print(f"intento: no store at `{store}`", file=sys.stderr)
         raise typer.Exit(1)
     try:
@@ -1977,12 +1973,12 @@ def policy_impact(
     format: ReadFormat = typer.Option(ReadFormat.text, "--format", "-f", help="text, or json (the whole report)."),
     time_limit: float = typer.Option(10.0, "--time-limit", help="Seconds per solve.", min=0.01),
     cases: Optional[Path] = typer.Option(None, "--cases", help="Also judge new runs: requests (a JSON list of {intent, given, state}, or an audit log such as STORE.audit.jsonl) planned under the project of the store's latest version with its policies and with the new set, as `intento policy diff` does."),
-    engine: str = typer.Option("embedded", "--engine", help="embedded (the store's runs) or temporal (the runs on Temporal; TLS and API keys from TEMPORAL_* variables)."),
-    project: Optional[List[Path]] = typer.Option(None, "--project", help="With --engine temporal: the project as its current workers load it (repeatable); the runs' remaining work is judged under it and under it with the new set."),
-    current_policies: Optional[Path] = typer.Option(None, "--current-policies", help="With --engine temporal: the policy set the current workers were started with (`intento worker --policies`), if any."),
+    engine: str = typer.Option("embedded", "--engine", help=_ENGINE_POLICY_HELP),
+    project: Optional[List[Path]] = typer.Option(None, "--project", help=_PROJECT_HELP),
+    current_policies: Optional[Path] = typer.Option(None, "--current-policies", help=_CURRENT_POLICIES_HELP),
     temporal: Optional[str] = typer.Option(None, "--temporal", help=_TEMPORAL_HELP),
     namespace: Optional[str] = typer.Option(None, "--namespace", help=_NAMESPACE_HELP),
-    task_queue: Optional[str] = typer.Option(None, "--task-queue", help="With --engine temporal: only runs on this task queue (default: every intento run of the namespace)."),
+    task_queue: Optional[str] = typer.Option(None, "--task-queue", help=_POLICY_QUEUE_HELP),
 ) -> None:
     """What the policy set would do to every unfinished run: its remaining plan under its own version and under the new
     set (unchanged, changed with the cost and latency deltas and the steps that move, or infeasible with the minimal
@@ -2010,13 +2006,18 @@ def policy_impact(
     else:
         for row in report["runs"]:
             print(describe(row))
-        c = report["counts"]
-        print(f"\n{len(report['runs'])} unfinished runs: {c['unchanged']} unchanged, {c['changed']} changed, {c['infeasible']} no longer feasible"
-              + (f", {c['unknown']} cannot be judged" if c["unknown"] else ""))
+        print("\n" + _impact_counts(report))
         if cases is not None:
             report["cases"] = _impact_on_cases(store, policies, cases)
     broken = (report.get("cases") or {}).get("breaks", 0)
     raise typer.Exit(1 if report["breaks"] or broken else 0)
+
+
+def _impact_counts(report: dict) -> str:
+    """The last line of an impact report (either engine's)."""
+    c = report["counts"]
+    return (f"{len(report['runs'])} unfinished runs: {c['unchanged']} unchanged, {c['changed']} changed, {c['infeasible']} no longer feasible"
+            + (f", {c['unknown']} cannot be judged" if c["unknown"] else ""))
 
 
 def _impact_on_cases(store: Path, policies: list[dict], cases: Path) -> dict:
@@ -2066,12 +2067,12 @@ def policy_rollout(
     by: Optional[str] = typer.Option(None, "--by", help="Who rolls it out (recorded)."),
     format: ReadFormat = typer.Option(ReadFormat.text, "--format", "-f", help="text, or json."),
     time_limit: float = typer.Option(10.0, "--time-limit", help="Seconds per solve of the impact.", min=0.01),
-    engine: str = typer.Option("embedded", "--engine", help="embedded (the store's runs) or temporal (the runs on Temporal; TLS and API keys from TEMPORAL_* variables)."),
-    project: Optional[List[Path]] = typer.Option(None, "--project", help="With --engine temporal: the project as its current workers load it (repeatable); the runs' remaining work is judged under it and under it with the new set."),
-    current_policies: Optional[Path] = typer.Option(None, "--current-policies", help="With --engine temporal: the policy set the current workers were started with (`intento worker --policies`), if any."),
+    engine: str = typer.Option("embedded", "--engine", help=_ENGINE_POLICY_HELP),
+    project: Optional[List[Path]] = typer.Option(None, "--project", help=_PROJECT_HELP),
+    current_policies: Optional[Path] = typer.Option(None, "--current-policies", help=_CURRENT_POLICIES_HELP),
     temporal: Optional[str] = typer.Option(None, "--temporal", help=_TEMPORAL_HELP),
     namespace: Optional[str] = typer.Option(None, "--namespace", help=_NAMESPACE_HELP),
-    task_queue: Optional[str] = typer.Option(None, "--task-queue", help="With --engine temporal: only runs on this task queue (default: every intento run of the namespace)."),
+    task_queue: Optional[str] = typer.Option(None, "--task-queue", help=_POLICY_QUEUE_HELP),
 ) -> None:
     """Roll a policy set out on a store: new runs start on it, and unfinished runs migrate as the mode says, each at its
     next decision point (at once in a running engine; when resumed otherwise), recording `policy_migrated` or
@@ -2108,9 +2109,10 @@ def _policy_on_temporal(new: Path, project, current_policies, conn, task_queue, 
         raise typer.Exit(1)
     current = _project_spec(project, current_policies)
     newer = _project_spec(project, new)
-    # The key that opens the runs' sealed secret givens, as the workers find it.
-    key_file = store.with_name(store.name + ".audit.jsonl.key")
-    key = os.environ.get("INTENTO_SECRET_KEY", "").encode() or (key_file.read_text().strip().encode() if key_file.is_file() else b"")
+    from intento.audit import existing_secret_key
+
+    # The key that opens the runs' sealed secret givens, as the workers find it (never made here).
+    key = existing_secret_key(store.with_name(store.name + ".audit.jsonl"))
     _temporal_command(conn, "policy", current=current, new=newer, mode=mode, label=label, by=by, task_queue=task_queue, time_limit=time_limit, secret_key=key, as_json=as_json)
 
 
@@ -2134,9 +2136,7 @@ async def _t_policy(client, current, new, mode, label, by, task_queue, time_limi
                   f"new runs go to it when started with the same project and --policies; {then}")
         for row in got["runs"]:
             print((f"{row['outcome']:<9} " if mode is not None else "") + describe(row) + (f" (refused: {row['refused']})" if row.get("refused") else ""))
-        c = got["counts"]
-        print(f"\n{len(got['runs'])} unfinished runs: {c['unchanged']} unchanged, {c['changed']} changed, {c['infeasible']} no longer feasible"
-              + (f", {c['unknown']} cannot be judged" if c["unknown"] else ""))
+        print("\n" + _impact_counts(got))
     if mode is None:
         return 1 if got["breaks"] else 0
     return 0

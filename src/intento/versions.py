@@ -142,6 +142,11 @@ def policy_changes(old: Spec, new: Spec) -> dict[str, list[str]]:
     }
 
 
+def changes_phrase(changes: dict) -> str:
+    """``added a, b; changed c``: what `policy_changes` found, as a migration's reason says it."""
+    return "; ".join(f"{k} {', '.join(changes[k])}" for k in ("added", "removed", "changed") if changes.get(k))
+
+
 def with_policy_set(base: Spec, policies: list[dict]) -> Spec:
     """``base`` with its policies (and tests, which a running project does not use) replaced by
     ``policies``: files that declared only those are left out, mixed files keep everything else

@@ -49,7 +49,7 @@ from intento.semantics import requirement
 from intento.solve import Backend, plan_problem, prepare
 from intento.spec import Spec
 from intento.values import Duration, format_decimal, to_json
-from intento.versions import kept_sources, policy_changes, policy_set_hash, short, spec_from_kept, version_of, with_policy_set
+from intento.versions import changes_phrase, kept_sources, policy_changes, policy_set_hash, short, spec_from_kept, version_of, with_policy_set
 
 #: How many plans one run may make before it escalates (a guard against flapping).
 MAX_PLANS = 200
@@ -646,7 +646,7 @@ class Executor:
         self._run_specs[run_id] = new
         self._versions[new.fingerprint] = new
         self._problems.pop(run_id, None)
-        what = "; ".join(f"{k} {', '.join(data[k])}" for k in ("added", "removed", "changed") if data[k])
+        what = changes_phrase(data)
         return f"policy migrated from {short(st.version, st.version_label)} to {short(target['version'], target['label'])} (rollout {seq}, {r['mode']})" + (f": {what}" if what else "")
 
     def _deadline_outcome(self, st: RunState, now: int) -> dict:

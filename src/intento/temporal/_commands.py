@@ -215,22 +215,29 @@ async def migrate_runs(client: Client, to: str, *, by: str | None = None, reason
     (with the version it leaves), ``already`` (on that version) or ``refused`` (why: it ended
     meanwhile, or started before version queues). New runs start on the new version when started
     with the new sources (`run_request`), which needs nothing here."""
+    rows = []
+    async for w, handle in running_runs(client, task_queue):
+        kind, said = await send_migration(handle, {"to": to, "by": by or "", "reason": reason or ""})
+        rows.append({"run": w.id, "outcome": kind} | ({"from": said, "to": to} if kind == "migrating" else {"why": said}))
+    return rows
+
+
+async def send_migration(handle: WorkflowHandle, data: dict[str, Any]) -> tuple[str, str | None]:
+    """Send a run the `migrate` update: (``migrating``, the version it leaves), (``already``, why:
+    it is on that version) or (``refused``, why: it ended since it was listed, or started before
+    version queues)."""
     from temporalio.client import WorkflowUpdateFailedError
     from temporalio.service import RPCError, RPCStatusCode
 
     from intento.temporal._workflow import IntentRun
 
-    rows = []
-    async for w, handle in running_runs(client, task_queue):
-        try:
-            answer = await handle.execute_update(IntentRun.migrate, {"to": to, "by": by or "", "reason": reason or ""})
-            rows.append({"run": w.id, "outcome": "migrating", "from": answer.get("from"), "to": to})
-        except RPCError as e:  # it ended since it was listed
-            if e.status != RPCStatusCode.NOT_FOUND:
-                raise
-            rows.append({"run": w.id, "outcome": "refused", "why": e.message})
-        except WorkflowUpdateFailedError as e:
-            cause = e.cause
-            kind = "already" if getattr(cause, "type", None) == "AlreadyOnVersion" else "refused"
-            rows.append({"run": w.id, "outcome": kind, "why": getattr(cause, "message", None) or str(cause or e)})
-    return rows
+    try:
+        answer = await handle.execute_update(IntentRun.migrate, data)
+        return "migrating", answer.get("from")
+    except RPCError as e:  # it ended since it was listed
+        if e.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return "refused", e.message
+    except WorkflowUpdateFailedError as e:
+        cause = e.cause
+        return ("already" if getattr(cause, "type", None) == "AlreadyOnVersion" else "refused"), getattr(cause, "message", None) or str(cause or e)

@@ -18,15 +18,14 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 
 from intento.diagnostics import IntentoError
 from intento.execute.rollout import judge, outcome, report
 from intento.solve import plan_problem
 from intento.spec import Spec
 from intento.temporal._activities import remaining_problem
-from intento.temporal._commands import running_runs
+from intento.temporal._commands import running_runs, send_migration
 from intento.temporal._secrets import SecretUnreadable, unseal
 from intento.versions import policy_changes, short
 
@@ -90,12 +89,7 @@ async def rollout_runs(client: Client, current: Spec, new: Spec, mode: str, *, s
             continue
         said = {k: row[k] for k in ("impact", "moves", "delta", "why") if row.get(k)}
         data = {"to": new.fingerprint, "by": by or "", "reason": f"policy rollout ({mode})", "label": label or "", "impact": said} | changes
-        try:
-            await client.get_workflow_handle(row["run"]).execute_update("migrate", data)
-        except RPCError as e:
-            if e.status != RPCStatusCode.NOT_FOUND:
-                raise
-            row |= {"outcome": "refused", "refused": e.message}
-        except WorkflowUpdateFailedError as e:
-            row |= {"outcome": "refused", "refused": getattr(e.cause, "message", None) or str(e.cause or e)}
+        kind, why = await send_migration(client.get_workflow_handle(row["run"]), data)
+        if kind != "migrating":  # it ended meanwhile (or moved to this version since it was judged)
+            row |= {"outcome": "refused", "refused": why}
     return got

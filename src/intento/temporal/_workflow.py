@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
     from intento.evaluate import holds_json
     from intento.execute.observe import validate_observation
     from intento.execute.executor import switch_moment
+    from intento.versions import changes_phrase
     from intento.render import _dur
     from intento.temporal._capacity import semaphore_id
     from intento.values import format_ms
@@ -784,7 +785,7 @@ class IntentRun:
         self.decided_by = None
         self._event("policy_migrated", **{"from": old, "to": m["to"], "by": m["by"], "reason": m["reason"]}, **{k: m[k] for k in ("label", "impact", "added", "removed", "changed") if k in m})
         self._show()
-        what = "; ".join(f"{k} {', '.join(m[k])}" for k in ("added", "removed", "changed") if m.get(k))
+        what = changes_phrase(m)
         return f"policy migrated from {old[:12]} to {m['to'][:12]}" + (f" ({m['reason']})" if m["reason"] else "") + (f": {what}" if what else "")
 
     async def _hold(self, plan_req: dict, observed: dict[str, dict]) -> dict | None:
