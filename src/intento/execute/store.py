@@ -437,11 +437,11 @@ class Store:
         with self._lock:
             try:
                 self.db.execute("BEGIN IMMEDIATE")
-                if lease is not None:
-                    row = self.db.execute("SELECT lease FROM runs WHERE id = ?", (run_id,)).fetchone()
-                    if row is None or row[0] != lease:
-                        raise LeaseLost(run_id)
-                last = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run = ?", (run_id,)).fetchone()[0]
+                # The run's lease and its last event, in one read.
+                row = self.db.execute("SELECT lease, (SELECT COALESCE(MAX(seq), 0) FROM events WHERE run = ?) FROM runs WHERE id = ?", (run_id, run_id)).fetchone()
+                if lease is not None and (row is None or row[0] != lease):
+                    raise LeaseLost(run_id)
+                last = row[1] if row is not None else 0
                 if seq != last + 1:
                     raise StoreError(f"run {run_id}: event {seq} would not follow event {last} (another executor is driving this run)")
                 if slot is not None:
@@ -482,7 +482,10 @@ class Store:
             return True
 
     # -- the projection (`run_index`) --
-    _INDEX_INSERT = f"INSERT OR REPLACE INTO run_index ({', '.join(INDEX_COLUMNS)}) VALUES ({', '.join('?' * len(INDEX_COLUMNS))})"
+    # An upsert, not INSERT OR REPLACE: a replace deletes the row and inserts it again, rewriting
+    # every index entry of it; an update rewrites only the entries whose columns changed.
+    _INDEX_INSERT = (f"INSERT INTO run_index ({', '.join(INDEX_COLUMNS)}) VALUES ({', '.join('?' * len(INDEX_COLUMNS))})"
+                     f" ON CONFLICT(run) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in INDEX_COLUMNS[1:])}")
 
     def _advance_index(self, run_id: str, last: int, event: dict, row: dict | None = None):
         """Inside an append's transaction: write the run's `run_index` row as of ``event`` (which
