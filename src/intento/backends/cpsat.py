@@ -468,9 +468,14 @@ def rank_weights(c: Compiled) -> dict[tuple[str, str], int]:
 def _canonical_choice(c: Compiled, st: _Stager) -> None:
     """The tie-break's choice rules: fewer steps, then the least total weighted rank (one packed
     solve); if the choice is still not unique, action by action in declaration order, the least
-    rank (0 = unused)."""
+    rank (0 = unused). When the objective's optimum is a single choice, none of these rules can
+    change it, so a uniqueness check comes first."""
     actions = [a for a in c.problem.actions if any((a.name, o.provider) in c.x for o in a.options)]
     if not actions:
+        return
+    # Most often the objective alone leaves one choice, which is then the tie-break's answer: one
+    # feasibility check instead of the two solves below (benchmarks/stages.py).
+    if _unique(c, st):
         return
     weights = rank_weights(c)
     weighted = sum(w * c.x[k] for k, w in weights.items())
