@@ -756,6 +756,32 @@ def test_a_tie_of_weighted_rank_is_settled_by_the_action_by_action_rule_whatever
         assert p.status == "optimal" and [(s.action, s.provider) for s in p.steps] == [("a1", "q")], hint
 
 
+def _stage_names(monkeypatch) -> list[str]:
+    names: list[str] = []
+    minimize = cpsat._Stager.minimize
+
+    def spy(self, expr, name, work=None):
+        names.append(name)
+        return minimize(self, expr, name, work)
+
+    monkeypatch.setattr(cpsat._Stager, "minimize", spy)
+    return names
+
+
+def test_a_single_optimal_choice_skips_the_tie_break_stages(monkeypatch):
+    # `a1` via q is the only cheapest choice: the uniqueness check after the objective settles it,
+    # and no tie-break stage runs. With a tie on the objective (TIE), the stages run as before.
+    single = TIE.replace("via q { cost 1 USD", "via q { cost 0.5 USD")
+    names = _stage_names(monkeypatch)
+    p = plan_problem(prepare(_spec(Source("one.intent", single)), "job", None, None), time_limit_s=WALL)
+    assert [(s.action, s.provider) for s in p.steps] == [("a1", "q")]
+    assert names and not any(n.startswith("tie-break") for n in names), names
+    names.clear()
+    p = plan_problem(prepare(_spec(Source("tie.intent", TIE)), "job", None, None), time_limit_s=WALL)
+    assert [(s.action, s.provider) for s in p.steps] == [("a1", "q")]
+    assert any(n.startswith("tie-break") for n in names), names
+
+
 def test_pack_and_unpack():
     rng = random.Random(7)
     for _ in range(500):
