@@ -10,11 +10,90 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+
+class FrozenError(TypeError):
+    """A frozen plan (one `intento.Project.plan` returned, shared with its cache) was changed."""
+
+
+def _refuse(self, *args, **kwargs):
+    raise FrozenError("this plan is frozen (shared with the project's plan cache); use plan.editable() for a copy you can change")
+
+
+class FrozenList(list):
+    """A list that refuses every change (the lists of a frozen plan). Still a `list`, so it
+    serialises, compares and iterates as one."""
+
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = append = extend = insert = pop = remove = clear = sort = reverse = _refuse
+
+    def __reduce__(self):  # copy, deepcopy and pickle build it whole, never item by item
+        return (type(self), (list(self),))
+
+
+class FrozenDict(dict):
+    """A dict that refuses every change (the maps of a frozen plan)."""
+
+    __setitem__ = __delitem__ = __ior__ = pop = popitem = clear = update = setdefault = _refuse
+
+    def __reduce__(self):
+        return (type(self), (dict(self),))
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, _Model):
+        value.freeze()
+        return value
+    if isinstance(value, list):
+        return FrozenList(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return FrozenDict((k, _freeze(v)) for k, v in value.items())
+    return value
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    _frozen: bool = PrivateAttr(default=False)
+
+    def freeze(self) -> "_Model":
+        """Make this model, and everything in it, refuse changes (`FrozenError`); returns it.
+        A frozen plan can be shared without copying: `intento.Project.plan` returns its cached
+        plan itself."""
+        if self._frozen:
+            return self
+        for name in type(self).model_fields:
+            self.__dict__[name] = _freeze(self.__dict__[name])
+        self.__pydantic_private__["_frozen"] = True
+        return self
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
+    def editable(self):
+        """A copy of this model that can be changed (a frozen one cannot)."""
+        return type(self).model_validate(self.model_dump())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self._frozen:
+            _refuse(self)
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if self._frozen:
+            _refuse(self)
+        super().__delattr__(name)
+
+    def __eq__(self, other: object) -> bool:
+        # Equal when the fields are: frozen or not (pydantic's own equality also compares the
+        # private `_frozen` flag).
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 class Step(_Model):

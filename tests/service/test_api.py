@@ -24,13 +24,25 @@ def project():
 def test_repeated_requests_are_served_from_the_cache(project):
     first = project.plan("fulfil_order", US)
     again = project.plan("fulfil_order", US)
-    assert project.cache_hits == 1 and again.to_json() == first.to_json() and again == first and again is not first
-    again.steps.clear()  # callers get copies: the cache cannot be corrupted
-    assert project.plan("fulfil_order", US).steps == first.steps
+    # A hit is the cached plan itself, frozen: no copy, and the cache cannot be corrupted.
+    assert project.cache_hits == 1 and again is first and first.frozen
+    steps = first.to_json()
+    for change in (lambda: again.steps.clear(), lambda: again.steps[0].achieves.append("x"), lambda: setattr(again, "cost", "0"),
+                   lambda: setattr(again.steps[0], "provider", "x"), lambda: again.explanation.steps.pop()):
+        with pytest.raises(intento.FrozenError):
+            change()
+    assert project.plan("fulfil_order", US).to_json() == steps
+    # A copy to change is asked for, and equals the plan until it is changed.
+    mine = again.editable()
+    assert mine == again and not mine.frozen
+    mine.steps.clear()
+    assert mine != again and project.plan("fulfil_order", US).to_json() == steps
+    # A plan that is never cached (timings) is frozen as well: the same code works on both.
+    assert project.plan("fulfil_order", US, include_timings=True).frozen
     other = project.plan("fulfil_order", US, {"providers": {"stripe": {"status": "down"}}})
     assert other.step("charge_payment").provider != first.step("charge_payment").provider
     timed = project.plan("fulfil_order", US, include_timings=True)
-    assert timed.solver.wall_ms is not None and project.cache_hits == 2
+    assert timed.solver.wall_ms is not None and project.cache_hits == 3
 
 
 def test_async_and_threads_give_the_same_plan(project):
