@@ -12,7 +12,7 @@ from typing import Literal
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class FrozenError(TypeError):
@@ -55,40 +55,42 @@ def _freeze(value: Any) -> Any:
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    _frozen: bool = PrivateAttr(default=False)
 
+    # The frozen mark lives in pydantic's private slot (None on every model that was never
+    # frozen), so building a model costs nothing more for it.
     def freeze(self) -> "_Model":
         """Make this model, and everything in it, refuse changes (`FrozenError`); returns it.
         A frozen plan can be shared without copying: `intento.Project.plan` returns its cached
         plan itself."""
-        if self._frozen:
+        if self.frozen:
             return self
         for name in type(self).model_fields:
             self.__dict__[name] = _freeze(self.__dict__[name])
-        self.__pydantic_private__["_frozen"] = True
+        object.__setattr__(self, "__pydantic_private__", {"_frozen": True})
         return self
 
     @property
     def frozen(self) -> bool:
-        return self._frozen
+        private = self.__pydantic_private__
+        return bool(private) and private.get("_frozen", False)
 
     def editable(self):
         """A copy of this model that can be changed (a frozen one cannot)."""
         return type(self).model_validate(self.model_dump())
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if self._frozen:
+        if self.frozen:
             _refuse(self)
         super().__setattr__(name, value)
 
     def __delattr__(self, name: str) -> None:
-        if self._frozen:
+        if self.frozen:
             _refuse(self)
         super().__delattr__(name)
 
     def __eq__(self, other: object) -> bool:
-        # Equal when the fields are: frozen or not (pydantic's own equality also compares the
-        # private `_frozen` flag).
+        # Equal when the fields are, frozen or not (pydantic's own equality also compares the
+        # private slot that holds the frozen mark).
         if not isinstance(other, BaseModel):
             return NotImplemented
         return type(self) is type(other) and self.__dict__ == other.__dict__

@@ -39,10 +39,20 @@ def test_repeated_requests_are_served_from_the_cache(project):
     assert mine != again and project.plan("fulfil_order", US).to_json() == steps
     # A plan that is never cached (timings) is frozen as well: the same code works on both.
     assert project.plan("fulfil_order", US, include_timings=True).frozen
+    # Maps too (a full explanation's deltas), and every way of changing a list or a map.
+    full = project.plan("fulfil_order", US, explain="full")
+    delta = next(a.delta for s in full.explanation.steps for a in s.alternatives if a.delta)
+    steps = full.steps
+    for change in (lambda: delta.update(cost="0"), lambda: delta.__setitem__("cost", "0"), lambda: delta.pop("cost"), lambda: delta.clear(),
+                   lambda: steps.__setitem__(0, steps[1]), lambda: steps.sort(key=str), lambda: steps.extend([]), lambda: steps.insert(0, steps[0]),
+                   lambda: steps.reverse(), lambda: steps.remove(steps[0]), lambda: steps.__delitem__(0)):
+        with pytest.raises(intento.FrozenError):
+            change()
+    assert full.to_json() == project.plan("fulfil_order", US, explain="full").to_json()
     other = project.plan("fulfil_order", US, {"providers": {"stripe": {"status": "down"}}})
     assert other.step("charge_payment").provider != first.step("charge_payment").provider
     timed = project.plan("fulfil_order", US, include_timings=True)
-    assert timed.solver.wall_ms is not None and project.cache_hits == 3
+    assert timed.solver.wall_ms is not None and project.cache_hits == 4
 
 
 def test_async_and_threads_give_the_same_plan(project):
