@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 INTENTO = $(VENV)/bin/intento
 
-.PHONY: demo test install clean bench bench-quick
+.PHONY: demo test install bytecode clean bench bench-quick
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,9 +14,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed bytecode
 
-demo: $(VENV)/.installed
+# intento's own modules compiled to bytecode ahead of time, as pip does for an installed wheel
+# but not for this editable install: where PYTHONDONTWRITEBYTECODE is set, Python never writes
+# them itself, and every `intento` command compiled each of its modules again at start-up
+# (`intento plan` took about 10% longer). Only files changed since the last run are compiled again.
+bytecode: $(VENV)/.installed
+	$(PY) -m compileall -q src/intento
+
+demo: $(VENV)/.installed bytecode
 	@echo "== intento check: order fulfilment, with every shared policy"
 	$(INTENTO) check examples/order_fulfilment policies
 	@echo "== intento check: insurance quoting, with the common policies"
@@ -66,7 +73,7 @@ demo: $(VENV)/.installed
 	$(INTENTO) audit verify .demo-audit.jsonl
 	$(INTENTO) audit show .demo-audit.jsonl
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed bytecode
 	$(PY) -m pytest -q
 
 # Benchmarks (not part of the quick start): tables on stdout, JSON and PNG in benchmarks/results/.
