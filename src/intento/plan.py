@@ -8,9 +8,7 @@ solver's wall-clock and search counters, which are included only when asked for
 
 from __future__ import annotations
 
-from typing import Literal
-
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
