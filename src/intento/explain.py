@@ -102,6 +102,11 @@ class _Oracle:
         self.by_index = {lit.Index(): mid for mid, lit in lits.items()}
         self.solves = 0
         self._seen: dict[frozenset[str], tuple[bool | None, frozenset[str]]] = {}
+        #: The last plan found (every variable's value): where the next search starts. The sets
+        #: asked about in turn differ by a member or two, so a plan for one is mostly a plan for
+        #: the next (at 200 actions the conflict search took about a quarter less time,
+        #: benchmarks/conflicts.py). A hint never changes an answer.
+        self._witness: list[int] | None = None
 
     def __call__(self, ids: frozenset[str]) -> tuple[bool | None, frozenset[str]]:
         """(feasible?, core): None when the budget ran out or the solver could not tell."""
@@ -113,10 +118,16 @@ class _Oracle:
         m = self.c.model
         m.ClearAssumptions()
         m.AddAssumptions([self.lits[i] for i in sorted(ids)])
+        m.ClearHints()
+        if self._witness is not None:
+            hint = m.Proto().solution_hint
+            hint.vars.extend(range(len(self._witness)))
+            hint.values.extend(self._witness)
         solver = _assumption_solver(left)
         status = solver.Solve(m)
         self.solves += 1
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            self._witness = list(solver.ResponseProto().solution)
             out = (True, ids)
         elif status == cp_model.INFEASIBLE:
             core = frozenset(self.by_index[i] for i in solver.SufficientAssumptionsForInfeasibility() if i in self.by_index) & ids
