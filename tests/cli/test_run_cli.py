@@ -88,7 +88,11 @@ def test_switch_margin_moves_the_switch_time_and_is_recorded(tmp_path):
         db = tmp_path / f"m{margin}.db"
         extra = ["--switch-margin", margin] if margin else []
         r = intento("run", *settle, "-i", "settle_daily", "-g", given, "--simulate", late, "--store", db, *extra)
-        assert r.returncode == 0 and "SUCCEEDED" in r.stdout, r.stdout + r.stderr
+        # The simulation draws each step's duration from the run's random id: the manual fetch
+        # after the switch may overrun, and then the run escalates (exit 3), as docs/benchmarks.md
+        # says of the default margin. The switch itself happens either way, which is what this
+        # test is about.
+        assert r.returncode in (0, 3) and ("SUCCEEDED" in r.stdout or "ESCALATED" in r.stdout), r.stdout + r.stderr
         line = next(x for x in r.stdout.splitlines() if "then fetch_file_manually via ops_desk" in x)
         until[margin] = line.split("until ", 1)[1].split(",")[0]
         rec = json.loads((tmp_path / f"m{margin}.db.audit.jsonl").read_text().splitlines()[0])
