@@ -463,10 +463,11 @@ class Store:
                     latency = data.get("latency_ms") if type_ == "step_succeeded" else None
                     self.db.execute("INSERT INTO step_samples (provider, action, outcome, latency_ms, at, run) VALUES (?, ?, ?, ?, ?, ?)",
                                     (data["provider"], data["action"], _SAMPLED[type_], latency if isinstance(latency, int) else None, at, run_id))
+                # The run's row changes with its status only (`updated_at`: when it last changed);
+                # its latest event time is the projection's (`run_index.last_at`), written below.
+                # Touching the row at every event cost a page in each commit's write.
                 if status is not None:
                     self.db.execute("UPDATE runs SET status = ?, updated_at = ? WHERE id = ?", (status, at, run_id))
-                else:
-                    self.db.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (at, run_id))
                 if outbox is not None:
                     self.db.execute("INSERT OR REPLACE INTO outbox VALUES (?, ?, ?)", (outbox[0], run_id, json.dumps(outbox[1], sort_keys=True, default=str)))
                 folded = self._advance_index(run_id, last, {"seq": seq, "type": type_, "at": at, "data": json.loads(body)})
