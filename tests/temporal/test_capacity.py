@@ -382,3 +382,45 @@ def test_a_step_that_times_out_or_fails_gives_its_slot_back_at_once(temporal_add
 async def _called(calls: list, lock, run: str) -> bool:
     with lock:
         return any(r == run for r, _ in calls)
+
+
+def test_a_run_dropped_from_the_workers_cache_after_every_task_still_holds_and_gives_back_its_slot(temporal_address):
+    # With no workflow cache, the worker drops the run after each of its tasks (as it does when
+    # it needs the room) and replays it from its history at the next one. Being dropped is not
+    # the run's end: it holds its slot across the drops and gives it back once, when it ends,
+    # and nothing raises unseen on the way (a run's clean-up must not make workflow calls when
+    # it is dropped: no workflow call can run there).
+    import gc
+    import sys
+
+    spec = _spec(1)
+    holders = Holders()
+    unraisable: list = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+
+    async def go():
+        client = await Client.connect(temporal_address)
+        queue = _queue()
+        async with worker(client, queue, Activities(spec, registry=holders.registry, capacity_check_s=1), max_cached_workflows=0):
+            try:
+                run = await _start(client, spec, queue, 0)
+                await until(_holding(holders, run.id), "the run to hold `one`")
+                held = await until(lambda: _slots_are(client, queue, [run.id], []), "the semaphore to list the run as holder")
+                holders.let_go(run.id)
+                result = await asyncio.wait_for(run.result(), 60)
+                at_end = await until(lambda: _slots_are(client, queue, [], []), "the slot to be given back")
+                await _replay(run)
+            finally:
+                holders.let_all_go()
+        return held, result, at_end
+
+    try:
+        held, result, at_end = asyncio.run(go())
+        gc.collect()  # a dropped run's coroutine is closed when it is collected
+    finally:
+        sys.unraisablehook = previous
+    assert result["status"] == "succeeded"
+    assert held["holders"][0]["run"] and at_end["granted"] == 1 and at_end["recovered"] == 0
+    dropped = [u for u in unraisable if "workflow event loop" in str(u.exc_value)]
+    assert not dropped, [str(u.exc_value) for u in dropped]

@@ -86,11 +86,14 @@ def worker(
     max_workflows: int | None = None,
     graceful_shutdown_s: float = 30.0,
     build_id: str | None = None,
+    max_cached_workflows: int | None = None,
 ):
     """A Temporal worker for intento runs (await ``worker.run()``; use as an async context manager).
 
     ``max_workers`` bounds the activities (plans and steps) run at once, ``max_workflows`` the
-    workflow tasks; on shutdown, steps in flight get ``graceful_shutdown_s`` to finish before
+    workflow tasks, ``max_cached_workflows`` the runs kept in memory between their tasks
+    (Temporal's default when None; a run dropped from the cache is replayed from its history at
+    its next task); on shutdown, steps in flight get ``graceful_shutdown_s`` to finish before
     they are abandoned (their workflows then see them lost and reconcile them). The build id
     (default: the project's fingerprint) is recorded with every workflow task, so the history
     says which project version decided each step. It also serves the semaphores of providers
@@ -113,6 +116,8 @@ def worker(
     # sandbox passes them through instead of re-importing them for every workflow run.
     runner = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("pydantic", "pydantic_core", "lark", "ortools", "google", "numpy", "cryptography"))
     extra = {"max_concurrent_workflow_tasks": max_workflows} if max_workflows else {}
+    if max_cached_workflows is not None:
+        extra["max_cached_workflows"] = max_cached_workflows
     from intento.temporal._workflow import version_queue
 
     build_id = build_id or "intento-" + activities.spec.fingerprint[:16]

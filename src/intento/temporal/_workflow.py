@@ -535,9 +535,16 @@ class IntentRun:
         self._show()
         if self.legible:
             self.feed = await workflow.execute_activity("intento.simulation", {"run": workflow.info().workflow_id}, start_to_close_timeout=timedelta(seconds=60), summary="simulation feed") or []
+        evicted = False
         try:
             try:
                 result = await self._drive(req)
+            except GeneratorExit:
+                # The worker dropped this workflow from its cache (it is stopping, or needs the
+                # room): the run is not over, it goes on from its history wherever it is served
+                # next, and no workflow call may run here (outside the workflow's event loop).
+                evicted = True
+                raise
             except (asyncio.CancelledError, ActivityError) as err:
                 if isinstance(err, ActivityError) and not isinstance(err.cause, TemporalCancelled):
                     raise
@@ -546,11 +553,12 @@ class IntentRun:
                 self._cancel_asked()
                 result = await self._give_up({"reason": "cancelled", "conflict": [], "summary": "the run was cancelled"})
         finally:
-            if timer is not None and not timer.done():
-                timer.cancel()
-            # Every capacity slot the run still holds or waits for goes back, however it ends
-            # (a run terminated by Temporal runs no code: its semaphore takes the slots back).
-            await self._release_all()
+            if not evicted:
+                if timer is not None and not timer.done():
+                    timer.cancel()
+                # Every capacity slot the run still holds or waits for goes back, however it ends
+                # (a run terminated by Temporal runs no code: its semaphore takes the slots back).
+                await self._release_all()
         if result.get("status") == "cancelled":
             # Ends in Temporal's own Canceled state; the outcome stays readable by the `status` query.
             raise asyncio.CancelledError("the run was cancelled")
