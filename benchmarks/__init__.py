@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from contextlib import contextmanager
+
+
+def cpu_time(fn) -> tuple[float, object]:
+    """(CPU seconds of this process spent in ``fn()``, what it returned)."""
+    t = time.process_time()
+    out = fn()
+    return time.process_time() - t, out
+
+
+def median_wall(fn, repeat: int, warmup: bool = True) -> float:
+    """The median wall time of ``repeat`` calls of ``fn()``, after one call not counted (unless
+    ``warmup`` is false)."""
+    if warmup:
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 @contextmanager

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks import cpu_time
 from benchmarks.scenarios import estate
 from intento.check import check_sources
 from intento.diagnostics import Source
@@ -66,12 +67,6 @@ def infeasible_estate(n_actions: int, seed: int) -> Case:
     return Case("\n".join(lines + extra) + "\n", e.intent, "eu" if seed % 2 else "us", base + len(extra))
 
 
-def _cpu(fn) -> tuple[float, object]:
-    t = time.process_time()
-    out = fn()
-    return time.process_time() - t, out
-
-
 def measure(size: int, requests: int, time_limit: float) -> dict:
     ratios, full_ratios, worst_over, rows = [], [], 0.0, []
     for seed in range(requests):
@@ -84,7 +79,7 @@ def measure(size: int, requests: int, time_limit: float) -> dict:
         wall: dict[str, float] = {}
         for level in order:
             t0 = time.perf_counter()
-            cpu[level], p = _cpu(lambda: plan_problem(problem, explain=level, time_limit_s=time_limit))
+            cpu[level], p = cpu_time(lambda: plan_problem(problem, explain=level, time_limit_s=time_limit))
             wall[level] = time.perf_counter() - t0
             if level == "basic":
                 conflict = len(p.explanation.conflict) if p.explanation else 0
@@ -116,7 +111,7 @@ def measure_full(size: int, requests: int, time_limit: float) -> dict:
         order = levels[seed % 2:] + levels[: seed % 2]
         cpu = {}
         for level in order:
-            cpu[level], _ = _cpu(lambda: plan_problem(problem, explain=level, time_limit_s=time_limit))
+            cpu[level], _ = cpu_time(lambda: plan_problem(problem, explain=level, time_limit_s=time_limit))
         ratios.append(cpu["full"] / max(cpu["basic"], 1e-6))
     return {"actions": size, "cases": requests, "median_ratio": statistics.median(ratios), "worst_ratio": max(ratios)}
 

@@ -33,19 +33,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import median_wall
+
 ROOT = Path(__file__).resolve().parents[1]
 SCEN = ROOT / "examples" / "order_fulfilment" / "scenarios" / "stripe_outage.json"
 US = {"customer.region": "us", "order.amount": "80 USD", "customer.email": "o@example.com"}
-
-
-def _median(fn, repeat: int) -> float:
-    fn()  # warm-up, not counted
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _spec():
@@ -90,7 +82,7 @@ def audit_append(spec, runs: int, repeat: int) -> dict:
         out = {}
         for name, path in (("fresh", fresh), ("big", big)):
             log = AuditLog(path)
-            out[name] = _median(lambda log=log: log.write(draft), repeat)
+            out[name] = median_wall(lambda log=log: log.write(draft), repeat)
         out["bytes"] = size
     return out
 
@@ -155,7 +147,7 @@ def listing(store_path: Path, repeat: int) -> dict:
         t0 = time.perf_counter()
         first = list_runs(store, limit=100)
         first_s = time.perf_counter() - t0
-        return {"first_s": first_s, "median_s": _median(lambda: list_runs(store, limit=100), repeat), "total": first["total"]}
+        return {"first_s": first_s, "median_s": median_wall(lambda: list_runs(store, limit=100), repeat), "total": first["total"]}
     finally:
         store.close()
 
@@ -188,7 +180,7 @@ def startup(spec, store_path: Path, repeat: int) -> dict:
             eng._adopt_all()
             eng._release_all()
 
-        scan_s = _median(scan, repeat)
+        scan_s = median_wall(scan, repeat)
         t0 = time.perf_counter()
         store.virtual_now()
         clock_s = time.perf_counter() - t0

@@ -23,10 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from benchmarks import cpu_time
 from benchmarks.scenarios import estate
 from intento import compile as compile_mod
 from intento.backends import cpsat
@@ -89,12 +89,6 @@ def intento_values(problem, plan) -> tuple:
     return tuple(values)
 
 
-def _cpu(fn):
-    t = time.process_time()
-    out = fn()
-    return time.process_time() - t, out
-
-
 def measure(size: int, requests: int, form: str, time_limit: float) -> dict:
     rows, seed = [], 0
     while len(rows) < requests and seed < requests * 8:
@@ -109,7 +103,7 @@ def measure(size: int, requests: int, form: str, time_limit: float) -> dict:
         runs = {"intento": lambda: plan_problem(problem, explain="none", time_limit_s=time_limit), "plain": lambda: plain_solve(problem, time_limit)}
         names = list(runs)
         k = len(rows) % 2
-        out = {n: _cpu(runs[n]) for n in names[k:] + names[:k]}
+        out = {n: cpu_time(runs[n]) for n in names[k:] + names[:k]}
         (plain_status, plain_values) = out["plain"][1]
         same = plain_status == "optimal" and plain_values == intento_values(problem, out["intento"][1])
         mismatch = plain_status == "optimal" and not same

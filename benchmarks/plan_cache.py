@@ -18,23 +18,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
 
+from benchmarks import median_wall
 from benchmarks.scenarios import estate
 from intento import Project
 from intento.check import check_sources
 from intento.diagnostics import Source
 from intento.plan import Plan
-
-
-def _median(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def measure(size: int, repeat: int) -> dict:
@@ -46,10 +36,10 @@ def measure(size: int, repeat: int) -> dict:
     text = plan.model_dump_json()
     editable = plan.editable()
     out = {"actions": size, "steps": len(plan.steps), "json_chars": len(text)}
-    out["hit_s"] = _median(lambda: cached.plan(e.intent, given), repeat)
-    out["json_s"] = _median(lambda: Plan.model_validate_json(text), repeat)
-    out["deepcopy_s"] = _median(lambda: copy.deepcopy(editable), repeat)
-    out["solve_s"] = _median(lambda: uncached.plan(e.intent, given), max(3, repeat // 5))
+    out["hit_s"] = median_wall(lambda: cached.plan(e.intent, given), repeat, warmup=False)
+    out["json_s"] = median_wall(lambda: Plan.model_validate_json(text), repeat, warmup=False)
+    out["deepcopy_s"] = median_wall(lambda: copy.deepcopy(editable), repeat, warmup=False)
+    out["solve_s"] = median_wall(lambda: uncached.plan(e.intent, given), max(3, repeat // 5), warmup=False)
     return out
 
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
+from benchmarks import cpu_time
 from benchmarks.scenarios import estate
 from intento.backends import SolveOptions, cpsat
 from intento.check import check_sources
@@ -44,12 +44,6 @@ def _single(problem) -> str:
     return solver.StatusName(solver.Solve(c.model))
 
 
-def _cpu(fn) -> float:
-    t = time.process_time()
-    fn()
-    return time.process_time() - t
-
-
 def measure(size: int, requests: int, form: str) -> dict:
     rows = []
     seed = 0
@@ -68,7 +62,7 @@ def measure(size: int, requests: int, form: str) -> dict:
         }
         names = list(runs)
         k = len(rows) % len(names)
-        cpu = {n: _cpu(runs[n]) for n in names[k:] + names[:k]}
+        cpu = {n: cpu_time(runs[n])[0] for n in names[k:] + names[:k]}
         rows.append(cpu)
     tie = [r["tie-break"] / r["objective"] for r in rows]
     single = [r["tie-break"] / r["single"] for r in rows]
