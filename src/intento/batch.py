@@ -31,7 +31,7 @@ import heapq
 import time
 from typing import Any
 
-from ortools.sat.python import cp_model
+from intento.backends._ortools import cp_model
 
 from intento.backends import Solution, SolveOptions
 from intento.backends import cpsat

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
 
 import typer
-from rich.console import Console
 
 from intento import __version__
 
@@ -69,8 +68,29 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+
+class _Stream:
+    """Where the CLI writes its text: plain ``print`` (no wrapping, no markup, no emoji codes),
+    and rich only for a styled line (coloured diagnostics on a terminal), imported then: rich's
+    console costs about 40 ms of every command's start (docs/benchmarks.md, "Start-up")."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._rich = None
+
+    def print(self, text: str, *, style: str | None = None) -> None:
+        if style is None:
+            print(text, file=sys.stderr if self._stderr else sys.stdout, flush=True)
+            return
+        if self._rich is None:
+            from rich.console import Console
+
+            self._rich = Console(stderr=self._stderr, highlight=False, soft_wrap=True)
+        self._rich.print(text, style=style, markup=False)
+
+
+err = _Stream(stderr=True)
+out = _Stream()
 
 _MAX_QUESTIONS_HELP = (
     "With a full explanation: at most this many counterfactual solves (alternatives in step order, then unused actions, "
@@ -171,9 +191,9 @@ def print_diagnostics(diags: list[Diagnostic], fmt: DiagFormat = DiagFormat.text
         if color:
             head, _, rest = text.partition("\n")
             style = "bold red" if d.is_error else "bold yellow"
-            err.print(head, style=style, markup=False)
+            err.print(head, style=style)
             if rest:
-                err.print(rest, markup=False)
+                err.print(rest)
         else:
             print(text, file=sys.stderr)
         if fmt is DiagFormat.text:
@@ -493,7 +513,7 @@ def plan(
     else:
         from intento.render import plan_text
 
-        out.print(plan_text(result), markup=False)
+        out.print(plan_text(result))
     if other is not None:
         from intento.render import same_optimum
 
@@ -581,7 +601,7 @@ def explain(
     elif format is ExplainFormat.markdown:
         print(explanation_markdown(result, spec, given_data, state_data), end="")
     else:
-        out.print(plan_text(result), markup=False)
+        out.print(plan_text(result))
     raise typer.Exit({"optimal": 0, "feasible": 0, "infeasible": 3, "unknown": 4}[result.status])
 
 
@@ -606,7 +626,7 @@ def _explain_why_not(problem, result, questions, format, spec, given_data, state
     elif format is ExplainFormat.markdown:
         print(explanation_markdown(result, spec, given_data, state_data) + "\n" + why_not_markdown(w), end="")
     else:
-        out.print(plan_text(result) + "\n\n" + why_not_text(w), markup=False)
+        out.print(plan_text(result) + "\n\n" + why_not_text(w))
     raise typer.Exit({"optimal": 0, "feasible": 0, "infeasible": 3, "unknown": 4}[result.status])
 
 
@@ -728,7 +748,7 @@ def _live(quiet: bool, many: bool = False):
         }.get(kind)
         if text:
             who = f"{st.run} " if many else ""
-            out.print(f"{who}[{_dur(at):>14}] {text()}", markup=False, highlight=False)
+            out.print(f"{who}[{_dur(at):>14}] {text()}")
 
     return show
 
@@ -782,7 +802,7 @@ def run_command(
         given_data, _ = _json_input(given, "given")
         state_data, _ = _json_input(state, "state")
         run_id = ex.start(intent, given_data, state_data, key)
-    out.print(f"run {run_id} ({intent}), store {store}", markup=False)
+    out.print(f"run {run_id} ({intent}), store {store}")
     from intento.execute.executor import RunBusy
 
     try:
@@ -1269,7 +1289,7 @@ def resume(
 def _print_status(store, run_id: str, spec=None) -> None:
     from intento.execute.report import store_status
 
-    out.print(store_status(store, run_id, spec), markup=False)
+    out.print(store_status(store, run_id, spec))
 
 
 class ReadFormat(str, Enum):
@@ -2253,7 +2273,46 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def run() -> None:
-    """Console-script entry point: typer's app with a last-resort guard against tracebacks."""
+    """Console-script entry point: typer's app with a last-resort guard against tracebacks, then
+    a quick exit (`_exit`)."""
+    try:
+        _guarded()
+    except SystemExit as e:
+        _exit(e.code)
+    _exit(0)
+
+
+def _exit(code: object) -> None:
+    """End the process once the command is over, without the interpreter's teardown of every
+    module it imported (about a tenth of a second for a process that planned: the solver's and
+    pydantic's modules; docs/benchmarks.md, "Start-up").
+
+    What an ordinary exit does for the outside world still happens: the functions registered
+    with `atexit` run (logging's and tracing's flushes, `weakref.finalize` clean-ups), then the
+    standard streams are flushed. Only the freeing of memory the process is about to give back
+    is skipped. When any other thread is alive (a server's, a worker's), or with
+    ``INTENTO_SLOW_EXIT=1``, the process exits as usual, waiting for those threads."""
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)  # what the interpreter does with `sys.exit("message")`
+        code = 1
+    import threading
+
+    if threading.active_count() > 1 or os.environ.get("INTENTO_SLOW_EXIT"):
+        sys.exit(code)
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`intento runs | head -1`) or stream
+            pass
+    os._exit(code)
+
+
+def _guarded() -> None:
     try:
         app()
     except SystemExit:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ortools.sat.python import cp_model
+from intento.backends._ortools import cp_model
 
 from intento.evaluate import COMPARE, FLIP
 from intento.problem import Act, Member, Problem, risk_int

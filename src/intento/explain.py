@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ortools.sat.python import cp_model
+from intento.backends._ortools import cp_model
 
 from intento.backends import SolveOptions, cpsat
 from intento.backends.cpsat import latency_floor, new_solver

@@ -486,10 +486,11 @@ def test_check_with_no_cache_writes_no_cache_at_all(tmp_path):
     assert not (tmp_path / "c").exists()  # neither parsed files nor the analysed grammar
 
 
-def test_plan_does_import_ortools(tmp_path):
+def test_plan_imports_ortools_but_not_pandas(tmp_path):
     out = cli(*PLAN, cache_dir=tmp_path / "c")
     assert out["exit"] == 0, out["stdout"] + out["stderr"]
-    assert "ortools" in out["modules"]
+    assert "ortools" in out["modules"] and "numpy" in out["modules"]
+    assert "pandas" not in out["modules"]  # intento.backends._ortools
 
 
 @pytest.mark.parametrize("command", ["runs", "status"])

@@ -22,7 +22,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import replace
 
-from ortools.sat.python import cp_model
+from intento.backends._ortools import cp_model
 
 from intento.backends import Solution, SolveOptions, rank_weight
 from intento.compile import Compiled, compile_problem
