@@ -60,15 +60,15 @@ def plain_solve(problem, time_limit: float) -> tuple[str, tuple | None]:
         expr += radix * e
         bound = cpsat.stage_bound(c, name)
         radix *= (bound + 1) if bound is not None else 1
-    c.model.Minimize(expr)
+    c.model.minimize(expr)
     solver = cpsat.cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = time_limit
     solver.parameters.num_workers = 1
-    status = solver.Solve(c.model)
-    name = solver.StatusName(status).lower()
+    status = solver.solve(c.model)
+    name = solver.status_name(status).lower()
     if name not in ("optimal", "feasible"):
         return name, None
-    return name, tuple(int(solver.Value(e)) for _, e in stages)
+    return name, tuple(int(solver.value(e)) for _, e in stages)
 
 
 def intento_values(problem, plan) -> tuple:
@@ -76,16 +76,16 @@ def intento_values(problem, plan) -> tuple:
     c = compile_mod.compile_problem(problem, force={s.action: s.provider for s in plan.steps})
     for a in problem.actions:
         if a.name not in {s.action for s in plan.steps} and not a.done:
-            c.model.Add(c.use[a.name] == 0)
+            c.model.add(c.use[a.name] == 0)
     stages = cpsat.objective_stages(c)
     values = []
     for _, e in stages:  # the chosen options fix cost and risk; latency is the earliest schedule
-        c.model.Minimize(e)
+        c.model.minimize(e)
         solver = cpsat.cp_model.CpSolver()
         solver.parameters.num_workers = 1
-        solver.Solve(c.model)
-        values.append(int(solver.Value(e)))
-        c.model.Add(e == values[-1])
+        solver.solve(c.model)
+        values.append(int(solver.value(e)))
+        c.model.add(e == values[-1])
     return tuple(values)
 
 

@@ -31,7 +31,7 @@ import heapq
 import time
 from typing import Any
 
-from intento.backends._ortools import cp_model
+from intento.backends._ortools import CpModel
 
 from intento.backends import Solution, SolveOptions
 from intento.backends import cpsat
@@ -173,7 +173,7 @@ def _solve_jointly(spec, problems, joint, sols, keys, shared, options, deadline,
     held_bound, held_log = None, []
     for attempt_held in ([held, 0] if held else [0]):
         tb = time.perf_counter()
-        model = cp_model.CpModel()
+        model = CpModel()
         horizon = sum(serial_horizon(p) for p in ps)
         # A floored request with its plan made alone is held to it (waits within it included);
         # one without may not wait at all.
@@ -182,9 +182,9 @@ def _solve_jointly(spec, problems, joint, sols, keys, shared, options, deadline,
         for i, c in zip(joint, compiled):
             if i in held_plan:
                 for (an, pv), xv in c.x.items():
-                    model.Add(xv == int(sols[i].choice.get(an) == pv))
+                    model.add(xv == int(sols[i].choice.get(an) == pv))
                 for an, t in sols[i].starts.items():
-                    model.Add(c.start[an] == int(t))
+                    model.add(c.start[an] == int(t))
         per_request = [_aligned_exprs(c, has_penalty, n_obj) for c in compiled]
         if tiebreak:
             for c, row in zip(compiled, per_request):
@@ -194,20 +194,20 @@ def _solve_jointly(spec, problems, joint, sols, keys, shared, options, deadline,
             total = 0
             for i, c, row in zip(joint, compiled, per_request):
                 v = alone_rows[i][k]
-                model.Add(row[k] == v)
+                model.add(row[k] == v)
                 total += v
             stats["stage_log"].append({"stage": names[k], "status": "optimal", "objective": float(total), "bound": float(total), "wall_s": 0.0, "elapsed_s": time.perf_counter() - t0, "by": "alone"})
         stats["build_s"] += time.perf_counter() - tb
-        stats.update(variables=len(model.Proto().variables), constraints=len(model.Proto().constraints))
+        stats.update(variables=len(model.proto.variables), constraints=len(model.proto.constraints))
         hint = {}
         for r, (i, c) in enumerate(zip(joint, compiled)):
             s = sols[i]
             if s.status in ("optimal", "feasible"):
                 at = repaired[r] if repaired is not None else s.starts
                 for (an, pv), xv in c.x.items():
-                    hint[xv.Index()] = int(s.choice.get(an) == pv)
+                    hint[xv.index] = int(s.choice.get(an) == pv)
                 for an, sv in c.start.items():
-                    hint[sv.Index()] = int(at.get(an, 0))
+                    hint[sv.index] = int(at.get(an, 0))
         # The first stage minimised jointly is bounded by the sum of the requests' values alone
         # (the stages before it being at theirs); later ones are not.
         first_bound = sum(alone_rows[i][attempt_held] for i in joint) if keys and attempt_held < len(names) else None
@@ -235,8 +235,8 @@ def _solve_jointly(spec, problems, joint, sols, keys, shared, options, deadline,
         if last is None:
             out[i] = Solution("infeasible" if status == "infeasible" else "unknown")
         else:
-            choice = {an: pv for (an, pv), xv in c.x.items() if last[xv.Index()]}
-            out[i] = Solution(status, choice, {an: last[c.start[an].Index()] for an in choice})
+            choice = {an: pv for (an, pv), xv in c.x.items() if last[xv.index]}
+            out[i] = Solution(status, choice, {an: last[c.start[an].index] for an in choice})
     return out
 
 
@@ -252,37 +252,37 @@ def _stages(model, exprs, names, hint, options, deadline, relative_gap, stats, t
         if left <= 0:
             status = "feasible" if last else "unknown"
             break
-        model.ClearHints()
+        model.clear_hints()
         for idx, val in (last or hint).items():
-            model.Proto().solution_hint.vars.append(idx)
-            model.Proto().solution_hint.values.append(val)
-        model.Minimize(expr)
+            model.proto.solution_hint.vars.append(idx)
+            model.proto.solution_hint.values.append(val)
+        model.minimize(expr)
         solver = new_solver(left, options.num_workers, options.seed)
         solver.parameters.relative_gap_limit = relative_gap
-        r = _STATUS.get(solver.Solve(model), "unknown")
+        r = _STATUS.get(solver.solve(model), "unknown")
         stats["stages"] += 1
-        stats["branches"] += solver.NumBranches()
-        stats["conflicts"] += solver.NumConflicts()
-        stats["solve_s"] += solver.WallTime()
+        stats["branches"] += solver.num_branches
+        stats["conflicts"] += solver.num_conflicts
+        stats["solve_s"] += solver.wall_time
         stats["stage_log"].append(
             {
                 "stage": names[i],
                 "status": r,
-                "objective": solver.ObjectiveValue() if r in ("optimal", "feasible") else None,
-                "bound": max(solver.BestObjectiveBound(), first_bound) if i == 0 and first_bound is not None else solver.BestObjectiveBound(),
-                "wall_s": solver.WallTime(),
+                "objective": solver.objective_value if r in ("optimal", "feasible") else None,
+                "bound": max(solver.best_objective_bound, first_bound) if i == 0 and first_bound is not None else solver.best_objective_bound,
+                "wall_s": solver.wall_time,
                 "elapsed_s": time.perf_counter() - t0,
                 "by": "joint",
             }
         )
         if r in ("optimal", "feasible"):
-            value = int(round(solver.ObjectiveValue()))
-            last = {v.Index(): solver.Value(v) for v in all_vars}
+            value = int(round(solver.objective_value))
+            last = {v.index: solver.value(v) for v in all_vars}
             if r == "optimal" and relative_gap == 0:
-                model.Add(expr == value)
+                model.add(expr == value)
             else:
                 status = "feasible"
-                model.Add(expr <= value)
+                model.add(expr <= value)
         elif i == 0:
             status = r
             break
@@ -310,8 +310,8 @@ def _add_capacity(model, spec: Spec, compiled: list[Compiled], shared: set[str])
             for (an, pv), xv in c.x.items():
                 if pv == pname:
                     o = c.problem.option(an, pv)
-                    intervals.append(model.NewOptionalFixedSizeIntervalVar(c.start[an], o.latency_ms, xv, f"run[{an},{pv}]"))
-        model.AddCumulative(intervals, [1] * len(intervals), spec.providers[pname].capacity)
+                    intervals.append(model.new_optional_fixed_size_interval_var(c.start[an], o.latency_ms, xv, f"run[{an},{pv}]"))
+        model.add_cumulative(intervals, [1] * len(intervals), spec.providers[pname].capacity)
 
 
 def _list_schedule(spec: Spec, placed: list[tuple[Problem, Solution]], shared: set[str]) -> list[dict[str, int]] | None:

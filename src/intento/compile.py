@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from intento.backends._ortools import cp_model
+from intento.backends._ortools import CpModel, cp_model
 
 from intento.evaluate import COMPARE, FLIP
 from intento.problem import Act, Member, Problem, risk_int
@@ -75,7 +75,7 @@ def compile_problem(
     pass ``shared_capacity``: the providers whose capacity the batch enforces across all of them
     (this function then adds no capacity constraint of its own), and a ``horizon`` long enough for
     the whole batch to run one step at a time."""
-    m = model if model is not None else cp_model.CpModel()
+    m = model if model is not None else CpModel()
     force = force or {}
 
     def active(member: Member) -> bool:
@@ -85,7 +85,7 @@ def compile_problem(
         if not literals:
             return []
         if member.id not in c.literals:
-            c.literals[member.id] = m.NewBoolVar(f"{prefix}member[{member.id}]")
+            c.literals[member.id] = m.new_bool_var(f"{prefix}member[{member.id}]")
         return [c.literals[member.id]]
 
     allowed: dict[str, list] = {}
@@ -129,30 +129,30 @@ def compile_problem(
             # Never used (pruned, or no option left): one shared constant stands for its use,
             # start and end, so a large project's unusable actions cost the model nothing.
             if zero is None:
-                zero = m.NewConstant(0)
+                zero = m.new_constant(0)
             c.use[a.name] = c.start[a.name] = c.end[a.name] = zero
             continue
-        use = m.NewBoolVar(f"{prefix}use[{a.name}]")
+        use = m.new_bool_var(f"{prefix}use[{a.name}]")
         c.use[a.name] = use
         xs = []
         for o, blockers in opts:
-            xv = m.NewBoolVar(f"{prefix}x[{a.name},{o.provider}]")
+            xv = m.new_bool_var(f"{prefix}x[{a.name},{o.provider}]")
             c.x[(a.name, o.provider)] = xv
             xs.append((o, xv))
             for b in blockers:
-                m.AddImplication(xv, lit_of(b)[0].Not())
+                m.add_implication(xv, lit_of(b)[0].negated())
             if o.provider in capacity_binding:
                 c.waiting.add(a.name)
-        m.Add(sum(xv for _, xv in xs) == use)
+        m.add(sum(xv for _, xv in xs) == use)
         if a.name in force or a.done:
-            m.Add(use == 1)
-        start = m.NewIntVar(0, horizon, f"{prefix}start[{a.name}]")
-        end = m.NewIntVar(0, horizon, f"{prefix}end[{a.name}]")
-        m.Add(end == start + sum(o.latency_ms * xv for o, xv in xs))
-        m.Add(start == 0).OnlyEnforceIf(use.Not())
+            m.add(use == 1)
+        start = m.new_int_var(0, horizon, f"{prefix}start[{a.name}]")
+        end = m.new_int_var(0, horizon, f"{prefix}end[{a.name}]")
+        m.add(end == start + sum(o.latency_ms * xv for o, xv in xs))
+        m.add(start == 0).only_enforce_if(use.negated())
         c.start[a.name], c.end[a.name] = start, end
         if not xs:
-            m.Add(use == 0)
+            m.add(use == 0)
 
     # -- fact and formula times --
     achievers: dict[str, list[str]] = {}
@@ -164,9 +164,9 @@ def compile_problem(
 
     def eon(name: str):
         if name not in end_or_never:
-            v = m.NewIntVar(0, never, f"end_or_never[{name}]")
-            m.Add(v == c.end[name]).OnlyEnforceIf(c.use[name])
-            m.Add(v == never).OnlyEnforceIf(c.use[name].Not())
+            v = m.new_int_var(0, never, f"end_or_never[{name}]")
+            m.add(v == c.end[name]).only_enforce_if(c.use[name])
+            m.add(v == never).only_enforce_if(c.use[name].negated())
             end_or_never[name] = v
         return end_or_never[name]
 
@@ -180,8 +180,8 @@ def compile_problem(
             if not srcs:
                 fact_time[f] = never
             else:
-                v = m.NewIntVar(0, never, f"t[{f}]")
-                m.AddMinEquality(v, [eon(s) for s in srcs])
+                v = m.new_int_var(0, never, f"t[{f}]")
+                m.add_min_equality(v, [eon(s) for s in srcs])
                 fact_time[f] = v
         return fact_time[f]
 
@@ -195,11 +195,11 @@ def compile_problem(
                 key = repr(e)
                 if key not in formula_cache:
                     parts = [t_formula(x) for x in e.items]
-                    v = m.NewIntVar(0, never, f"t[{type(e).__name__.lower()}#{len(formula_cache)}]")
+                    v = m.new_int_var(0, never, f"t[{type(e).__name__.lower()}#{len(formula_cache)}]")
                     if isinstance(e, ast.And):
-                        m.AddMaxEquality(v, parts)
+                        m.add_max_equality(v, parts)
                     else:
-                        m.AddMinEquality(v, parts)
+                        m.add_min_equality(v, parts)
                     formula_cache[key] = v
                 return formula_cache[key]
         raise AssertionError(f"not a fact formula: {e!r}")
@@ -221,13 +221,13 @@ def compile_problem(
                 if not srcs:
                     h = 0
                 else:
-                    h = m.NewBoolVar(f"{prefix}holds[{e.name}]")
-                    m.Add(h <= sum(c.use[s] for s in srcs))
+                    h = m.new_bool_var(f"{prefix}holds[{e.name}]")
+                    m.add(h <= sum(c.use[s] for s in srcs))
                     for s in srcs:
-                        m.Add(c.use[s] <= h)
+                        m.add(c.use[s] <= h)
                     t = t_fact(e.name)
-                    m.Add(t <= horizon).OnlyEnforceIf(h)
-                    m.Add(t == never).OnlyEnforceIf(h.Not())
+                    m.add(t <= horizon).only_enforce_if(h)
+                    m.add(t == never).only_enforce_if(h.negated())
             case ast.And() | ast.Or():
                 every = isinstance(e, ast.And)
                 parts = [holds(x) for x in e.items]
@@ -239,15 +239,15 @@ def compile_problem(
                 elif not lits:
                     h = 1 - absorbing
                 else:
-                    h = m.NewBoolVar(f"{prefix}holds[{type(e).__name__.lower()}#{len(hold_cache)}]")
+                    h = m.new_bool_var(f"{prefix}holds[{type(e).__name__.lower()}#{len(hold_cache)}]")
                     if every:  # h == min(lits)
-                        m.Add(h >= sum(lits) - (len(lits) - 1))
+                        m.add(h >= sum(lits) - (len(lits) - 1))
                         for x in lits:
-                            m.Add(h <= x)
+                            m.add(h <= x)
                     else:  # h == max(lits)
-                        m.Add(h <= sum(lits))
+                        m.add(h <= sum(lits))
                         for x in lits:
-                            m.Add(x <= h)
+                            m.add(x <= h)
             case _:
                 raise AssertionError(f"not a fact formula: {e!r}")
         hold_cache[key] = h
@@ -257,7 +257,7 @@ def compile_problem(
 
     # -- soft statements get a violation literal each (priced below) --
     for s in problem.soft:
-        c.violated[s.id] = m.NewBoolVar(f"{prefix}violated[{s.id}]")
+        c.violated[s.id] = m.new_bool_var(f"{prefix}violated[{s.id}]")
 
     # -- whether every capacity holds all its chosen steps at once (single requests only: in a
     # batch the others' steps count too): then no step needs to wait --
@@ -266,15 +266,15 @@ def compile_problem(
         over = []
         for pname in sorted(capacity_binding):
             cap = problem.spec.providers[pname].capacity
-            o = m.NewBoolVar(f"{prefix}over[{pname}]")
+            o = m.new_bool_var(f"{prefix}over[{pname}]")
             # (with slots held by other work, one step may already have to wait for them)
             least = 1 if problem.state.busy.get(pname) else cap + 1
-            m.Add(sum(xv for (an, pv), xv in c.x.items() if pv == pname) >= least).OnlyEnforceIf(o)
+            m.add(sum(xv for (an, pv), xv in c.x.items() if pv == pname) >= least).only_enforce_if(o)
             over.append(o)
-        fits = m.NewBoolVar(f"{prefix}fits")
-        m.AddBoolOr(over + [fits])
+        fits = m.new_bool_var(f"{prefix}fits")
+        m.add_bool_or(over + [fits])
         for o in over:
-            m.AddImplication(fits, o.Not())
+            m.add_implication(fits, o.negated())
 
     # -- when each used step starts: its `requires` and every `require F before` it honours --
     befores_of: dict[str, list] = {}
@@ -291,9 +291,9 @@ def compile_problem(
             h = holds(a.requires)
             if isinstance(h, int):
                 if h == 0:
-                    m.Add(use == 0)
+                    m.add(use == 0)
             else:
-                m.Add(use <= h)
+                m.add(use <= h)
         parts = [t_formula(a.requires)] if a.requires is not None else []
         for owner, formula in befores_of.get(a.name, ()):
             if isinstance(owner, Member):
@@ -301,45 +301,45 @@ def compile_problem(
                     continue
                 enforce = lit_of(owner)
             else:
-                enforce = [c.violated[owner.id].Not()]
+                enforce = [c.violated[owner.id].negated()]
             if not enforce:
                 parts.append(t_formula(formula))
                 continue
-            g = m.NewIntVar(0, never, f"before[{owner.id}]")
-            m.Add(g == t_formula(formula)).OnlyEnforceIf(enforce)
-            m.Add(g == 0).OnlyEnforceIf(enforce[0].Not())
+            g = m.new_int_var(0, never, f"before[{owner.id}]")
+            m.add(g == t_formula(formula)).only_enforce_if(enforce)
+            m.add(g == 0).only_enforce_if(enforce[0].negated())
             parts.append(g)
             if not isinstance(owner, Member):
                 # Breaking a soft `before` means the step did not wait for F, which the
                 # violation literal stands for only when F was in fact late.
-                m.Add(t_formula(formula) > start).OnlyEnforceIf([enforce[0].Not(), use])
+                m.add(t_formula(formula) > start).only_enforce_if([enforce[0].negated(), use])
         if not parts:
             t = 0
         elif len(parts) == 1:
             t = parts[0]
         else:
-            t = m.NewIntVar(0, never, f"ready[{a.name}]")
-            m.AddMaxEquality(t, parts)
+            t = m.new_int_var(0, never, f"ready[{a.name}]")
+            m.add_max_equality(t, parts)
         if a.name in c.waiting:
-            m.Add(start >= t).OnlyEnforceIf(use)
+            m.add(start >= t).only_enforce_if(use)
             # Only a step on a provider whose capacity binds ever waits (moving any other one to
             # its ready time keeps every capacity and ends nothing later), and none waits when no
             # capacity is exceeded at all: the contract's schedule is then the earliest one.
             for pv, xv in xs_of.get(a.name, ()):
                 if pv not in capacity_binding:
-                    m.Add(start == t).OnlyEnforceIf(xv)
+                    m.add(start == t).only_enforce_if(xv)
             if fits is not None:
-                m.Add(start == t).OnlyEnforceIf([use, fits])
+                m.add(start == t).only_enforce_if([use, fits])
         else:
-            m.Add(start == t).OnlyEnforceIf(use)
+            m.add(start == t).only_enforce_if(use)
 
     # -- makespan and metrics --
-    c.makespan = m.NewIntVar(0, horizon, f"{prefix}makespan")
+    c.makespan = m.new_int_var(0, horizon, f"{prefix}makespan")
     ends = [c.end[a.name] for a in problem.actions if c.end[a.name] is not zero]
     if ends:
-        m.AddMaxEquality(c.makespan, ends)
+        m.add_max_equality(c.makespan, ends)
     else:
-        m.Add(c.makespan == 0)
+        m.add(c.makespan == 0)
     c.cost = sum(problem.money_int(o.cost) * xv for (an, p), xv in c.x.items() for o in [problem.option(an, p)])
     c.risk = sum(o.risk * xv for (an, p), xv in c.x.items() for o in [problem.option(an, p)] if o.risk)
 
@@ -350,20 +350,20 @@ def compile_problem(
         for (an, p), xv in c.x.items():
             if p == pname:
                 o = problem.option(an, p)
-                intervals.append(m.NewOptionalFixedSizeIntervalVar(c.start[an], o.latency_ms, xv, f"run[{an},{p}]"))
+                intervals.append(m.new_optional_fixed_size_interval_var(c.start[an], o.latency_ms, xv, f"run[{an},{p}]"))
         # slots other work holds now, each until it is expected back (observed `busy`)
         for i, ms in enumerate(problem.state.busy.get(pname, ())):
-            intervals.append(m.NewFixedSizeIntervalVar(0, ms, f"busy[{pname},{i}]"))
-        m.AddCumulative(intervals, [1] * len(intervals), cap)
+            intervals.append(m.new_fixed_size_interval_var(0, ms, f"busy[{pname},{i}]"))
+        m.add_cumulative(intervals, [1] * len(intervals), cap)
 
     # -- hard rules --
     for member, rule in problem.rules:
         if not active(member):
             continue
         enforce = lit_of(member)
-        n_before = len(m.Proto().constraints)
+        n_before = len(m.proto.constraints)
         _add_rule(c, rule, t_formula, enforce, never)
-        c.origin[member.id] = len(m.Proto().constraints) - n_before
+        c.origin[member.id] = len(m.proto.constraints) - n_before
     if literals:
         # Every member needs its literal even when it holds no constraint of its own (static forbids).
         for member in problem.members:
@@ -378,9 +378,9 @@ def compile_problem(
             xv = c.x.get((a.name, o.provider))
             if xv is not None:
                 for s in o.soft_violations:
-                    m.AddImplication(xv, c.violated[s.id])
+                    m.add_implication(xv, c.violated[s.id])
     for s, rule in problem.soft_rules:
-        _add_rule(c, rule, t_formula, [c.violated[s.id].Not()], never)
+        _add_rule(c, rule, t_formula, [c.violated[s.id].negated()], never)
     c.penalty = sum(terms)
     return c
 
@@ -389,25 +389,25 @@ def _add_rule(c: Compiled, rule: tuple, t_formula, enforce: list, never: int) ->
     m, p = c.model, c.problem
     kind = rule[0]
     if kind in ("goal", "require"):
-        m.Add(t_formula(rule[1]) <= c.horizon).OnlyEnforceIf(enforce)
+        m.add(t_formula(rule[1]) <= c.horizon).only_enforce_if(enforce)
         h = c.holds(rule[1])
         if isinstance(h, int):
             if h == 0:
-                m.AddBoolOr([]).OnlyEnforceIf(enforce)
+                m.add_bool_or([]).only_enforce_if(enforce)
         elif not enforce:
-            m.Add(h == 1)
+            m.add(h == 1)
         else:
-            m.Add(h >= enforce[0])
+            m.add(h >= enforce[0])
     elif kind == "budget":
-        m.Add(c.cost <= p.money_int(rule[1])).OnlyEnforceIf(enforce)
+        m.add(c.cost <= p.money_int(rule[1])).only_enforce_if(enforce)
     elif kind == "deadline":
-        m.Add(c.makespan <= rule[1]).OnlyEnforceIf(enforce)
+        m.add(c.makespan <= rule[1]).only_enforce_if(enforce)
     elif kind == "limit":
         _, metric, op, value = rule
         if metric == "cost":
-            m.Add(COMPARE[op](c.cost, p.money_int(value))).OnlyEnforceIf(enforce)
+            m.add(COMPARE[op](c.cost, p.money_int(value))).only_enforce_if(enforce)
         elif metric == "latency":
-            m.Add(COMPARE[op](c.makespan, int(value))).OnlyEnforceIf(enforce)
+            m.add(COMPARE[op](c.makespan, int(value))).only_enforce_if(enforce)
         elif metric == "reliability":
             _reliability_limit(c, op, value, enforce)
     elif kind == "count":
@@ -416,14 +416,14 @@ def _add_rule(c: Compiled, rule: tuple, t_formula, enforce: list, never: int) ->
         # The count lies in [0, len(present)]: a bound beyond it compares alike with the nearest
         # value outside that range, which keeps an enormous written bound out of the model.
         n = max(-1, min(n, len(present) + 1))
-        m.Add(COMPARE[op](sum(present), n)).OnlyEnforceIf(enforce)
+        m.add(COMPARE[op](sum(present), n)).only_enforce_if(enforce)
     elif kind == "distinct":
         names = rule[1]
         providers = {pv for (an, pv) in c.x if an in names}
         for pv in sorted(providers):
             group = [c.x[(an, pv)] for an in names if (an, pv) in c.x]
             if len(group) > 1:
-                m.Add(sum(group) <= 1).OnlyEnforceIf(enforce)
+                m.add(sum(group) <= 1).only_enforce_if(enforce)
     else:  # pragma: no cover - a new rule kind without an encoding is a bug
         raise AssertionError(f"no encoding for rule {rule!r}")
 
@@ -435,10 +435,10 @@ def _reliability_limit(c: Compiled, op: str, value, enforce: list) -> None:
         # The product of reliabilities is always above 0.
         if op in (">=", ">"):
             return
-        m.AddBoolOr([]).OnlyEnforceIf(enforce)  # never satisfiable
+        m.add_bool_or([]).only_enforce_if(enforce)  # never satisfiable
         return
     bound = risk_int(value)
-    m.Add(COMPARE[FLIP[op]](c.risk, bound)).OnlyEnforceIf(enforce)
+    m.add(COMPARE[FLIP[op]](c.risk, bound)).only_enforce_if(enforce)
 
 
 def serial_horizon(problem: Problem, allowed=None) -> int:

@@ -99,7 +99,7 @@ class _Oracle:
 
     def __init__(self, c, lits: dict[str, object], end: float):
         self.c, self.lits, self.end = c, lits, end
-        self.by_index = {lit.Index(): mid for mid, lit in lits.items()}
+        self.by_index = {lit.index: mid for mid, lit in lits.items()}
         self.solves = 0
         self._seen: dict[frozenset[str], tuple[bool | None, frozenset[str]]] = {}
         #: The last plan found (every variable's value): where the next search starts. The sets
@@ -116,21 +116,21 @@ class _Oracle:
         if cpsat.out_of_time(self.end):
             return None, ids
         m = self.c.model
-        m.ClearAssumptions()
-        m.AddAssumptions([self.lits[i] for i in sorted(ids)])
-        m.ClearHints()
+        m.clear_assumptions()
+        m.add_assumptions([self.lits[i] for i in sorted(ids)])
+        m.clear_hints()
         if self._witness is not None:
-            hint = m.Proto().solution_hint
+            hint = m.proto.solution_hint
             hint.vars.extend(range(len(self._witness)))
             hint.values.extend(self._witness)
         solver = _assumption_solver(left)
-        status = solver.Solve(m)
+        status = solver.solve(m)
         self.solves += 1
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            self._witness = list(solver.ResponseProto().solution)
+            self._witness = list(solver.response_proto.solution)
             out = (True, ids)
         elif status == cp_model.INFEASIBLE:
-            core = frozenset(self.by_index[i] for i in solver.SufficientAssumptionsForInfeasibility() if i in self.by_index) & ids
+            core = frozenset(self.by_index[i] for i in solver.sufficient_assumptions_for_infeasibility() if i in self.by_index) & ids
             out = (False, core or ids)
         else:
             return None, ids

@@ -197,7 +197,7 @@ def _feasible(problem, relax: frozenset[str], pruned: bool = False) -> bool:
         solver = cp_model.CpSolver()
         solver.parameters.num_workers = 1
         solver.parameters.max_time_in_seconds = WALL
-        status = solver.Solve(c.model)
+        status = solver.solve(c.model)
         assert status != cp_model.UNKNOWN
         return status in (cp_model.OPTIMAL, cp_model.FEASIBLE)
     finally:
@@ -802,19 +802,19 @@ def _lex_instance(seed: int, n: int):
     model, variables, stage coefficients and a feasibility predicate for brute force."""
     rng = random.Random(seed)
     m = cp_model.CpModel()
-    x = [m.NewBoolVar(f"x{i}") for i in range(n)]
+    x = [m.new_bool_var(f"x{i}") for i in range(n)]
     coefs = [[rng.choice([0, 1, 2, 3, 5, 8, 13, 40, 97, 250]) for _ in range(n)] for _ in range(3)]
     at_least = rng.randint(1, n // 2)
     pairs = [tuple(rng.sample(range(n), 2)) for _ in range(rng.randint(0, n))]
     groups = [rng.sample(range(n), 3) for _ in range(rng.randint(0, 3))]
-    m.Add(sum(x) >= at_least)
+    m.add(sum(x) >= at_least)
     for i, j in pairs:
-        m.Add(x[i] + x[j] <= 1)
+        m.add(x[i] + x[j] <= 1)
     for g in groups:
-        m.Add(sum(x[i] for i in g) >= 1)
+        m.add(sum(x[i] for i in g) >= 1)
 
     if seed % 10 == 9:  # no solution at all
-        m.Add(sum(x) >= n + 1)
+        m.add(sum(x) >= n + 1)
         at_least = n + 1
 
     def ok(bits) -> bool:
@@ -852,7 +852,7 @@ def test_minimize_stages_gives_the_lexicographic_optimum_however_a_packed_solve_
                 continue
             assert (r, tuple(values), solved) == ("optimal", want, 3), info
             assert st.proven, info
-            sol = [st.last[v.Index()] for v in x]
+            sol = [st.last[v.index] for v in x]
             assert tuple(sum(cf * b for cf, b in zip(cs, sol)) for cs in coefs) == want, info
     # Every way a packed solve ends was met: proven, cut before a solution, cut after one (its
     # value then only a bound), and proven infeasible.

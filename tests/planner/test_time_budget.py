@@ -33,7 +33,7 @@ class Recorder:
     def __init__(self, monkeypatch, step: float):
         self.t = 0.0
         self.calls: list[tuple[float, float]] = []
-        real = cp_model.CpSolver.Solve
+        real = cp_model.CpSolver.solve
         rec = self
 
         def solve(solver, model, *args, **kwargs):
@@ -43,7 +43,7 @@ class Recorder:
             rec.t += min(limit, step)
             return result
 
-        monkeypatch.setattr(cp_model.CpSolver, "Solve", solve)
+        monkeypatch.setattr(cp_model.CpSolver, "solve", solve)
         monkeypatch.setattr(cpsat, "clock", lambda: rec.t)
 
     def within(self, budget: float) -> bool:

@@ -164,39 +164,39 @@ class _Stager:
         if left <= 0:
             self.proven = False
             return "timeout"
-        m.ClearHints()
+        m.clear_hints()
         if self.last is not None:
             # The previous stage's whole solution: a feasible start for this one, since each stage
             # only fixes the expression the previous one optimised. (A partial hint, e.g. the
             # options of a previous plan, only guides the first choices.)
-            hint = m.Proto().solution_hint
+            hint = m.proto.solution_hint
             hint.vars.extend(self.last.keys())
             hint.values.extend(self.last.values())
-        m.Minimize(expr)
+        m.minimize(expr)
         solver = new_solver(left, self.options.num_workers, self.options.seed, len(c.x), lp=lp_stage(name))
         if work is not None:  # never more than the request's work budget has left (`new_solver`)
             solver.parameters.max_deterministic_time = min(work, solver.parameters.max_deterministic_time)
-        status = solver.Solve(m)
+        status = solver.solve(m)
         tentative = work is not None and status != cp_model.OPTIMAL and status != cp_model.INFEASIBLE
         self.stats["stages"] += 0 if tentative else 1
-        self.stats["branches"] += solver.NumBranches()
-        self.stats["conflicts"] += solver.NumConflicts()
-        self.stats["wall_s"] += solver.WallTime()
+        self.stats["branches"] += solver.num_branches
+        self.stats["conflicts"] += solver.num_conflicts
+        self.stats["wall_s"] += solver.wall_time
         if status == cp_model.MODEL_INVALID:  # pragma: no cover - a compiler bug, never user input
-            raise RuntimeError(f"intento built an invalid CP-SAT model at stage {name}: {m.Validate()}")
+            raise RuntimeError(f"intento built an invalid CP-SAT model at stage {name}: {m.validate()}")
         if status not in _STATUS:  # pragma: no cover
             raise RuntimeError(f"unexpected CP-SAT status {status} at stage {name}")
         result = _STATUS[status]
         if result in ("optimal", "feasible"):
             # Exact, where `ObjectiveValue()` is a float (inexact beyond 2^53).
-            value = int(solver.Value(expr))
+            value = int(solver.value(expr))
             self.value = value
-            self.last = dict(enumerate(solver.ResponseProto().solution))
+            self.last = dict(enumerate(solver.response_proto.solution))
             if result == "optimal":
-                m.Add(expr == value)
+                m.add(expr == value)
             else:
                 self.proven = self.proven and tentative
-                m.Add(expr <= value)
+                m.add(expr <= value)
         elif result == "unknown":
             self.proven = self.proven and tentative
         return result
@@ -349,12 +349,12 @@ def _solve_once(problem, options, force, relax, tiebreak, hint, excluded) -> tup
     c = compile_problem(problem, force=force, relax=relax)
     for choice in excluded:
         xs = c.x.items()
-        c.model.Add(sum(1 - v for k, v in xs if choice.get(k[0]) == k[1]) + sum(v for k, v in xs if choice.get(k[0]) != k[1]) >= 1)
+        c.model.add(sum(1 - v for k, v in xs if choice.get(k[0]) == k[1]) + sum(v for k, v in xs if choice.get(k[0]) != k[1]) >= 1)
     build_s = time.perf_counter() - t0
     st = _Stager(c, options)
     if hint:
         # A starting point for the first stage only (e.g. the previous plan of a re-plan).
-        st.last = {v.Index(): int(hint.get(an) == p) for (an, p), v in c.x.items()}
+        st.last = {v.index: int(hint.get(an) == p) for (an, p), v in c.x.items()}
     status = "optimal"
     schedule = None
     objective = objective_stages(c)
@@ -370,9 +370,9 @@ def _solve_once(problem, options, force, relax, tiebreak, hint, excluded) -> tup
         status = "feasible"
     if st.last is None:  # the only stage was skipped: no time left at all
         return Solution("unknown", stats=_stats(c, st, build_s)), None
-    choice = {an: p for (an, p), v in c.x.items() if st.last[v.Index()]}
-    starts = schedule or {an: st.last[c.start[an].Index()] for an in choice}
-    skipped = frozenset(s.id for s, _, _ in _soft_befores(problem) if st.last[c.violated[s.id].Index()])
+    choice = {an: p for (an, p), v in c.x.items() if st.last[v.index]}
+    starts = schedule or {an: st.last[c.start[an].index] for an in choice}
+    skipped = frozenset(s.id for s, _, _ in _soft_befores(problem) if st.last[c.violated[s.id].index])
     sol = Solution(status, choice, starts, _stats(c, st, build_s), skipped)
     return sol, (tuple(values[: len(objective)]) if len(values) >= len(objective) else None)
 
@@ -398,14 +398,14 @@ def schedule_of(problem: Problem, choice: dict[str, str], skipped: frozenset[str
     m = c.model
     for a in problem.actions:
         if a.name not in choice:
-            m.Add(c.use[a.name] == 0)
+            m.add(c.use[a.name] == 0)
     for s, _, _ in _soft_befores(problem):
-        m.Add(c.violated[s.id] == int(s.id in skipped))
+        m.add(c.violated[s.id] == int(s.id in skipped))
     st = _Stager(c, SolveOptions(time_limit_s=time_limit_s))
     for name, expr in [("makespan", c.makespan)] + [(a.name, c.start[a.name]) for a in problem.actions if a.name in choice]:
         if st.minimize(expr, name) != "optimal":
             return None
-    return {a: float(st.last[c.start[a].Index()]) for a in choice}
+    return {a: float(st.last[c.start[a].index]) for a in choice}
 
 
 #: Largest range a packed stage may span: keeps the LP's coefficients modest.
@@ -486,9 +486,9 @@ def _canonical_choice(c: Compiled, st: _Stager) -> None:
     if _unique(c, st):
         return
     for a in actions:
-        current = sum((o.index + 1) * st.last[c.x[(a.name, o.provider)].Index()] for o in a.options if (a.name, o.provider) in c.x)
+        current = sum((o.index + 1) * st.last[c.x[(a.name, o.provider)].index] for o in a.options if (a.name, o.provider) in c.x)
         if current == 0:
-            c.model.Add(_rank(c, a.name) == 0)
+            c.model.add(_rank(c, a.name) == 0)
             continue
         if st.minimize(_rank(c, a.name), f"tie-break {a.name}") in ("unknown", "timeout"):
             return
@@ -498,15 +498,15 @@ def _unique(c: Compiled, st: _Stager) -> bool:
     """Is the current choice the only one left? (A feasibility check for any other choice.)"""
     m = c.model
     xs = list(c.x.values())
-    differs = sum(1 - v for v in xs if st.last[v.Index()]) + sum(v for v in xs if not st.last[v.Index()])
+    differs = sum(1 - v for v in xs if st.last[v.index]) + sum(v for v in xs if not st.last[v.index])
     # The "another choice" constraint is switched on by an assumption and off for good afterwards,
     # so later stages see every optimal choice again.
-    guard = m.NewBoolVar("another_choice")
-    m.Add(differs >= 1).OnlyEnforceIf(guard)
-    m.ClearObjective()
-    m.ClearHints()
-    m.ClearAssumptions()
-    m.AddAssumptions([guard])
+    guard = m.new_bool_var("another_choice")
+    m.add(differs >= 1).only_enforce_if(guard)
+    m.clear_objective()
+    m.clear_hints()
+    m.clear_assumptions()
+    m.add_assumptions([guard])
     left = st.deadline - clock()
     if left <= 0:
         st.proven = False
@@ -515,11 +515,11 @@ def _unique(c: Compiled, st: _Stager) -> bool:
     # Only a shortcut: when it cannot tell within this work (a search over equal-rank subsets
     # can be long), the action-by-action rule settles the same choice.
     solver.parameters.max_deterministic_time = min(TENTATIVE_WORK, solver.parameters.max_deterministic_time)
-    status = solver.Solve(m)
+    status = solver.solve(m)
     st.stats["stages"] += 1
-    st.stats["wall_s"] += solver.WallTime()
-    m.ClearAssumptions()
-    m.Add(guard == 0)
+    st.stats["wall_s"] += solver.wall_time
+    m.clear_assumptions()
+    m.add(guard == 0)
     return status == cp_model.INFEASIBLE
 
 
@@ -527,23 +527,23 @@ def _canonical_schedule(c: Compiled, st: _Stager) -> dict[str, int] | None:
     """Earliest starts, action by action, where a capacity can bind. When the plain earliest-start
     schedule of the chosen options already respects every capacity, it is the answer (each start
     is at its lower bound), found without another solve."""
-    choice = {an: p for (an, p), v in c.x.items() if st.last[v.Index()]}
+    choice = {an: p for (an, p), v in c.x.items() if st.last[v.index]}
     if not any(a in c.waiting for a in choice):
         return None
-    skipped = frozenset(s for s, v in c.violated.items() if st.last.get(v.Index()))
+    skipped = frozenset(s for s, v in c.violated.items() if st.last.get(v.index))
     chosen = options_of(c.problem, choice)
     earliest = earliest_schedule(c.problem, chosen, skipped)
     if all(t != float("inf") for t in earliest.values()) and capacity_respected(c.problem, chosen, earliest):
         return {a: int(t) for a, t in earliest.items()}
     for a in c.problem.actions:
-        if a.name in c.waiting and st.last and any(st.last[c.x[(a.name, o.provider)].Index()] for o in a.options if (a.name, o.provider) in c.x):
+        if a.name in c.waiting and st.last and any(st.last[c.x[(a.name, o.provider)].index] for o in a.options if (a.name, o.provider) in c.x):
             if st.minimize(c.start[a.name], f"start {a.name}") in ("unknown", "timeout"):
                 return None
     return None
 
 
 def _stats(c: Compiled, st: _Stager, build_s: float) -> dict:
-    proto = c.model.Proto()
+    proto = c.model.proto
     return {
         "backend": "cpsat",
         "variables": len(proto.variables),
