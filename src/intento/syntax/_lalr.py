@@ -162,15 +162,10 @@ def _tables():
         if not isinstance(cb, UnlessCallback):
             return None  # a lexer the direct path does not know: always use lark's
         retype[type_] = cb.scanner.fullmatch
-    match = scanner.match
-    if len(scanner._mres) == 1:  # one regex for all the terminals (lark splits it only past re's limits)
-        mre = scanner._mres[0]
-
-        def match(text, pos):
-            m = mre.match(text.text, pos)
-            return (m.group(0), m.lastgroup) if m else None
-
-    return (states, table.start_states["start"], table.end_states["start"], match, frozenset(lexer.ignore_types),
+    # One regex for all the terminals (lark splits it only past re's limits): matched in the
+    # parse loop itself, without a call per token; else lark's scanner does the matching.
+    one = scanner._mres[0] if len(scanner._mres) == 1 else None
+    return (states, table.start_states["start"], table.end_states["start"], scanner.match, one, frozenset(lexer.ignore_types),
             frozenset(lexer.newline_types), retype)
 
 
@@ -197,7 +192,7 @@ def parse_direct(text: str, builder, expr_rules: frozenset, max_nesting: int):
     tables = _tables()
     if tables is None:
         raise Fallback()
-    states, state0, end_state, match, ignore, newline_types, retype = tables
+    states, state0, end_state, match, one, ignore, newline_types, retype = tables
     methods: dict[str, object] = {}
 
     def reduce(plan, s):
@@ -318,12 +313,19 @@ def parse_direct(text: str, builder, expr_rules: frozenset, max_nesting: int):
     pos, line, line_start = 0, 1, 0
     kinds: dict[tuple[str, str], str] = {}  # (type, value) -> type after keyword retyping
     last = None
-    new_token = Token
+    new_str = str.__new__
+    one_match = one.match if one is not None else None
     while pos < n:
-        m = match(src, pos)
-        if not m:
-            raise Fallback()
-        value, type_ = m
+        if one_match is not None:
+            m = one_match(text, pos)
+            if m is None:
+                raise Fallback()
+            value, type_ = m.group(0), m.lastgroup
+        else:
+            m = match(src, pos)
+            if not m:
+                raise Fallback()
+            value, type_ = m
         end = pos + len(value)
         column = pos - line_start + 1
         if type_ in newline_types:
@@ -339,7 +341,11 @@ def parse_direct(text: str, builder, expr_rules: frozenset, max_nesting: int):
                 if kind is None:
                     kind = kinds[key] = retype[type_](value) or type_
                 type_ = kind
-            last = new_token(type_, value, pos, line, column, end_line, end - end_line_start + 1, end)
+            # lark's Token, made as its constructor makes it without the constructor's argument
+            # handling (a tenth of a parse: one call per token)
+            last = new_str(Token, value)
+            last.type, last.start_pos, last.value, last.line, last.column = type_, pos, value, line, column
+            last.end_line, last.end_column, last.end_pos = end_line, end - end_line_start + 1, end
             feed(type_, last)
         pos, line, line_start = end, end_line, end_line_start
     end_token = Token.new_borrow_pos("$END", "", last) if last is not None else Token("$END", "", 0, 1, 1)
