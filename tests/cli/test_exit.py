@@ -26,9 +26,8 @@ handler = logging.FileHandler(log_file)
 logging.getLogger("probe").addHandler(handler)
 logging.getLogger("probe").warning("logged before the command")
 if extra == "thread":
-    import time
-    def late():
-        time.sleep(0.3)
+    def late():  # still alive when the command is over: it ends once the main thread has
+        threading.main_thread().join()
         open(marker + ".thread", "w").write("finished")
     threading.Thread(target=late).start()
 sys.argv = ["intento", *sys.argv[4:]]
@@ -40,6 +39,7 @@ run()
 def probe(tmp_path: Path, *args: str, extra: str = "-", slow: bool = False) -> tuple[subprocess.CompletedProcess, Path]:
     env = dict(os.environ, NO_COLOR="1", INTENTO_CACHE_DIR=str(tmp_path / "cache"))
     env.pop("INTENTO_SLOW_EXIT", None)
+    env.pop("PYTHONUNBUFFERED", None)  # stdout to a pipe is then block-buffered: what is left in it must be flushed
     if slow:
         env["INTENTO_SLOW_EXIT"] = "1"
     marker = tmp_path / "atexit"
