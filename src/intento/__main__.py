@@ -1,5 +1,5 @@
 """`python -m intento`: the same command line as `intento`."""
 
-from intento.cli import run
+from intento.cli import entry_point
 
-run()
+entry_point()

@@ -2272,11 +2272,11 @@ def _atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def run() -> None:
-    """Console-script entry point: typer's app with a last-resort guard against tracebacks, then
-    a quick exit (`_exit`)."""
+def entry_point() -> None:
+    """The console script's entry point (`intento`, `python -m intento`): `run`, then a quick
+    exit (`_exit`). It never returns."""
     try:
-        _guarded()
+        run()
     except SystemExit as e:
         _exit(e.code)
     _exit(0)
@@ -2312,7 +2312,8 @@ def _exit(code: object) -> None:
     os._exit(code)
 
 
-def _guarded() -> None:
+def run() -> None:
+    """typer's app with a last-resort guard against tracebacks; ends with `SystemExit`."""
     try:
         app()
     except SystemExit:
@@ -2335,4 +2336,4 @@ def _guarded() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    run()
+    entry_point()

@@ -31,8 +31,8 @@ if extra == "thread":
         open(marker + ".thread", "w").write("finished")
     threading.Thread(target=late).start()
 sys.argv = ["intento", *sys.argv[4:]]
-from intento.cli import run
-run()
+from intento.cli import entry_point
+entry_point()
 """
 
 
