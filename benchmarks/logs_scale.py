@@ -9,7 +9,8 @@ Printed as a Markdown table (median wall times; targets from the issue):
 * audit append: `AuditLog.write` of one decision at the end of a log holding N runs' decisions
   (valid chained records, written directly) against the same append on a fresh log (<= 1.2x);
 * executor overhead per step: the executor driving simulated runs on the SQLite store (planning
-  excluded, as `benchmarks.__main__.executor_overhead` measures it) against the raw durable
+  excluded, as `benchmarks.__main__.executor_overhead` measures it), each run on a store of its
+  own and then every run on one store (as a service drives them), against the raw durable
   commits the same steps need (WAL, synchronous=FULL, one transaction per event, the same
   event bodies) on the same disk (<= 1.5x);
 * `list_runs(store, limit=100)` on a store of N runs against a store of one run (< 0.3 s);
@@ -88,15 +89,19 @@ def audit_append(spec, runs: int, repeat: int) -> dict:
 
 
 # ---- 2. executor overhead per step -------------------------------------------------------------
-def executor_steps(spec, runs: int) -> dict:
+def executor_steps(spec, runs: int, shared: bool = False) -> dict:
+    """The executor's time per step, planning excluded, and the raw commits of the same events.
+    Each run on a store of its own, or (``shared``) every run on one store, as a service drives
+    its runs."""
     from benchmarks import planning_timed
     from intento.execute import Executor, Scenario, SimEnvironment, Store
 
     total, steps, bodies = 0.0, 0, []
     with planning_timed() as planning:
         with tempfile.TemporaryDirectory(dir=os.environ.get("INTENTO_BENCH_DIR")) as d:
+            one = Store(Path(d) / "shared.db") if shared else None
             for i in range(runs + 1):
-                store = Store(Path(d) / f"o{i}.db")
+                store = one if shared else Store(Path(d) / f"o{i}.db")
                 ex = Executor(spec, store, SimEnvironment(Scenario(seed=i)), new_id=lambda i=i: f"run-{i}")
                 t0 = time.perf_counter()
                 p0 = planning[0]
@@ -104,12 +109,14 @@ def executor_steps(spec, runs: int) -> dict:
                 final = ex.drive(rid)
                 if i == 0:  # warm-up, not counted
                     planning[0] = p0
+                else:
+                    total += time.perf_counter() - t0
+                    steps += len(final.completed)
+                    bodies += [(e["type"], e["at"], json.dumps(e["data"], sort_keys=True, separators=(",", ":"))) for e in store.events(rid)]
+                if not shared:
                     store.close()
-                    continue
-                total += time.perf_counter() - t0
-                steps += len(final.completed)
-                bodies += [(e["type"], e["at"], json.dumps(e["data"], sort_keys=True, separators=(",", ":"))) for e in store.events(rid)]
-                store.close()
+            if one is not None:
+                one.close()
             raw = raw_commits(Path(d) / "raw.db", bodies)
     executor_s = total - planning[0]
     return {"runs": runs, "steps": steps, "events": len(bodies), "executor_per_step_s": executor_s / steps, "raw_per_step_s": raw / steps, "raw_per_commit_s": raw / len(bodies)}
@@ -205,9 +212,10 @@ def main(argv=None) -> None:
     rows.append(("audit append: log of N runs vs fresh", f"{a['big'] * 1000:.2f} ms ({a['bytes'] / 1e6:.0f} MB)", f"{a['fresh'] * 1000:.2f} ms", a["big"] / a["fresh"], "<= 1.2"))
 
     print("== executor overhead per step", file=sys.stderr, flush=True)
-    e = executor_steps(spec, 3 if args.quick else 8)
-    rows.append((f"executor per step vs raw commits ({e['events'] / e['steps']:.1f} events/step)", f"{e['executor_per_step_s'] * 1000:.2f} ms",
-                 f"{e['raw_per_step_s'] * 1000:.2f} ms", e["executor_per_step_s"] / e["raw_per_step_s"], "<= 1.5"))
+    for shared, label in ((False, "a store per run"), (True, "one store for all runs")):
+        e = executor_steps(spec, 20 if args.quick else 100, shared=shared)
+        rows.append((f"executor per step vs raw commits, {label} ({e['events'] / e['steps']:.1f} events/step)", f"{e['executor_per_step_s'] * 1000:.2f} ms",
+                     f"{e['raw_per_step_s'] * 1000:.2f} ms", e["executor_per_step_s"] / e["raw_per_step_s"], "<= 1.5"))
 
     from benchmarks.console_bench import make_templates
 
