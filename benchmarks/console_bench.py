@@ -89,9 +89,11 @@ def _columns(db: sqlite3.Connection, table: str) -> list[str]:
     return [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
 
 
-def clone(template: Path, dest: Path, n: int, finished_share: float = 0.7) -> dict:
+def clone(template: Path, dest: Path, n: int, finished_share: float = 0.7, projection: bool = False) -> dict:
     """Copy the template store to ``dest`` and fill it with ``n`` runs cloned from its templates
-    (the templates themselves are removed); how many copies of each status were made."""
+    (the templates themselves are removed); how many copies of each status were made. With
+    ``projection``, each copy also gets its `run_index` row, as a store intento wrote has it;
+    without, the first listing writes them (the "first listing" measured here)."""
     from intento.execute import Store
     from intento.execute.store import TERMINAL
 
@@ -138,6 +140,12 @@ def clone(template: Path, dest: Path, n: int, finished_share: float = 0.7) -> di
             db.executemany(f"INSERT INTO run_secrets ({', '.join(secret_cols)}) VALUES ({', '.join('?' * len(secret_cols))})", secret_rows)
     db.execute("ANALYZE")
     db.close()
+    if projection:
+        # Written by the store's own code, as each run's appends would have written them: the
+        # copies above are plain SQL.
+        store = Store(dest)
+        store.run_index()
+        store.close()
     return {"by_status": counts, "templates": sorted(r["status"] for r in runs), "events": len(event_rows), "secrets": len(secret_rows)}
 
 
