@@ -2299,7 +2299,7 @@ def _exit(code: object) -> None:
         code = 1
     import threading
 
-    if threading.active_count() > 1 or os.environ.get("INTENTO_SLOW_EXIT"):
+    if threading.active_count() > 1 or os.environ.get("INTENTO_SLOW_EXIT", "") not in ("", "0"):
         sys.exit(code)
     import atexit
 

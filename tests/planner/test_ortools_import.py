@@ -63,3 +63,8 @@ def test_intento_eager_pandas_imports_it_up_front(mode):
     assert report["plain"] == [True, 3]
     if mode == "series":
         assert report["series"] == ["Series", [1, 2, 3]] and report["same_class"] is True
+
+
+@pytest.mark.parametrize("value", ["0", ""])
+def test_intento_eager_pandas_zero_or_empty_keeps_the_stand_in(value):
+    assert run("plain", INTENTO_EAGER_PANDAS=value)["pandas_after_import"] is False

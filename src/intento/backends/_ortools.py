@@ -55,7 +55,7 @@ class _PandasOnFirstUse(types.ModuleType):
 
 
 def _import_cp_model():
-    if _CP_MODEL in sys.modules or "pandas" in sys.modules or os.environ.get("INTENTO_EAGER_PANDAS"):
+    if _CP_MODEL in sys.modules or "pandas" in sys.modules or os.environ.get("INTENTO_EAGER_PANDAS", "") not in ("", "0"):
         from ortools.sat.python import cp_model
 
         return cp_model
