@@ -37,11 +37,11 @@ FORMS = {"cost then latency": None, "2 * cost + 0.5 * latency": "minimize 2 * co
 def _single(problem) -> str:
     c = compile_problem(problem)
     name, expr = cpsat.objective_stages(c)[-1]
-    c.model.Minimize(expr)
+    c.model.minimize(expr)
     # The settings intento's own solve of that stage uses, so that the ratio compares work, not
     # solver parameters.
     solver = cpsat.new_solver(10.0, 1, 0, len(c.x), lp=cpsat.lp_stage(name))
-    return solver.StatusName(solver.Solve(c.model))
+    return solver.status_name(solver.solve(c.model))
 
 
 def measure(size: int, requests: int, form: str) -> dict:

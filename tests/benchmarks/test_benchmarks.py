@@ -250,3 +250,17 @@ def test_the_switch_margin_benchmark_runs_every_margin_on_the_same_settlements()
     # A wider margin never fetches by hand less often than a narrower one on the same worlds.
     assert rows["intento, margin 1"]["fetched_by_hand"] >= rows["intento, margin 0.2"]["fetched_by_hand"]
     assert switch_margin.table(rows)[2].startswith("| static | 2 |")
+
+
+@pytest.mark.parametrize("form", ["cost then latency", "2 * cost + 0.5 * latency"])
+def test_the_stage_and_plain_reference_benchmarks_run_and_agree_with_the_planner(form):
+    """benchmarks.stages and benchmarks.plain_reference build and solve models of their own (the
+    tables `Checked by` re-runs): they run on a small estate, each single solve proves an
+    optimum, and the plain encoding's optimum is the planner's."""
+    from benchmarks import plain_reference, stages
+
+    stage = stages.measure(20, 1, form)
+    assert stage["cases"] == 1 and stage["tiebreak_over_objective"][0] > 0
+    plain = plain_reference.measure(20, 1, form, time_limit=20.0)
+    assert plain["cases"] == 1 and plain["plain_optimal"] == 1
+    assert plain["same"] == 1 and plain["mismatches"] == 0
