@@ -28,6 +28,7 @@ from pathlib import Path
 
 from benchmarks import cpu_time
 from benchmarks.scenarios import estate
+from benchmarks.stages import FORMS
 from intento import compile as compile_mod
 from intento.backends import cpsat
 from intento.check import check_sources
@@ -35,7 +36,6 @@ from intento.diagnostics import Source
 from intento.solve import plan_problem, prepare
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FORMS = {"cost then latency": None, "2 * cost + 0.5 * latency": "minimize 2 * cost + 0.5 * latency"}
 
 
 @contextmanager
