@@ -252,10 +252,7 @@ def _stages(model, exprs, names, hint, options, deadline, relative_gap, stats, t
         if left <= 0:
             status = "feasible" if last else "unknown"
             break
-        model.clear_hints()
-        for idx, val in (last or hint).items():
-            model.proto.solution_hint.vars.append(idx)
-            model.proto.solution_hint.values.append(val)
+        cpsat.start_from(model, last or hint)
         model.minimize(expr)
         solver = new_solver(left, options.num_workers, options.seed)
         solver.parameters.relative_gap_limit = relative_gap

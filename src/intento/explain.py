@@ -106,7 +106,7 @@ class _Oracle:
         #: asked about in turn differ by a member or two, so a plan for one is mostly a plan for
         #: the next (at 200 actions the conflict search took about a quarter less time,
         #: benchmarks/conflicts.py). A hint never changes an answer.
-        self._witness: list[int] | None = None
+        self._witness: dict[int, int] | None = None
 
     def __call__(self, ids: frozenset[str]) -> tuple[bool | None, frozenset[str]]:
         """(feasible?, core): None when the budget ran out or the solver could not tell."""
@@ -118,16 +118,12 @@ class _Oracle:
         m = self.c.model
         m.clear_assumptions()
         m.add_assumptions([self.lits[i] for i in sorted(ids)])
-        m.clear_hints()
-        if self._witness is not None:
-            hint = m.proto.solution_hint
-            hint.vars.extend(range(len(self._witness)))
-            hint.values.extend(self._witness)
+        cpsat.start_from(m, self._witness)
         solver = _assumption_solver(left)
         status = solver.solve(m)
         self.solves += 1
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            self._witness = list(solver.response_proto.solution)
+            self._witness = dict(enumerate(solver.response_proto.solution))
             out = (True, ids)
         elif status == cp_model.INFEASIBLE:
             core = frozenset(self.by_index[i] for i in solver.sufficient_assumptions_for_infeasibility() if i in self.by_index) & ids

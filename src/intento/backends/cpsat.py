@@ -121,6 +121,16 @@ def new_solver(time_limit_s: float, num_workers: int = 1, seed: int = 0, options
     return solver
 
 
+def start_from(model, solution: dict[int, int] | None) -> None:
+    """The model's next solve starts from ``solution`` (variable index -> value), or from
+    nothing: any hint it had is dropped. A hint guides the search, never an answer."""
+    model.clear_hints()
+    if solution:
+        hint = model.proto.solution_hint
+        hint.vars.extend(solution.keys())
+        hint.values.extend(solution.values())
+
+
 def lp_stage(name: str) -> bool:
     """The stages solved with the full LP relaxation (`new_solver`'s ``lp``) at every size: a
     weighted objective and the tie-break (its packed steps-then-rank stage, its action-by-action
@@ -164,14 +174,10 @@ class _Stager:
         if left <= 0:
             self.proven = False
             return "timeout"
-        m.clear_hints()
-        if self.last is not None:
-            # The previous stage's whole solution: a feasible start for this one, since each stage
-            # only fixes the expression the previous one optimised. (A partial hint, e.g. the
-            # options of a previous plan, only guides the first choices.)
-            hint = m.proto.solution_hint
-            hint.vars.extend(self.last.keys())
-            hint.values.extend(self.last.values())
+        # The previous stage's whole solution: a feasible start for this one, since each stage
+        # only fixes the expression the previous one optimised. (A partial hint, e.g. the
+        # options of a previous plan, only guides the first choices.)
+        start_from(m, self.last)
         m.minimize(expr)
         solver = new_solver(left, self.options.num_workers, self.options.seed, len(c.x), lp=lp_stage(name))
         if work is not None:  # never more than the request's work budget has left (`new_solver`)
